@@ -1,0 +1,96 @@
+//! Reading a `wasi:http` request and writing a `Response` back.
+
+use crate::bindings::wasi::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+use crate::bindings::wasi::io::streams::StreamError;
+use crate::response::Response;
+
+/// Largest chunk `blocking-write-and-flush` accepts.
+const WRITE_CHUNK: usize = 4096;
+const READ_CHUNK: u64 = 64 * 1024;
+
+/// The body could not be read to its end (client gone, or the host's body
+/// size limit cut it off).
+#[derive(Debug)]
+pub struct BodyError;
+
+pub fn method(request: &IncomingRequest) -> String {
+    match request.method() {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(other) => other,
+    }
+}
+
+/// The path and the raw query string (empty when there is none).
+pub fn path_and_query(request: &IncomingRequest) -> (String, String) {
+    let full = request.path_with_query().unwrap_or_else(|| "/".into());
+    match full.split_once('?') {
+        Some((path, query)) => (path.to_owned(), query.to_owned()),
+        None => (full, String::new()),
+    }
+}
+
+/// The first value of header `name`, if it is valid UTF-8.
+pub fn header(request: &IncomingRequest, name: &str) -> Option<String> {
+    let values = request.headers().get(name);
+    values
+        .into_iter()
+        .next()
+        .and_then(|v| String::from_utf8(v).ok())
+}
+
+/// The whole body. The host bounds its size before the guest sees it.
+pub fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, BodyError> {
+    let body = request.consume().map_err(|()| BodyError)?;
+    let mut bytes = Vec::new();
+    {
+        let stream = body.stream().map_err(|()| BodyError)?;
+        loop {
+            match stream.blocking_read(READ_CHUNK) {
+                Ok(chunk) => bytes.extend_from_slice(&chunk),
+                Err(StreamError::Closed) => break,
+                Err(StreamError::LastOperationFailed(_)) => return Err(BodyError),
+            }
+        }
+    }
+    drop(crate::bindings::wasi::http::types::IncomingBody::finish(
+        body,
+    ));
+    Ok(bytes)
+}
+
+/// Sends `response`. Write failures (a client that hung up) are ignored:
+/// there is nobody left to tell.
+pub fn send(out: ResponseOutparam, response: Response) {
+    let headers = Fields::new();
+    let content_type = [b"application/json".to_vec()];
+    let _ = headers.set("content-type", &content_type);
+    let _ = headers.set(
+        "content-length",
+        &[response.body.len().to_string().into_bytes()],
+    );
+    for (name, value) in &response.headers {
+        let _ = headers.append(name, value.as_bytes());
+    }
+    let outgoing = OutgoingResponse::new(headers);
+    let _ = outgoing.set_status_code(response.status);
+    let Ok(body) = outgoing.body() else { return };
+    ResponseOutparam::set(out, Ok(outgoing));
+    if let Ok(stream) = body.write() {
+        for chunk in response.body.chunks(WRITE_CHUNK) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                break;
+            }
+        }
+    }
+    let _ = OutgoingBody::finish(body, None);
+}

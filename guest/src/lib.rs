@@ -1,0 +1,61 @@
+//! Inlet's HTTP application as a `wasi:http/incoming-handler` component.
+//!
+//! Routing, validation, signature checks and JSON live here; storage, logs
+//! and metrics are the host's, reached through the `inlet:service` imports.
+//! The modules without `bindings` in their imports are pure and unit-tested
+//! natively.
+
+mod http_io;
+mod listing;
+mod payload;
+mod problem;
+mod query;
+mod readiness;
+mod response;
+mod router;
+mod stats;
+mod timestamp;
+mod webhook;
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "inlet:service/service",
+        generate_all,
+    });
+}
+
+use bindings::exports::wasi::http::incoming_handler::Guest;
+use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
+
+use response::Response;
+use router::Route;
+
+struct Component;
+
+impl Guest for Component {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let response = respond(&request);
+        http_io::send(response_out, response);
+    }
+}
+
+fn respond(request: &IncomingRequest) -> Response {
+    let method = http_io::method(request);
+    let (path, query) = http_io::path_and_query(request);
+    match router::route(&method, &path) {
+        Err(response) => response,
+        Ok(Route::Webhook) => match http_io::read_body(request) {
+            Ok(body) => webhook::handle(http_io::header(request, "x-signature").as_deref(), &body),
+            Err(_) => Response::detail(400, "could not read the request body"),
+        },
+        Ok(Route::Messages) => listing::handle(&query),
+        Ok(Route::Stats) => stats::handle(),
+        Ok(Route::Ready) => readiness::handle(),
+    }
+}
+
+// Natively the crate is only unit-tested: exporting symbols named like
+// `wasi:http/incoming-handler@0.2.12#handle` would break the native linker.
+#[cfg(target_arch = "wasm32")]
+bindings::export!(Component with_types_in bindings);

@@ -1,0 +1,67 @@
+//! `GET /messages`: one filtered page plus the filtered total.
+
+use serde::Serialize;
+
+use crate::bindings::inlet::service::storage::{self, MessageFilter, PageRequest};
+use crate::query::{self, ListingQuery};
+use crate::response::Response;
+
+#[derive(Serialize)]
+struct Page<'a> {
+    data: Vec<MessageView<'a>>,
+    total: u64,
+    limit: u32,
+    offset: u64,
+}
+
+#[derive(Serialize)]
+struct MessageView<'a> {
+    message_id: &'a str,
+    from: &'a str,
+    to: &'a str,
+    ts: &'a str,
+    text: Option<&'a str>,
+}
+
+pub fn handle(query_string: &str) -> Response {
+    let query = match query::parse(query_string) {
+        Ok(query) => query,
+        Err(errors) => return Response::unprocessable(&errors),
+    };
+    match storage::list_messages(&page_request(&query)) {
+        Ok(page) => Response::json(200, &render(&page, &query)),
+        Err(error) => Response::storage_failure(&error),
+    }
+}
+
+fn page_request(query: &ListingQuery) -> PageRequest {
+    PageRequest {
+        filter: MessageFilter {
+            from: query.from.clone(),
+            since_unix_micros: query.since.as_ref().map(|ts| ts.unix_micros),
+            text_contains: query.q.clone(),
+        },
+        limit: query.limit,
+        offset: query.offset,
+    }
+}
+
+fn render<'a>(page: &'a storage::Page, query: &ListingQuery) -> Page<'a> {
+    let data = page
+        .messages
+        .iter()
+        .map(|m| MessageView {
+            message_id: &m.message_id,
+            from: &m.from,
+            to: &m.to,
+            ts: &m.ts.text,
+            text: m.text.as_deref(),
+        })
+        .collect();
+    Page {
+        data,
+        total: page.total,
+        limit: query.limit,
+        offset: query.offset,
+    }
+}
