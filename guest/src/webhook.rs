@@ -24,6 +24,7 @@ pub fn handle(signature: Option<&str>, body: &[u8]) -> Response {
     let message = match payload::parse(body) {
         Ok(message) => message,
         Err(rejection) => {
+            log::escalate(Level::Warn);
             let response = Response::unprocessable(&rejection.errors);
             return finish(
                 WebhookResult::ValidationError,

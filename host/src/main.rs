@@ -1,1 +1,91 @@
-fn main() {}
+//! `inlet`: Inlet's host. Serves the guest component over HTTP with SQLite
+//! storage, and offers the `sign` and `check` tools.
+
+mod bindings;
+mod commands;
+mod config;
+mod runtime;
+mod server;
+mod storage;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "inlet",
+    version,
+    about = "Webhook ingestion: a wasmtime host serving a WebAssembly guest"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default). Configured by the environment:
+    /// WEBHOOK_SECRET, DATABASE_URL, LOG_LEVEL, PORT, GUEST_COMPONENT, MAX_BODY_BYTES.
+    Serve,
+    /// Print the X-Signature for a request body.
+    Sign {
+        /// The signing key.
+        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The body; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+    },
+    /// Say whether a guest component can be served by this host.
+    Check {
+        /// Path to the guest `.wasm` component.
+        guest: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(),
+        Command::Sign { secret, file } => report(commands::sign::run(&secret, file.as_deref())),
+        Command::Check { guest } => match commands::check::run(&guest) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(error) => report(Err(error)),
+        },
+    }
+}
+
+fn serve() -> ExitCode {
+    let config = match config::Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            telemetry::logging::init(tracing::Level::INFO);
+            tracing::error!(variable = error.variable, "{error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::logging::init(config.log_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return report(Err(error.into())),
+    };
+    match runtime.block_on(commands::serve::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

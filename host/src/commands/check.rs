@@ -1,0 +1,25 @@
+//! `inlet check`: whether a component can be served, without serving it.
+
+use std::path::Path;
+
+use crate::runtime::{Guest, Runtime};
+
+/// Compiles and links `path` exactly as `inlet serve` would. Prints the
+/// verdict; `Ok(false)` means the guest cannot be served.
+pub fn run(path: &Path) -> anyhow::Result<bool> {
+    let runtime = Runtime::new()?;
+    match Guest::load(&runtime, path) {
+        Ok(guest) => {
+            println!(
+                "ok: {} can be served (sha256 {})",
+                path.display(),
+                guest.sha256
+            );
+            Ok(true)
+        }
+        Err(error) => {
+            println!("error: {error:#}");
+            Ok(false)
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The `inlet` subcommands.
+
+pub mod check;
+pub mod serve;
+pub mod sign;

@@ -1,0 +1,71 @@
+//! A loaded guest component, and the slot that holds the live one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::engine::Runtime;
+use super::sandbox::Sandbox;
+use crate::bindings::ServicePre;
+
+/// A compiled, pre-linked guest ready to instantiate per request.
+pub struct Guest {
+    pub pre: ServicePre<Sandbox>,
+    /// Hex SHA-256 of the component file: which build is serving.
+    pub sha256: String,
+    pub path: PathBuf,
+}
+
+impl Guest {
+    /// Compiles the component at `path` and checks it against the host: it
+    /// must export `wasi:http/incoming-handler`, and every import must be one
+    /// the host provides.
+    pub fn load(runtime: &Runtime, path: &Path) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read guest component {}", path.display()))?;
+        let component = Component::new(&runtime.engine, &bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
+        let instance_pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "{} needs an import the host does not provide",
+                    path.display()
+                )
+            })?;
+        let pre = ServicePre::new(instance_pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "{} does not export wasi:http/incoming-handler",
+                    path.display()
+                )
+            })?;
+        Ok(Self {
+            pre,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// The live guest. Readers take a cheap snapshot per request; a swap
+/// replaces it atomically, so requests in flight finish on the old one.
+pub struct GuestSlot(ArcSwap<Guest>);
+
+impl GuestSlot {
+    pub fn new(guest: Guest) -> Self {
+        Self(ArcSwap::from_pointee(guest))
+    }
+
+    pub fn current(&self) -> Arc<Guest> {
+        self.0.load_full()
+    }
+}

@@ -1,0 +1,91 @@
+//! What one guest instance can reach: its `Store` data.
+//!
+//! A fresh sandbox per request: WASI with no files, no network, no outgoing
+//! HTTP and only `WEBHOOK_SECRET` in its environment, plus the Inlet imports
+//! bound to this request's log line.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::config::WebhookSecret;
+use crate::storage::MessageStore;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::request_log::{LogFields, RequestId};
+
+/// Process-wide services every sandbox shares.
+pub struct Services {
+    pub store: Arc<dyn MessageStore>,
+    pub metrics: Arc<Metrics>,
+    pub secret: WebhookSecret,
+}
+
+/// The data of one request's `Store`.
+pub struct Sandbox {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: DenyOutgoingHttp,
+    pub services: Arc<Services>,
+    pub request_id: RequestId,
+    pub fields: LogFields,
+}
+
+impl Sandbox {
+    pub fn new(services: Arc<Services>, request_id: RequestId) -> Self {
+        let wasi = WasiCtx::builder()
+            .env("WEBHOOK_SECRET", services.secret.expose())
+            .build();
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: DenyOutgoingHttp,
+            services,
+            request_id,
+            fields: LogFields::default(),
+        }
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Sandbox {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// The guest may not make HTTP requests of its own.
+struct DenyOutgoingHttp;
+
+impl WasiHttpHooks for DenyOutgoingHttp {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                )>,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}

@@ -1,0 +1,277 @@
+//! The HTTP front: accepts connections, answers the host's own endpoints
+//! (`/health/live`, `/metrics`), bounds request bodies and hands everything
+//! else to a fresh guest instance. Logs and metrics for every request are
+//! written here, once the response is done.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::runtime::{self, GuestExit, GuestReply, GuestSlot, Services};
+use crate::telemetry::request_log::{self, LogFields, RequestId, RequestInfo};
+
+/// How long shutdown waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Body = HyperOutgoingBody;
+
+/// Everything a request needs.
+pub struct App {
+    pub guests: GuestSlot,
+    pub services: Arc<Services>,
+    /// One permit per guest instance the pool can hold.
+    pub instances: Arc<Semaphore>,
+    pub max_body_bytes: u64,
+}
+
+/// Serves `listener` until `shutdown` resolves, then waits (bounded) for
+/// requests in flight.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(app.handle(request).await) }
+            });
+            if let Err(error) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let all = runtime::MAX_INSTANCES;
+    if tokio::time::timeout(DRAIN_TIMEOUT, app.instances.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: requests still running after {DRAIN_TIMEOUT:?}");
+    }
+}
+
+impl App {
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let info = RequestInfo {
+            id: RequestId::from_header(
+                request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok()),
+            ),
+            method: request.method().to_string(),
+            path: request.uri().path().to_owned(),
+            started: Instant::now(),
+        };
+        let id = info.id.clone();
+        let mut response = match info.path.as_str() {
+            "/health/live" => self.host_route(info, request.method(), || {
+                json(StatusCode::OK, r#"{"status":"ok"}"#)
+            }),
+            "/metrics" => self.host_route(info, request.method(), || self.metrics_response()),
+            _ => self.through_guest(info, request).await,
+        };
+        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        response
+    }
+
+    /// A GET-only endpoint the host answers itself.
+    fn host_route(
+        &self,
+        info: RequestInfo,
+        method: &Method,
+        answer: impl FnOnce() -> Response<Body>,
+    ) -> Response<Body> {
+        let response = if method == Method::GET {
+            answer()
+        } else {
+            let mut response = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+            response
+                .headers_mut()
+                .insert("allow", HeaderValue::from_static("GET"));
+            response
+        };
+        self.complete(&info, response.status(), LogFields::default(), None);
+        response
+    }
+
+    fn metrics_response(&self) -> Response<Body> {
+        let mut response = Response::new(full(self.services.metrics.render()));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        response
+    }
+
+    async fn through_guest(
+        self: &Arc<Self>,
+        info: RequestInfo,
+        request: Request<Incoming>,
+    ) -> Response<Body> {
+        if declared_length(&request).is_some_and(|len| len > self.max_body_bytes) {
+            return self.reject_too_large(info);
+        }
+        let Ok(permit) = self.instances.clone().acquire_owned().await else {
+            return self.fail(info, LogFields::default(), "shutting down");
+        };
+        let tripped = Arc::new(AtomicBool::new(false));
+        let request = self.bounded(request, tripped.clone());
+        let guest = self.guests.current();
+        match runtime::call(guest, self.services.clone(), info.id.clone(), request).await {
+            GuestReply::Response { response, exit } => {
+                if tripped.load(Ordering::SeqCst) {
+                    return self.reject_too_large(info);
+                }
+                let app = self.clone();
+                let status = response.status();
+                tokio::spawn(async move {
+                    let exit = exit.await.unwrap_or_else(|e| GuestExit {
+                        fields: LogFields::default(),
+                        result: Err(anyhow::anyhow!("guest task failed: {e}")),
+                    });
+                    drop(permit);
+                    let failure = exit.result.err().map(|e| format!("{e:#}"));
+                    app.complete(&info, status, exit.fields, failure.as_deref());
+                });
+                response
+            }
+            GuestReply::Failed { exit } if tripped.load(Ordering::SeqCst) => {
+                drop(exit);
+                self.reject_too_large(info)
+            }
+            GuestReply::Failed { exit } => {
+                let failure = exit
+                    .result
+                    .err()
+                    .map(|e| format!("{e:#}"))
+                    .unwrap_or_default();
+                self.fail(info, exit.fields, &failure)
+            }
+        }
+    }
+
+    /// Caps the body at `max_body_bytes` while it streams, remembering
+    /// whether the cap was hit. Also supplies a `Host` header when an
+    /// HTTP/1.0 client sent none, which `wasi:http` requires.
+    fn bounded(
+        &self,
+        request: Request<Incoming>,
+        tripped: Arc<AtomicBool>,
+    ) -> Request<impl hyper::body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + use<>>
+    {
+        let (mut parts, body) = request.into_parts();
+        if !parts.headers.contains_key(HOST) && parts.uri.authority().is_none() {
+            parts
+                .headers
+                .insert(HOST, HeaderValue::from_static("localhost"));
+        }
+        let limit = self.max_body_bytes;
+        let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(
+            move |error| {
+                if error.is::<LengthLimitError>() {
+                    tripped.store(true, Ordering::SeqCst);
+                    wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
+                } else {
+                    match error.downcast::<hyper::Error>() {
+                        Ok(error) => wasmtime_wasi_http::Error::Hyper(*error),
+                        Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(None),
+                    }
+                }
+            },
+        );
+        Request::from_parts(parts, body)
+    }
+
+    fn reject_too_large(&self, info: RequestInfo) -> Response<Body> {
+        let response = detail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body is larger than {} bytes", self.max_body_bytes),
+        );
+        let mut fields = LogFields::default();
+        fields.annotate("limit".into(), "max_body_bytes".into());
+        self.complete(&info, response.status(), fields, None);
+        response
+    }
+
+    /// The guest could not answer: 500 with no detail for the client; the
+    /// reason goes to the log.
+    fn fail(&self, info: RequestInfo, fields: LogFields, failure: &str) -> Response<Body> {
+        let response = detail(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        self.complete(&info, response.status(), fields, Some(failure));
+        response
+    }
+
+    fn complete(
+        &self,
+        info: &RequestInfo,
+        status: StatusCode,
+        fields: LogFields,
+        failure: Option<&str>,
+    ) {
+        let latency = request_log::latency_ms(info.started);
+        self.services
+            .metrics
+            .record_request(&info.path, status.as_u16(), latency);
+        request_log::finish(info, status.as_u16(), fields, failure);
+    }
+}
+
+fn declared_length(request: &Request<Incoming>) -> Option<u64> {
+    request
+        .headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn full(text: impl Into<Bytes>) -> Body {
+    Full::new(text.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `{"detail": "..."}` like the guest's own errors.
+fn detail(status: StatusCode, detail: &str) -> Response<Body> {
+    json(status, serde_json::json!({ "detail": detail }).to_string())
+}

@@ -1,0 +1,33 @@
+//! Mapping SQLite failures onto the WIT `storage.error` cases.
+
+use rusqlite::ErrorCode;
+
+use super::StoreError;
+
+/// Transient conditions (locks, a full disk, an unwritable file) are
+/// `unavailable`, so the caller answers 503 and the sender retries; anything
+/// else is `internal`.
+pub fn classify(error: &rusqlite::Error) -> StoreError {
+    let transient = matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::ReadOnly
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::OutOfMemory
+        )
+    );
+    if transient {
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::Internal(error.to_string())
+    }
+}
+
+/// The store's worker threads are gone (shutting down, or a worker died).
+pub fn stopped() -> StoreError {
+    StoreError::Unavailable("storage is shutting down".into())
+}

@@ -1,0 +1,83 @@
+//! Durable message storage on SQLite.
+//!
+//! One writer thread owns the only read-write connection and commits inserts
+//! in groups (many requests, one fsync); a few reader threads own read-only
+//! connections. Callers are async and never block a tokio worker: every
+//! SQLite call runs on these dedicated threads.
+
+mod errors;
+mod queries;
+mod readers;
+mod schema;
+mod writer;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+
+pub use crate::bindings::inlet::service::storage::Error as StoreError;
+use crate::bindings::inlet::service::storage::{
+    InsertOutcome, Message, MessageStats, Page, PageRequest,
+};
+
+/// The storage operations the guest's `storage` import exposes. The SQLite
+/// store implements it; test harnesses may supply their own.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    /// Stores `message` unless its id exists; returns once durably committed.
+    async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError>;
+    /// One page of matching messages plus the filtered total.
+    async fn list(&self, request: PageRequest) -> Result<Page, StoreError>;
+    /// Aggregates with at most `top_senders` senders listed.
+    async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError>;
+    /// Succeeds when the database answers with its schema applied.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The SQLite-backed store.
+pub struct SqliteStore {
+    writer: writer::Writer,
+    readers: readers::Readers,
+}
+
+/// How many read-only connections serve listings and stats.
+const READER_THREADS: usize = 2;
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies the schema.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create database directory {}: {e}", dir.display())
+            })?;
+        }
+        let writer = writer::Writer::start(path)?;
+        let readers = readers::Readers::start(path, READER_THREADS)?;
+        Ok(Self { writer, readers })
+    }
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
+        self.writer.insert(message).await
+    }
+
+    async fn list(&self, request: PageRequest) -> Result<Page, StoreError> {
+        queries::check_page_request(&request)?;
+        self.readers
+            .run(move |conn| queries::list(conn, &request))
+            .await
+    }
+
+    async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError> {
+        queries::check_top_senders(top_senders)?;
+        self.readers
+            .run(move |conn| queries::stats(conn, top_senders))
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.writer.ping().await
+    }
+}

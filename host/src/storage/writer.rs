@@ -1,0 +1,146 @@
+//! The single writer: group commit on a dedicated thread.
+//!
+//! Inserts queue on a channel. The thread takes whatever has queued (up to
+//! `MAX_BATCH`), runs them in one transaction, commits once (one fsync) and
+//! only then answers each caller. A failed commit answers every caller in the
+//! batch with the error and leaves no row behind.
+
+use std::path::Path;
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::{StoreError, errors, schema};
+use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
+
+/// Most inserts committed together; bounds one transaction's latency.
+const MAX_BATCH: usize = 512;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Job {
+    Insert(Message, Reply<InsertOutcome>),
+    Ping(Reply<()>),
+}
+
+/// Handle to the writer thread. Dropping it lets the thread finish the queue
+/// and close the database.
+pub struct Writer {
+    jobs: Sender<Job>,
+}
+
+impl Writer {
+    pub fn start(path: &Path) -> anyhow::Result<Self> {
+        let conn = Connection::open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+        schema::prepare_writer(&conn)
+            .map_err(|e| anyhow::anyhow!("cannot apply schema to {}: {e}", path.display()))?;
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, queue))?;
+        Ok(Self { jobs })
+    }
+
+    pub async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
+        self.submit(|reply| Job::Insert(message, reply)).await
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.submit(Job::Ping).await
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(job(reply)).map_err(|_| errors::stopped())?;
+        answer.await.map_err(|_| errors::stopped())?
+    }
+}
+
+fn run(mut conn: Connection, queue: Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = queue.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Insert(message, reply) => batch.push((message, reply)),
+                Job::Ping(reply) => {
+                    let _ = reply.send(ping(&conn));
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = queue.try_recv().ok();
+            }
+        }
+        commit_batch(&mut conn, &mut batch);
+    }
+}
+
+/// Commits every queued insert in one transaction and answers each caller.
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<(Message, Reply<InsertOutcome>)>) {
+    if batch.is_empty() {
+        return;
+    }
+    let outcome = insert_all(conn, batch.iter().map(|(message, _)| message));
+    match outcome {
+        Ok(outcomes) => {
+            for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(error) => {
+            let error = errors::classify(&error);
+            tracing::error!(error = ?error, rows = batch.len(), "storage commit failed; batch rolled back");
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+fn insert_all<'a>(
+    conn: &mut Connection,
+    messages: impl Iterator<Item = &'a Message>,
+) -> rusqlite::Result<Vec<InsertOutcome>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut outcomes = Vec::new();
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (message_id) DO NOTHING",
+        )?;
+        for m in messages {
+            let changed = insert.execute(params![
+                m.message_id,
+                m.from,
+                m.to,
+                m.ts.text,
+                m.text,
+                created_at,
+                m.ts.unix_micros
+            ])?;
+            outcomes.push(if changed == 1 {
+                InsertOutcome::Created
+            } else {
+                InsertOutcome::Duplicate
+            });
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// The writer's connection answers and the schema is current.
+fn ping(conn: &Connection) -> Result<(), StoreError> {
+    match schema::is_current(conn) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(StoreError::Unavailable(
+            "database schema is not current".into(),
+        )),
+        Err(error) => Err(errors::classify(&error)),
+    }
+}

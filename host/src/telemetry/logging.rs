@@ -1,0 +1,111 @@
+//! JSON lines on stdout: one object per line, nothing else ever.
+//!
+//! Every line has `ts` (ISO-8601 UTC, milliseconds) and `level`. Events from
+//! `tracing` (start-up, storage errors, ...) carry their fields plus `msg`;
+//! request lines are written whole by `request_log`.
+
+use std::io::Write;
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+
+use super::request_log::Level;
+
+/// The least severe level written; set once at start-up.
+static THRESHOLD: OnceLock<Level> = OnceLock::new();
+
+/// Routes `tracing` events (ours at `level`, dependencies' at `warn`) and
+/// panics to stdout as JSON lines.
+pub fn init(level: tracing::Level) {
+    let threshold = Level::from(level);
+    let _ = THRESHOLD.set(threshold);
+    let targets = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target(env!("CARGO_CRATE_NAME"), LevelFilter::from_level(level));
+    let _ = tracing_subscriber::registry()
+        .with(JsonLayer.with_filter(targets))
+        .try_init();
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(panic = %info, "panic");
+    }));
+}
+
+/// Whether lines at `level` are written.
+pub fn enabled(level: Level) -> bool {
+    level >= *THRESHOLD.get().unwrap_or(&Level::Info)
+}
+
+/// Writes one line: `ts`, `level`, then `fields`.
+pub fn write_line(level: Level, fields: Map<String, Value>) {
+    if !enabled(level) {
+        return;
+    }
+    let mut line = Map::with_capacity(fields.len() + 2);
+    line.insert("ts".into(), Value::String(now()));
+    line.insert("level".into(), Value::String(level.as_str().into()));
+    line.extend(fields);
+    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+    bytes.push(b'\n');
+    // A closed stdout is not worth crashing over.
+    let _ = std::io::stdout().lock().write_all(&bytes);
+}
+
+/// The current time as ISO-8601 UTC with milliseconds.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+struct JsonLayer;
+
+impl<S: tracing::Subscriber> Layer<S> for JsonLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let mut visitor = JsonFields(Map::new());
+        event.record(&mut visitor);
+        write_line(Level::from(*event.metadata().level()), visitor.0);
+    }
+}
+
+/// Collects an event's fields; the message becomes `msg`.
+struct JsonFields(Map<String, Value>);
+
+impl JsonFields {
+    fn put(&mut self, field: &Field, value: Value) {
+        let name = if field.name() == "message" {
+            "msg"
+        } else {
+            field.name()
+        };
+        self.0.insert(name.to_owned(), value);
+    }
+}
+
+impl Visit for JsonFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, Value::String(value.to_owned()));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, Value::Bool(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, Value::from(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, Value::from(value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, Value::from(value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.put(field, Value::String(format!("{value:?}")));
+    }
+}

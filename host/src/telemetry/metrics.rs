@@ -1,0 +1,178 @@
+//! Prometheus metrics, exposed at `GET /metrics` (names documented in the README).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::bindings::inlet::service::metrics::WebhookResult;
+
+/// Upper bounds (milliseconds) of the `request_latency_ms` buckets.
+pub const LATENCY_BUCKETS_MS: [f64; 14] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+/// Every path the service answers, as it appears in the `path` label; any
+/// other path is counted as `OTHER_PATH` so clients cannot grow the series.
+pub const KNOWN_PATHS: [&str; 6] = [
+    "/webhook",
+    "/messages",
+    "/stats",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+];
+pub const OTHER_PATH: &str = "other";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    path: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    result: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    webhook_requests: Family<WebhookLabels, Counter>,
+    request_latency: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let webhook_requests = Family::<WebhookLabels, Counter>::default();
+        let request_latency = Histogram::new(LATENCY_BUCKETS_MS);
+        let mut registry = Registry::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "webhook_requests",
+            "POST /webhook outcomes",
+            webhook_requests.clone(),
+        );
+        registry.register(
+            "request_latency_ms",
+            "Request latency in milliseconds",
+            request_latency.clone(),
+        );
+        for result in ALL_RESULTS {
+            // Every outcome is exported from the start, at zero.
+            let _ = webhook_requests.get_or_create(&WebhookLabels {
+                result: result_label(result),
+            });
+        }
+        Self {
+            registry,
+            http_requests,
+            webhook_requests,
+            request_latency,
+        }
+    }
+
+    /// Counts a finished request.
+    pub fn record_request(&self, path: &str, status: u16, latency_ms: f64) {
+        let labels = HttpLabels {
+            path: path_label(path),
+            status,
+        };
+        self.http_requests.get_or_create(&labels).inc();
+        self.request_latency.observe(latency_ms);
+    }
+
+    pub fn record_webhook(&self, result: WebhookResult) {
+        self.webhook_requests
+            .get_or_create(&WebhookLabels {
+                result: result_label(result),
+            })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+const ALL_RESULTS: [WebhookResult; 5] = [
+    WebhookResult::Created,
+    WebhookResult::Duplicate,
+    WebhookResult::InvalidSignature,
+    WebhookResult::ValidationError,
+    WebhookResult::StorageError,
+];
+
+fn result_label(result: WebhookResult) -> &'static str {
+    match result {
+        WebhookResult::Created => "created",
+        WebhookResult::Duplicate => "duplicate",
+        WebhookResult::InvalidSignature => "invalid_signature",
+        WebhookResult::ValidationError => "validation_error",
+        WebhookResult::StorageError => "storage_error",
+    }
+}
+
+/// `path` itself when it is a known route, else `OTHER_PATH`.
+pub fn path_label(path: &str) -> &'static str {
+    KNOWN_PATHS
+        .iter()
+        .find(|known| **known == path)
+        .copied()
+        .unwrap_or(OTHER_PATH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_spec_lines() {
+        let metrics = Metrics::new();
+        for _ in 0..15 {
+            metrics.record_request("/webhook", 200, 3.0);
+        }
+        metrics.record_webhook(WebhookResult::Created);
+        let text = metrics.render();
+        assert!(
+            text.contains("http_requests_total{path=\"/webhook\",status=\"200\"} 15"),
+            "{text}"
+        );
+        assert!(
+            text.contains("webhook_requests_total{result=\"created\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("webhook_requests_total{result=\"duplicate\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("request_latency_ms_bucket{le=\"5.0\"} 15"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_paths_share_one_label() {
+        let metrics = Metrics::new();
+        for i in 0..100 {
+            metrics.record_request(&format!("/random/{i}"), 404, 1.0);
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains("http_requests_total{path=\"other\",status=\"404\"} 100"),
+            "{text}"
+        );
+        assert_eq!(text.matches("http_requests_total{").count(), 1);
+    }
+}

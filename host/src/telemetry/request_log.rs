@@ -1,0 +1,138 @@
+//! The one log line per request: what the host measured plus what the guest
+//! attached.
+
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use super::logging;
+
+/// Severity, least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Level {
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl From<tracing::Level> for Level {
+    fn from(level: tracing::Level) -> Self {
+        match level {
+            tracing::Level::ERROR => Self::Error,
+            tracing::Level::WARN => Self::Warn,
+            tracing::Level::INFO => Self::Info,
+            _ => Self::Debug,
+        }
+    }
+}
+
+/// Identifies one request in logs and in the `X-Request-ID` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// The caller's `X-Request-ID` when it is sane (1 to 128 of
+    /// `[A-Za-z0-9._:-]`), else a new UUID.
+    pub fn from_header(value: Option<&str>) -> Self {
+        let sane = |v: &&str| {
+            (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        };
+        match value.filter(sane) {
+            Some(v) => Self(v.to_owned()),
+            None => Self(uuid::Uuid::new_v4().to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Keys the host writes itself; a guest cannot overwrite them.
+const RESERVED_KEYS: [&str; 9] = [
+    "ts",
+    "level",
+    "request_id",
+    "method",
+    "path",
+    "status",
+    "latency_ms",
+    "msg",
+    "error",
+];
+
+/// Fields the guest attached, and the least level it asked for.
+#[derive(Debug, Default)]
+pub struct LogFields {
+    fields: Map<String, Value>,
+    level: Level,
+}
+
+impl LogFields {
+    pub fn annotate(&mut self, key: String, value: Value) {
+        if !RESERVED_KEYS.contains(&key.as_str()) {
+            self.fields.insert(key, value);
+        }
+    }
+
+    pub fn escalate(&mut self, level: Level) {
+        self.level = self.level.max(level);
+    }
+}
+
+/// What the host knows about a request from the moment it arrives.
+pub struct RequestInfo {
+    pub id: RequestId,
+    pub method: String,
+    pub path: String,
+    pub started: Instant,
+}
+
+/// Writes the request's line. 5xx, and any `failure`, are `error`.
+pub fn finish(info: &RequestInfo, status: u16, guest: LogFields, failure: Option<&str>) {
+    let level = if status >= 500 || failure.is_some() {
+        Level::Error
+    } else {
+        guest.level
+    };
+    let mut line = Map::new();
+    line.insert("request_id".into(), info.id.as_str().into());
+    line.insert("method".into(), info.method.as_str().into());
+    line.insert("path".into(), info.path.as_str().into());
+    line.insert("status".into(), status.into());
+    line.insert("latency_ms".into(), latency_ms(info.started).into());
+    if let Some(failure) = failure {
+        line.insert("error".into(), failure.into());
+    }
+    line.extend(guest.fields);
+    logging::write_line(level, line);
+}
+
+/// Milliseconds since `started`, to the microsecond.
+pub fn latency_ms(started: Instant) -> f64 {
+    (started.elapsed().as_micros() as f64) / 1000.0
+}
+
+/// A separate event a guest emitted during a request.
+pub fn guest_event(id: &RequestId, level: Level, message: &str) {
+    let mut line = Map::new();
+    line.insert("request_id".into(), id.as_str().into());
+    line.insert("msg".into(), message.into());
+    line.insert("source".into(), "guest".into());
+    logging::write_line(level, line);
+}
