@@ -42,10 +42,7 @@ pub fn path_and_query(request: &IncomingRequest) -> (String, String) {
 /// The first value of header `name`, if it is valid UTF-8.
 pub fn header(request: &IncomingRequest, name: &str) -> Option<String> {
     let values = request.headers().get(name);
-    values
-        .into_iter()
-        .next()
-        .and_then(|v| String::from_utf8(v).ok())
+    values.into_iter().next().and_then(|v| String::from_utf8(v).ok())
 }
 
 /// The whole body. The host bounds its size before the guest sees it.
@@ -62,9 +59,7 @@ pub fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, BodyError> {
             }
         }
     }
-    drop(crate::bindings::wasi::http::types::IncomingBody::finish(
-        body,
-    ));
+    drop(crate::bindings::wasi::http::types::IncomingBody::finish(body));
     Ok(bytes)
 }
 
@@ -74,10 +69,7 @@ pub fn send(out: ResponseOutparam, response: Response) {
     let headers = Fields::new();
     let content_type = [b"application/json".to_vec()];
     let _ = headers.set("content-type", &content_type);
-    let _ = headers.set(
-        "content-length",
-        &[response.body.len().to_string().into_bytes()],
-    );
+    let _ = headers.set("content-length", &[response.body.len().to_string().into_bytes()]);
     for (name, value) in &response.headers {
         let _ = headers.append(name, value.as_bytes());
     }

@@ -79,27 +79,20 @@ fn validate(fields: &Map<String, Value>) -> Result<InboundMessage, Rejection> {
         None => None,
     };
     match (message_id, from, to, ts) {
-        (Some(message_id), Some(from), Some(to), Some(ts)) if errors.is_empty() => {
-            Ok(InboundMessage {
-                message_id,
-                from,
-                to,
-                ts,
-                text,
-            })
-        }
+        (Some(message_id), Some(from), Some(to), Some(ts)) if errors.is_empty() => Ok(InboundMessage {
+            message_id,
+            from,
+            to,
+            ts,
+            text,
+        }),
         (message_id, ..) => Err(Rejection { errors, message_id }),
     }
 }
 
 fn required_string(fields: &Map<String, Value>, name: &str) -> Result<Option<String>, FieldError> {
     match fields.get(name) {
-        None => Err(FieldError::new(
-            "body",
-            Some(name),
-            "missing",
-            "Field required",
-        )),
+        None => Err(FieldError::new("body", Some(name), "missing", "Field required")),
         Some(value) => string(name, value).map(Some),
     }
 }
@@ -223,10 +216,7 @@ mod tests {
     #[test]
     fn not_json_or_not_an_object() {
         for raw in [&b"not json"[..], b"", b"{\"message_id\":", b"\xff\xfe"] {
-            assert_eq!(
-                kinds(parse(raw).unwrap_err()),
-                [(r#"["body"]"#.into(), "json_invalid")]
-            );
+            assert_eq!(kinds(parse(raw).unwrap_err()), [(r#"["body"]"#.into(), "json_invalid")]);
         }
         for raw in [&b"[]"[..], b"\"m1\"", b"42", b"null"] {
             assert_eq!(

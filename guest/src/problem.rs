@@ -15,12 +15,7 @@ pub struct FieldError {
 
 impl FieldError {
     /// An error at `source` (`body` or `query`), optionally under `field`.
-    pub fn new(
-        source: &str,
-        field: Option<&str>,
-        kind: &'static str,
-        msg: impl Into<String>,
-    ) -> Self {
+    pub fn new(source: &str, field: Option<&str>, kind: &'static str, msg: impl Into<String>) -> Self {
         let mut loc = vec![source.to_owned()];
         loc.extend(field.map(str::to_owned));
         Self {

@@ -105,14 +105,7 @@ fn decode(text: &str, plus_is_space: bool) -> String {
 }
 
 /// An integer parameter in `min..=max`, or `default` when absent.
-fn number(
-    raw: Option<String>,
-    name: &str,
-    default: u64,
-    min: u64,
-    max: u64,
-    errors: &mut Vec<FieldError>,
-) -> u64 {
+fn number(raw: Option<String>, name: &str, default: u64, min: u64, max: u64, errors: &mut Vec<FieldError>) -> u64 {
     let Some(text) = raw else { return default };
     let error = |kind, msg: String| FieldError::new("query", Some(name), kind, msg);
     // i128 holds every u64 and every negative a caller may send, so range
@@ -150,10 +143,7 @@ mod tests {
     #[test]
     fn defaults() {
         let q = parse("").unwrap();
-        assert_eq!(
-            (q.limit, q.offset, q.from, q.since, q.q),
-            (50, 0, None, None, None)
-        );
+        assert_eq!((q.limit, q.offset, q.from, q.since, q.q), (50, 0, None, None, None));
     }
 
     #[test]
@@ -170,10 +160,7 @@ mod tests {
 
     #[test]
     fn plus_is_a_space_elsewhere() {
-        assert_eq!(
-            parse("q=hello+world").unwrap().q.as_deref(),
-            Some("hello world")
-        );
+        assert_eq!(parse("q=hello+world").unwrap().q.as_deref(), Some("hello world"));
         assert_eq!(parse("q=a%2Bb").unwrap().q.as_deref(), Some("a+b"));
         assert_eq!(parse("q=caf%C3%A9").unwrap().q.as_deref(), Some("café"));
     }
@@ -202,26 +189,14 @@ mod tests {
             kinds("limit=0"),
             [(r#"["query","limit"]"#.into(), "greater_than_equal")]
         );
-        assert_eq!(
-            kinds("limit=101"),
-            [(r#"["query","limit"]"#.into(), "less_than_equal")]
-        );
+        assert_eq!(kinds("limit=101"), [(r#"["query","limit"]"#.into(), "less_than_equal")]);
         assert_eq!(
             kinds("limit=-1"),
             [(r#"["query","limit"]"#.into(), "greater_than_equal")]
         );
-        assert_eq!(
-            kinds("limit=abc"),
-            [(r#"["query","limit"]"#.into(), "int_parsing")]
-        );
-        assert_eq!(
-            kinds("limit="),
-            [(r#"["query","limit"]"#.into(), "int_parsing")]
-        );
-        assert_eq!(
-            kinds("limit=2.5"),
-            [(r#"["query","limit"]"#.into(), "int_parsing")]
-        );
+        assert_eq!(kinds("limit=abc"), [(r#"["query","limit"]"#.into(), "int_parsing")]);
+        assert_eq!(kinds("limit="), [(r#"["query","limit"]"#.into(), "int_parsing")]);
+        assert_eq!(kinds("limit=2.5"), [(r#"["query","limit"]"#.into(), "int_parsing")]);
         assert_eq!(
             kinds("limit=99999999999999999999"),
             [(r#"["query","limit"]"#.into(), "less_than_equal")]
@@ -244,10 +219,7 @@ mod tests {
             kinds("offset=18446744073709551616"),
             [(r#"["query","offset"]"#.into(), "less_than_equal")]
         );
-        assert_eq!(
-            kinds("offset=x"),
-            [(r#"["query","offset"]"#.into(), "int_parsing")]
-        );
+        assert_eq!(kinds("offset=x"), [(r#"["query","offset"]"#.into(), "int_parsing")]);
     }
 
     #[test]
@@ -256,9 +228,6 @@ mod tests {
             kinds("since=yesterday"),
             [(r#"["query","since"]"#.into(), "value_error")]
         );
-        assert_eq!(
-            kinds("limit=0&offset=-5&since=2025-13-01T00:00:00Z").len(),
-            3
-        );
+        assert_eq!(kinds("limit=0&offset=-5&since=2025-13-01T00:00:00Z").len(), 3);
     }
 }

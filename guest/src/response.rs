@@ -43,9 +43,7 @@ impl Response {
     pub fn storage_failure(error: &storage::Error) -> Self {
         match error {
             storage::Error::Unavailable(_) => Self::unavailable("storage unavailable, retry later"),
-            storage::Error::InvalidArgument(_) | storage::Error::Internal(_) => {
-                Self::detail(500, "internal error")
-            }
+            storage::Error::InvalidArgument(_) | storage::Error::Internal(_) => Self::detail(500, "internal error"),
         }
     }
 

@@ -42,11 +42,7 @@ pub fn parse(text: &str) -> Result<UtcTimestamp, TimestampError> {
     }
     let (main, fraction) = body.split_at(19);
     let field = |at: usize, len: usize| digits(&main[at..at + len]);
-    let separators_ok = main[4] == b'-'
-        && main[7] == b'-'
-        && main[10] == b'T'
-        && main[13] == b':'
-        && main[16] == b':';
+    let separators_ok = main[4] == b'-' && main[7] == b'-' && main[10] == b'T' && main[13] == b':' && main[16] == b':';
     if !separators_ok {
         return Err(TimestampError::Shape);
     }

@@ -1,6 +1,7 @@
 //! Configuration from the environment (12-factor). Every bad value stops
 //! start-up with one line naming the variable and the reason.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -18,6 +19,8 @@ pub struct Config {
     pub database: PathBuf,
     pub log_level: tracing::Level,
     pub port: u16,
+    /// Interface to listen on: all of them unless `BIND_ADDRESS` says otherwise.
+    pub bind_address: IpAddr,
     pub guest: PathBuf,
     pub max_body_bytes: u64,
 }
@@ -78,21 +81,17 @@ impl Config {
                 ));
             }
         };
-        let database_url =
-            lookup("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let database_url = lookup("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         Ok(Self {
             secret,
             database: parse_database_url(&database_url)?,
             log_level: parse_log_level(lookup("LOG_LEVEL").as_deref().unwrap_or("INFO"))?,
             port: parse_number("PORT", lookup("PORT"), DEFAULT_PORT)?,
+            bind_address: parse_bind_address(lookup("BIND_ADDRESS"))?,
             guest: lookup("GUEST_COMPONENT")
                 .map(PathBuf::from)
                 .unwrap_or_else(default_guest_path),
-            max_body_bytes: parse_number(
-                "MAX_BODY_BYTES",
-                lookup("MAX_BODY_BYTES"),
-                DEFAULT_MAX_BODY_BYTES,
-            )?,
+            max_body_bytes: parse_number("MAX_BODY_BYTES", lookup("MAX_BODY_BYTES"), DEFAULT_MAX_BODY_BYTES)?,
         })
     }
 }
@@ -118,6 +117,18 @@ pub fn parse_database_url(url: &str) -> Result<PathBuf, ConfigError> {
     } else {
         Ok(Path::new("/").join(path.trim_start_matches('/')))
     }
+}
+
+fn parse_bind_address(value: Option<String>) -> Result<IpAddr, ConfigError> {
+    let Some(text) = value else {
+        return Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    };
+    text.trim().parse().map_err(|_| {
+        ConfigError::new(
+            "BIND_ADDRESS",
+            format!("must be an IP address like 0.0.0.0 (got {text:?})"),
+        )
+    })
 }
 
 /// `DEBUG`, `INFO`, `WARNING`/`WARN` or `ERROR`, in any case.
@@ -169,10 +180,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -186,10 +194,7 @@ mod tests {
             parse_database_url("sqlite:///data/app.db").unwrap(),
             Path::new("/data/app.db")
         );
-        assert_eq!(
-            parse_database_url("sqlite:///./app.db").unwrap(),
-            Path::new("./app.db")
-        );
+        assert_eq!(parse_database_url("sqlite:///./app.db").unwrap(), Path::new("./app.db"));
         assert_eq!(
             parse_database_url("sqlite:///../x/app.db").unwrap(),
             Path::new("../x/app.db")
@@ -218,10 +223,7 @@ mod tests {
         assert_eq!(parse_log_level("WARNING").unwrap(), tracing::Level::WARN);
         assert_eq!(parse_log_level("warn").unwrap(), tracing::Level::WARN);
         assert_eq!(parse_log_level("ERROR").unwrap(), tracing::Level::ERROR);
-        assert_eq!(
-            parse_log_level("verbose").unwrap_err().variable,
-            "LOG_LEVEL"
-        );
+        assert_eq!(parse_log_level("verbose").unwrap_err().variable, "LOG_LEVEL");
     }
 
     #[test]
@@ -255,9 +257,7 @@ mod tests {
             ("MAX_BODY_BYTES", "-1"),
             ("LOG_LEVEL", "loud"),
         ] {
-            let error = config(&[("WEBHOOK_SECRET", "s"), (var, value)])
-                .err()
-                .unwrap();
+            let error = config(&[("WEBHOOK_SECRET", "s"), (var, value)]).err().unwrap();
             assert_eq!(error.variable, var);
         }
     }

@@ -28,7 +28,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API (the default). Configured by the environment:
-    /// WEBHOOK_SECRET, DATABASE_URL, LOG_LEVEL, PORT, GUEST_COMPONENT, MAX_BODY_BYTES.
+    /// WEBHOOK_SECRET, DATABASE_URL, LOG_LEVEL, PORT, BIND_ADDRESS, GUEST_COMPONENT,
+    /// MAX_BODY_BYTES.
     Serve,
     /// Print the X-Signature for a request body.
     Sign {

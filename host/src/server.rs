@@ -80,21 +80,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
 impl App {
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         let info = RequestInfo {
-            id: RequestId::from_header(
-                request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok()),
-            ),
+            id: RequestId::from_header(request.headers().get("x-request-id").and_then(|v| v.to_str().ok())),
             method: request.method().to_string(),
             path: request.uri().path().to_owned(),
             started: Instant::now(),
         };
         let id = info.id.clone();
         let mut response = match info.path.as_str() {
-            "/health/live" => self.host_route(info, request.method(), || {
-                json(StatusCode::OK, r#"{"status":"ok"}"#)
-            }),
+            "/health/live" => self.host_route(info, request.method(), || json(StatusCode::OK, r#"{"status":"ok"}"#)),
             "/metrics" => self.host_route(info, request.method(), || self.metrics_response()),
             _ => self.through_guest(info, request).await,
         };
@@ -115,9 +108,7 @@ impl App {
             answer()
         } else {
             let mut response = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-            response
-                .headers_mut()
-                .insert("allow", HeaderValue::from_static("GET"));
+            response.headers_mut().insert("allow", HeaderValue::from_static("GET"));
             response
         };
         self.complete(&info, response.status(), LogFields::default(), None);
@@ -133,11 +124,7 @@ impl App {
         response
     }
 
-    async fn through_guest(
-        self: &Arc<Self>,
-        info: RequestInfo,
-        request: Request<Incoming>,
-    ) -> Response<Body> {
+    async fn through_guest(self: &Arc<Self>, info: RequestInfo, request: Request<Incoming>) -> Response<Body> {
         if declared_length(&request).is_some_and(|len| len > self.max_body_bytes) {
             return self.reject_too_large(info);
         }
@@ -170,11 +157,7 @@ impl App {
                 self.reject_too_large(info)
             }
             GuestReply::Failed { exit } => {
-                let failure = exit
-                    .result
-                    .err()
-                    .map(|e| format!("{e:#}"))
-                    .unwrap_or_default();
+                let failure = exit.result.err().map(|e| format!("{e:#}")).unwrap_or_default();
                 self.fail(info, exit.fields, &failure)
             }
         }
@@ -187,28 +170,23 @@ impl App {
         &self,
         request: Request<Incoming>,
         tripped: Arc<AtomicBool>,
-    ) -> Request<impl hyper::body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + use<>>
-    {
+    ) -> Request<impl hyper::body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + use<>> {
         let (mut parts, body) = request.into_parts();
         if !parts.headers.contains_key(HOST) && parts.uri.authority().is_none() {
-            parts
-                .headers
-                .insert(HOST, HeaderValue::from_static("localhost"));
+            parts.headers.insert(HOST, HeaderValue::from_static("localhost"));
         }
         let limit = self.max_body_bytes;
-        let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(
-            move |error| {
-                if error.is::<LengthLimitError>() {
-                    tripped.store(true, Ordering::SeqCst);
-                    wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
-                } else {
-                    match error.downcast::<hyper::Error>() {
-                        Ok(error) => wasmtime_wasi_http::Error::Hyper(*error),
-                        Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(None),
-                    }
+        let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(move |error| {
+            if error.is::<LengthLimitError>() {
+                tripped.store(true, Ordering::SeqCst);
+                wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
+            } else {
+                match error.downcast::<hyper::Error>() {
+                    Ok(error) => wasmtime_wasi_http::Error::Hyper(*error),
+                    Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(None),
                 }
-            },
-        );
+            }
+        });
         Request::from_parts(parts, body)
     }
 
@@ -231,13 +209,7 @@ impl App {
         response
     }
 
-    fn complete(
-        &self,
-        info: &RequestInfo,
-        status: StatusCode,
-        fields: LogFields,
-        failure: Option<&str>,
-    ) {
+    fn complete(&self, info: &RequestInfo, status: StatusCode, fields: LogFields, failure: Option<&str>) {
         let latency = request_log::latency_ms(info.started);
         self.services
             .metrics
@@ -247,13 +219,7 @@ impl App {
 }
 
 fn declared_length(request: &Request<Incoming>) -> Option<u64> {
-    request
-        .headers()
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+    request.headers().get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 fn full(text: impl Into<Bytes>) -> Body {

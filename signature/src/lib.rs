@@ -48,7 +48,8 @@ impl SigningKey {
 mod tests {
     use super::*;
 
-    const BODY: &[u8] = br#"{"message_id":"m1","from":"+919876543210","to":"+14155550100","ts":"2025-01-15T10:00:00Z","text":"Hello"}"#;
+    const BODY: &[u8] =
+        br#"{"message_id":"m1","from":"+919876543210","to":"+14155550100","ts":"2025-01-15T10:00:00Z","text":"Hello"}"#;
 
     #[test]
     fn known_vector() {

@@ -10,11 +10,7 @@ pub fn run(path: &Path) -> anyhow::Result<bool> {
     let runtime = Runtime::new()?;
     match Guest::load(&runtime, path) {
         Ok(guest) => {
-            println!(
-                "ok: {} can be served (sha256 {})",
-                path.display(),
-                guest.sha256
-            );
+            println!("ok: {} can be served (sha256 {})", path.display(), guest.sha256);
             Ok(true)
         }
         Err(error) => {

@@ -1,7 +1,7 @@
 //! `inlet serve`: configuration, storage, the guest, then the HTTP server
 //! until SIGTERM or Ctrl-C.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -30,7 +30,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         instances: Arc::new(Semaphore::new(MAX_INSTANCES as usize)),
         max_body_bytes: config.max_body_bytes,
     });
-    let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.port));
+    let address = SocketAddr::from((config.bind_address, config.port));
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;

@@ -15,9 +15,7 @@ pub fn run(secret: &str, file: Option<&Path>) -> anyhow::Result<()> {
         }
         _ => {
             let mut body = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut body)
-                .context("cannot read stdin")?;
+            std::io::stdin().read_to_end(&mut body).context("cannot read stdin")?;
             body
         }
     };

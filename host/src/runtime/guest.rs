@@ -25,8 +25,7 @@ impl Guest {
     /// must export `wasi:http/incoming-handler`, and every import must be one
     /// the host provides.
     pub fn load(runtime: &Runtime, path: &Path) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read guest component {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read guest component {}", path.display()))?;
         let component = Component::new(&runtime.engine, &bytes)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
@@ -34,20 +33,10 @@ impl Guest {
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "{} needs an import the host does not provide",
-                    path.display()
-                )
-            })?;
+            .with_context(|| format!("{} needs an import the host does not provide", path.display()))?;
         let pre = ServicePre::new(instance_pre)
             .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "{} does not export wasi:http/incoming-handler",
-                    path.display()
-                )
-            })?;
+            .with_context(|| format!("{} does not export wasi:http/incoming-handler", path.display()))?;
         Ok(Self {
             pre,
             sha256: hex::encode(Sha256::digest(&bytes)),

@@ -6,17 +6,11 @@ use crate::telemetry::request_log::{self, Level};
 use super::sandbox::Sandbox;
 
 impl storage::Host for Sandbox {
-    async fn insert(
-        &mut self,
-        message: storage::Message,
-    ) -> Result<storage::InsertOutcome, storage::Error> {
+    async fn insert(&mut self, message: storage::Message) -> Result<storage::InsertOutcome, storage::Error> {
         self.services.store.insert(message).await
     }
 
-    async fn list_messages(
-        &mut self,
-        request: storage::PageRequest,
-    ) -> Result<storage::Page, storage::Error> {
+    async fn list_messages(&mut self, request: storage::PageRequest) -> Result<storage::Page, storage::Error> {
         self.services.store.list(request).await
     }
 

@@ -56,10 +56,7 @@ where
         }
     });
     match receiver.await {
-        Ok(Ok(response)) => GuestReply::Response {
-            response,
-            exit: task,
-        },
+        Ok(Ok(response)) => GuestReply::Response { response, exit: task },
         Ok(Err(code)) => GuestReply::Failed {
             exit: failed_exit(task, Some(code)).await,
         },
@@ -80,10 +77,7 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let service = guest.pre.instantiate_async(&mut *store).await?;
-    let request = store
-        .data_mut()
-        .http()
-        .new_incoming_request(Scheme::Http, request)?;
+    let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
     let out = store.data_mut().http().new_response_outparam(sender)?;
     service
         .wasi_http_incoming_handler()

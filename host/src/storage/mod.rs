@@ -16,9 +16,7 @@ use std::path::Path;
 use async_trait::async_trait;
 
 pub use crate::bindings::inlet::service::storage::Error as StoreError;
-use crate::bindings::inlet::service::storage::{
-    InsertOutcome, Message, MessageStats, Page, PageRequest,
-};
+use crate::bindings::inlet::service::storage::{InsertOutcome, Message, MessageStats, Page, PageRequest};
 
 /// The storage operations the guest's `storage` import exposes. The SQLite
 /// store implements it; test harnesses may supply their own.
@@ -47,9 +45,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies the schema.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!("cannot create database directory {}: {e}", dir.display())
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create database directory {}: {e}", dir.display()))?;
         }
         let writer = writer::Writer::start(path)?;
         let readers = readers::Readers::start(path, READER_THREADS)?;
@@ -65,16 +62,12 @@ impl MessageStore for SqliteStore {
 
     async fn list(&self, request: PageRequest) -> Result<Page, StoreError> {
         queries::check_page_request(&request)?;
-        self.readers
-            .run(move |conn| queries::list(conn, &request))
-            .await
+        self.readers.run(move |conn| queries::list(conn, &request)).await
     }
 
     async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError> {
         queries::check_top_senders(top_senders)?;
-        self.readers
-            .run(move |conn| queries::stats(conn, top_senders))
-            .await
+        self.readers.run(move |conn| queries::stats(conn, top_senders)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

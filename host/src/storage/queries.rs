@@ -63,10 +63,7 @@ fn where_clause(filter: &MessageFilter) -> (String, Vec<Value>) {
 }
 
 fn escape_like(needle: &str) -> String {
-    needle
-        .replace('\\', r"\\")
-        .replace('%', r"\%")
-        .replace('_', r"\_")
+    needle.replace('\\', r"\\").replace('%', r"\%").replace('_', r"\_")
 }
 
 /// One page and the filtered total, read in one snapshot.
@@ -124,9 +121,7 @@ pub fn stats(conn: &mut Connection, top_senders: u32) -> rusqlite::Result<Messag
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let edge = |order: &str| -> rusqlite::Result<Option<String>> {
-        let sql = format!(
-            "SELECT ts FROM messages ORDER BY ts_micros {order}, message_id {order} LIMIT 1"
-        );
+        let sql = format!("SELECT ts FROM messages ORDER BY ts_micros {order}, message_id {order} LIMIT 1");
         let mut statement = tx.prepare_cached(&sql)?;
         let mut rows = statement.query([])?;
         rows.next()?.map(|row| row.get(0)).transpose()

@@ -22,9 +22,7 @@ impl Readers {
         let (jobs, queue) = crossbeam_channel::unbounded::<ReadJob>();
         for index in 0..count {
             let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot open database {} for reading: {e}", path.display())
-                })?;
+                .map_err(|e| anyhow::anyhow!("cannot open database {} for reading: {e}", path.display()))?;
             schema::prepare_reader(&conn)?;
             let queue = queue.clone();
             thread::Builder::new()

@@ -33,10 +33,9 @@ pub struct Writer {
 
 impl Writer {
     pub fn start(path: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open(path)
-            .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
-        schema::prepare_writer(&conn)
-            .map_err(|e| anyhow::anyhow!("cannot apply schema to {}: {e}", path.display()))?;
+        let conn =
+            Connection::open(path).map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+        schema::prepare_writer(&conn).map_err(|e| anyhow::anyhow!("cannot apply schema to {}: {e}", path.display()))?;
         let (jobs, queue) = crossbeam_channel::unbounded();
         thread::Builder::new()
             .name("sqlite-writer".into())
@@ -138,9 +137,7 @@ fn insert_all<'a>(
 fn ping(conn: &Connection) -> Result<(), StoreError> {
     match schema::is_current(conn) {
         Ok(true) => Ok(()),
-        Ok(false) => Err(StoreError::Unavailable(
-            "database schema is not current".into(),
-        )),
+        Ok(false) => Err(StoreError::Unavailable("database schema is not current".into())),
         Err(error) => Err(errors::classify(&error)),
     }
 }

@@ -75,11 +75,7 @@ struct JsonFields(Map<String, Value>);
 
 impl JsonFields {
     fn put(&mut self, field: &Field, value: Value) {
-        let name = if field.name() == "message" {
-            "msg"
-        } else {
-            field.name()
-        };
+        let name = if field.name() == "message" { "msg" } else { field.name() };
         self.0.insert(name.to_owned(), value);
     }
 }

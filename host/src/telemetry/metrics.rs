@@ -54,11 +54,7 @@ impl Metrics {
             "HTTP requests by route and status",
             http_requests.clone(),
         );
-        registry.register(
-            "webhook_requests",
-            "POST /webhook outcomes",
-            webhook_requests.clone(),
-        );
+        registry.register("webhook_requests", "POST /webhook outcomes", webhook_requests.clone());
         registry.register(
             "request_latency_ms",
             "Request latency in milliseconds",
@@ -148,18 +144,12 @@ mod tests {
             text.contains("http_requests_total{path=\"/webhook\",status=\"200\"} 15"),
             "{text}"
         );
-        assert!(
-            text.contains("webhook_requests_total{result=\"created\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("webhook_requests_total{result=\"created\"} 1"), "{text}");
         assert!(
             text.contains("webhook_requests_total{result=\"duplicate\"} 0"),
             "{text}"
         );
-        assert!(
-            text.contains("request_latency_ms_bucket{le=\"5.0\"} 15"),
-            "{text}"
-        );
+        assert!(text.contains("request_latency_ms_bucket{le=\"5.0\"} 15"), "{text}");
     }
 
     #[test]

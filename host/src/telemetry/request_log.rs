@@ -48,9 +48,7 @@ impl RequestId {
     /// `[A-Za-z0-9._:-]`), else a new UUID.
     pub fn from_header(value: Option<&str>) -> Self {
         let sane = |v: &&str| {
-            (1..=128).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+            (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
         };
         match value.filter(sane) {
             Some(v) => Self(v.to_owned()),

@@ -1,0 +1,39 @@
+# Inlet: a wasmtime host (host/) serving a wasm32-wasip2 guest (guest/).
+CARGO ?= cargo
+GUEST_WASM := target/wasm32-wasip2/release/inlet_guest.wasm
+
+# Development defaults for `make run`; override from the environment.
+WEBHOOK_SECRET ?= devsecret
+DATABASE_URL ?= sqlite:///./app.db
+LOG_LEVEL ?= INFO
+PORT ?= 8000
+
+.PHONY: build guest host wasm-target run test lint
+
+## build: the host (target/release/inlet) and the guest component
+build: guest host
+
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+guest: wasm-target
+	$(CARGO) build --release --locked -p inlet-guest --target wasm32-wasip2
+
+host:
+	$(CARGO) build --release --locked -p inlet
+
+## run: serve natively on :$(PORT) with development defaults
+run: build
+	WEBHOOK_SECRET='$(WEBHOOK_SECRET)' DATABASE_URL='$(DATABASE_URL)' LOG_LEVEL='$(LOG_LEVEL)' PORT='$(PORT)' \
+		GUEST_COMPONENT=$(GUEST_WASM) ./target/release/inlet serve
+
+## test: every test: unit tests (host, guest logic, signature) and end-to-end
+## tests against the real binary and the real guest. Reuses the release build.
+test: build
+	$(CARGO) test --release --locked --workspace
+
+## lint: formatting and clippy on both targets
+lint: wasm-target
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --locked -p inlet-guest --target wasm32-wasip2 -- -D warnings

@@ -1,0 +1,286 @@
+//! Health, metrics, logs, routing errors, configuration and the CLI tools.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use inlet_e2e::{Server, guest_wasm, inlet_bin, message, sign};
+use serde_json::{Value, json};
+
+#[test]
+fn health_probes() {
+    let server = Server::start();
+    let live = server.get("/health/live");
+    assert_eq!((live.status, live.json()), (200, json!({"status": "ok"})));
+    let ready = server.get("/health/ready");
+    assert_eq!((ready.status, ready.json()), (200, json!({"status": "ready"})));
+}
+
+#[test]
+fn unknown_route_is_404_and_wrong_method_405() {
+    let server = Server::start();
+    let missing = server.get("/nope");
+    assert_eq!((missing.status, missing.json()), (404, json!({"detail": "Not Found"})));
+    for (method, path, allow) in [
+        ("GET", "/webhook", "POST"),
+        ("POST", "/messages", "GET"),
+        ("DELETE", "/stats", "GET"),
+        ("POST", "/metrics", "GET"),
+        ("PUT", "/health/live", "GET"),
+    ] {
+        let reply = server.request(method, path, Some("{}"));
+        assert_eq!(reply.status, 405, "{method} {path}");
+        assert_eq!(reply.json(), json!({"detail": "Method Not Allowed"}));
+        assert_eq!(reply.header("allow"), Some(allow));
+    }
+}
+
+#[test]
+fn metrics_count_what_happened() {
+    let server = Server::start();
+    let body = message("m1", "+1", "2025-01-15T10:00:00Z", Some("hi"));
+    server.deliver(&body);
+    server.deliver(&body);
+    assert_eq!(server.webhook(&body, Some("00")).status, 401);
+    assert_eq!(server.webhook("{}", Some(&sign("{}"))).status, 422);
+    assert_eq!(server.get("/messages").status, 200);
+    let reply = server.get("/metrics");
+    assert_eq!(reply.status, 200);
+    let text = reply.body;
+    for line in [
+        "http_requests_total{path=\"/webhook\",status=\"200\"} 2",
+        "http_requests_total{path=\"/webhook\",status=\"401\"} 1",
+        "http_requests_total{path=\"/webhook\",status=\"422\"} 1",
+        "http_requests_total{path=\"/messages\",status=\"200\"} 1",
+        "webhook_requests_total{result=\"created\"} 1",
+        "webhook_requests_total{result=\"duplicate\"} 1",
+        "webhook_requests_total{result=\"invalid_signature\"} 1",
+        "webhook_requests_total{result=\"validation_error\"} 1",
+        "request_latency_ms_bucket{le=\"100.0\"}",
+        "request_latency_ms_count",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_paths_do_not_grow_metric_series() {
+    let server = Server::start();
+    for i in 0..300 {
+        assert_eq!(server.get(&format!("/random/{i}?x={i}")).status, 404);
+    }
+    let text = server.get("/metrics").body;
+    let series = text.lines().filter(|l| l.starts_with("http_requests_total{")).count();
+    assert!(series <= 2, "{text}");
+    assert!(
+        text.contains("http_requests_total{path=\"other\",status=\"404\"} 300"),
+        "{text}"
+    );
+}
+
+#[test]
+fn one_json_log_line_per_request() {
+    let server = Server::start();
+    let body = message("log-1", "+1", "2025-01-15T10:00:00Z", None);
+    server.deliver(&body);
+    server.deliver(&body);
+    server.webhook(&body, Some("bad"));
+    let invalid = r#"{"message_id": "log-2", "from": "nope"}"#;
+    server.webhook(invalid, Some(&sign(invalid)));
+    server.get("/messages");
+    server.get("/unknown");
+    // Start-up polled /health/live once.
+    let lines: Vec<Value> = server
+        .request_logs(7)
+        .into_iter()
+        .filter(|l| l["path"] != "/health/live")
+        .collect();
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    let mut ids = HashSet::new();
+    for line in &lines {
+        for key in ["ts", "level", "request_id", "method", "path", "status", "latency_ms"] {
+            assert!(line.get(key).is_some(), "{key} missing in {line}");
+        }
+        assert!(
+            ids.insert(line["request_id"].as_str().unwrap().to_owned()),
+            "request ids are unique"
+        );
+        assert!(line["ts"].as_str().unwrap().ends_with('Z'));
+    }
+    let webhook: Vec<&Value> = lines.iter().filter(|l| l["path"] == "/webhook").collect();
+    let summary: Vec<(Value, Value, Value, Value)> = webhook
+        .iter()
+        .map(|l| {
+            (
+                l["message_id"].clone(),
+                l["dup"].clone(),
+                l["result"].clone(),
+                l["level"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (json!("log-1"), json!(false), json!("created"), json!("info")),
+            (json!("log-1"), json!(true), json!("duplicate"), json!("info")),
+            (Value::Null, json!(false), json!("invalid_signature"), json!("error")),
+            (json!("log-2"), json!(false), json!("validation_error"), json!("warn")),
+        ]
+    );
+    // Every line of stdout (start-up included) is JSON: `logs()` panics otherwise.
+    assert!(server.logs().len() > lines.len());
+    assert!(
+        !server.raw_logs().contains(inlet_e2e::SECRET),
+        "the secret is never logged"
+    );
+}
+
+#[test]
+fn request_id_is_echoed_or_generated() {
+    let server = Server::start();
+    let reply = server.get("/stats");
+    let generated = reply.header("x-request-id").expect("x-request-id").to_owned();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    let request = ureq::http::Request::get(server.url("/stats"))
+        .header("X-Request-ID", "abc-123")
+        .body(())
+        .unwrap();
+    let echoed = ureq::run(request).unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "abc-123");
+    let lines = server.request_logs(2);
+    assert!(lines.iter().any(|l| l["request_id"] == "abc-123"));
+}
+
+#[test]
+fn log_level_filters_request_lines() {
+    let server = Server::start_with(&[("LOG_LEVEL", "error")]);
+    server.get("/stats");
+    server.webhook("{}", Some("bad"));
+    let lines = server.request_logs(1);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["status"], 401);
+}
+
+/// Runs `inlet` to completion with `env` (plus a valid secret unless
+/// overridden); returns exit code and stdout.
+fn run_inlet(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(inlet_bin())
+        .args(args)
+        .env_clear()
+        .env("GUEST_COMPONENT", guest_wasm())
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run inlet");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_configuration_stops_start_up_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:///{}/app.db", dir.path().display());
+    for (env, variable) in [
+        (vec![("DATABASE_URL", db.as_str())], "WEBHOOK_SECRET"),
+        (
+            vec![("WEBHOOK_SECRET", ""), ("DATABASE_URL", db.as_str())],
+            "WEBHOOK_SECRET",
+        ),
+        (
+            vec![("WEBHOOK_SECRET", "s"), ("DATABASE_URL", "postgres://x")],
+            "DATABASE_URL",
+        ),
+        (
+            vec![
+                ("WEBHOOK_SECRET", "s"),
+                ("DATABASE_URL", db.as_str()),
+                ("PORT", "eighty"),
+            ],
+            "PORT",
+        ),
+        (
+            vec![
+                ("WEBHOOK_SECRET", "s"),
+                ("DATABASE_URL", db.as_str()),
+                ("LOG_LEVEL", "chatty"),
+            ],
+            "LOG_LEVEL",
+        ),
+    ] {
+        let (code, stdout, _) = run_inlet(&["serve"], &env, None);
+        assert_ne!(code, 0, "{env:?}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{stdout}");
+        let line: Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(line["level"], "error");
+        assert_eq!(line["variable"], variable);
+        assert!(line["msg"].as_str().unwrap().contains(variable), "{line}");
+    }
+}
+
+#[test]
+fn missing_guest_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:///{}/app.db", dir.path().display());
+    let env = [
+        ("WEBHOOK_SECRET", "s"),
+        ("DATABASE_URL", db.as_str()),
+        ("GUEST_COMPONENT", "/nonexistent/guest.wasm"),
+    ];
+    let (code, stdout, _) = run_inlet(&[], &env, None);
+    assert_ne!(code, 0);
+    assert!(stdout.contains("/nonexistent/guest.wasm"), "{stdout}");
+}
+
+#[test]
+fn sign_prints_the_signature() {
+    let body = r#"{"message_id":"m1"}"#;
+    let (code, stdout, _) = run_inlet(&["sign"], &[("WEBHOOK_SECRET", inlet_e2e::SECRET)], Some(body));
+    assert_eq!((code, stdout.trim()), (0, sign(body).as_str()));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), body).unwrap();
+    let path = file.path().to_str().unwrap();
+    let (code, stdout, _) = run_inlet(&["sign", "--secret", inlet_e2e::SECRET, path], &[], None);
+    assert_eq!((code, stdout.trim()), (0, sign(body).as_str()));
+    let (code, _, stderr) = run_inlet(&["sign"], &[], Some(body));
+    assert_ne!(code, 0, "no secret: {stderr}");
+}
+
+#[test]
+fn check_accepts_the_guest_and_rejects_others() {
+    let guest = guest_wasm();
+    let (code, stdout, _) = run_inlet(&["check", guest.to_str().unwrap()], &[], None);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.starts_with("ok:"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let not_wasm = dir.path().join("not.wasm");
+    std::fs::write(&not_wasm, "hello").unwrap();
+    let (code, stdout, _) = run_inlet(&["check", not_wasm.to_str().unwrap()], &[], None);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("not a valid WebAssembly component"), "{stdout}");
+
+    let empty_component = dir.path().join("empty.wasm");
+    std::fs::write(&empty_component, b"\0asm\x0d\x00\x01\x00").unwrap();
+    let (code, stdout, _) = run_inlet(&["check", empty_component.to_str().unwrap()], &[], None);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("does not export wasi:http/incoming-handler"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = run_inlet(&["check", "/nonexistent.wasm"], &[], None);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("cannot read"), "{stdout}");
+}
