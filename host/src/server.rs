@@ -79,6 +79,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
 
 impl App {
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        self.services.metrics.request_started();
         let info = RequestInfo {
             id: RequestId::from_header(request.headers().get("x-request-id").and_then(|v| v.to_str().ok())),
             method: request.method().to_string(),

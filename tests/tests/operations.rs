@@ -64,6 +64,32 @@ fn metrics_count_what_happened() {
 }
 
 #[test]
+fn metrics_expose_host_internals() {
+    use sha2::Digest;
+    let server = Server::start();
+    server.deliver(&message("m1", "+1", "2025-01-15T10:00:00Z", None));
+    server.deliver(&message("m1", "+1", "2025-01-15T10:00:00Z", None));
+    assert_eq!(server.get("/messages").status, 200);
+    let sha = hex::encode(sha2::Sha256::digest(std::fs::read(guest_wasm()).unwrap()));
+    let text = server.get("/metrics").body;
+    for line in [
+        format!("guest_info{{sha256=\"{sha}\"}} 1"),
+        "guest_loads_total{outcome=\"loaded\"} 1".to_owned(),
+        "messages_stored_total 1".to_owned(),
+        "storage_operation_ms_count{operation=\"insert\"} 2".to_owned(),
+        "storage_operation_ms_count{operation=\"list\"} 1".to_owned(),
+        "requests_in_flight 1".to_owned(),
+    ] {
+        assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+    }
+    let instantiations = text
+        .lines()
+        .find_map(|l| l.strip_prefix("guest_instantiation_ms_count "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(instantiations >= Some(3), "{text}");
+}
+
+#[test]
 fn unknown_paths_do_not_grow_metric_series() {
     let server = Server::start();
     for i in 0..300 {

@@ -20,11 +20,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let runtime = Runtime::new()?;
     let guest = Guest::load(&runtime, &config.guest)?;
     tracing::info!(path = %guest.path.display(), sha256 = %guest.sha256, "guest loaded");
+    let metrics = Arc::new(Metrics::new());
+    metrics.record_guest_loaded(&guest.sha256);
     let app = Arc::new(App {
         guests: GuestSlot::new(guest),
         services: Arc::new(Services {
             store: Arc::new(store),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             secret: config.secret.clone(),
         }),
         instances: Arc::new(Semaphore::new(MAX_INSTANCES as usize)),

@@ -1,26 +1,47 @@
 //! The host side of the `inlet:service` imports, for one request's sandbox.
 
+use std::time::Instant;
+
 use crate::bindings::inlet::service::{log, metrics, storage};
+use crate::telemetry::metrics::StorageOperation;
 use crate::telemetry::request_log::{self, Level};
 
-use super::sandbox::Sandbox;
+use super::sandbox::{Sandbox, Services};
 
 impl storage::Host for Sandbox {
     async fn insert(&mut self, message: storage::Message) -> Result<storage::InsertOutcome, storage::Error> {
-        self.services.store.insert(message).await
+        let services = self.services.clone();
+        let outcome = timed(&services, StorageOperation::Insert, services.store.insert(message)).await;
+        if outcome == Ok(storage::InsertOutcome::Created) {
+            self.services.metrics.record_stored();
+        }
+        outcome
     }
 
     async fn list_messages(&mut self, request: storage::PageRequest) -> Result<storage::Page, storage::Error> {
-        self.services.store.list(request).await
+        let services = self.services.clone();
+        timed(&services, StorageOperation::List, services.store.list(request)).await
     }
 
     async fn stats(&mut self, top_senders: u32) -> Result<storage::MessageStats, storage::Error> {
-        self.services.store.stats(top_senders).await
+        let services = self.services.clone();
+        timed(&services, StorageOperation::Stats, services.store.stats(top_senders)).await
     }
 
     async fn ping(&mut self) -> Result<(), storage::Error> {
-        self.services.store.ping().await
+        let services = self.services.clone();
+        timed(&services, StorageOperation::Ping, services.store.ping()).await
     }
+}
+
+/// Awaits a storage call and records its latency.
+async fn timed<T>(services: &Services, operation: StorageOperation, call: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let result = call.await;
+    services
+        .metrics
+        .record_storage(operation, request_log::latency_ms(started));
+    result
 }
 
 impl log::Host for Sandbox {

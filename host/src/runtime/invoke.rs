@@ -1,6 +1,7 @@
 //! One request through one fresh guest instance.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use hyper::body::{Body, Bytes};
 use tokio::sync::oneshot;
@@ -12,7 +13,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::guest::Guest;
 use super::sandbox::{Sandbox, Services};
-use crate::telemetry::request_log::{LogFields, RequestId};
+use crate::telemetry::request_log::{self, LogFields, RequestId};
 
 /// How the guest's run ended, available once it has returned.
 pub struct GuestExit {
@@ -76,7 +77,13 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
+    let started = Instant::now();
     let service = guest.pre.instantiate_async(&mut *store).await?;
+    store
+        .data()
+        .services
+        .metrics
+        .record_instantiation(request_log::latency_ms(started));
     let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
     let out = store.data_mut().http().new_response_outparam(sender)?;
     service

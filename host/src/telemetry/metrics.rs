@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -11,6 +12,14 @@ use crate::bindings::inlet::service::metrics::WebhookResult;
 /// Upper bounds (milliseconds) of the `request_latency_ms` buckets.
 pub const LATENCY_BUCKETS_MS: [f64; 14] = [
     0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+/// Upper bounds (milliseconds) of `guest_instantiation_ms` buckets.
+pub const INSTANTIATION_BUCKETS_MS: [f64; 10] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0];
+
+/// Upper bounds (milliseconds) of `storage_operation_ms` buckets.
+pub const STORAGE_BUCKETS_MS: [f64; 13] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
 ];
 
 /// Every path the service answers, as it appears in the `path` label; any
@@ -36,11 +45,54 @@ struct WebhookLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GuestLabels {
+    sha256: String,
+}
+
+/// A storage operation, as the `operation` label of `storage_operation_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageOperation {
+    Insert,
+    List,
+    Stats,
+    Ping,
+}
+
+impl StorageOperation {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Insert => "insert",
+            Self::List => "list",
+            Self::Stats => "stats",
+            Self::Ping => "ping",
+        }
+    }
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
 pub struct Metrics {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     webhook_requests: Family<WebhookLabels, Counter>,
     request_latency: Histogram,
+    in_flight: Gauge,
+    instantiation: Histogram,
+    storage_latency: HistogramFamily<OperationLabels>,
+    messages_stored: Counter,
+    guest_loads: Family<OutcomeLabels, Counter>,
+    guest_info: Family<GuestLabels, Gauge>,
 }
 
 impl Metrics {
@@ -48,6 +100,13 @@ impl Metrics {
         let http_requests = Family::<HttpLabels, Counter>::default();
         let webhook_requests = Family::<WebhookLabels, Counter>::default();
         let request_latency = Histogram::new(LATENCY_BUCKETS_MS);
+        let in_flight = Gauge::default();
+        let instantiation = Histogram::new(INSTANTIATION_BUCKETS_MS);
+        let storage_latency: HistogramFamily<OperationLabels> =
+            Family::new_with_constructor(|| Histogram::new(STORAGE_BUCKETS_MS));
+        let messages_stored = Counter::default();
+        let guest_loads = Family::<OutcomeLabels, Counter>::default();
+        let guest_info = Family::<GuestLabels, Gauge>::default();
         let mut registry = Registry::default();
         registry.register(
             "http_requests",
@@ -60,6 +119,24 @@ impl Metrics {
             "Request latency in milliseconds",
             request_latency.clone(),
         );
+        registry.register("requests_in_flight", "Requests being served now", in_flight.clone());
+        registry.register(
+            "guest_instantiation_ms",
+            "Time to instantiate a fresh guest for a request, in milliseconds",
+            instantiation.clone(),
+        );
+        registry.register(
+            "storage_operation_ms",
+            "Storage operation latency by operation, in milliseconds",
+            storage_latency.clone(),
+        );
+        registry.register(
+            "messages_stored",
+            "Messages stored (created) since start",
+            messages_stored.clone(),
+        );
+        registry.register("guest_loads", "Guest component loads by outcome", guest_loads.clone());
+        registry.register("guest_info", "The live guest component, by SHA-256", guest_info.clone());
         for result in ALL_RESULTS {
             // Every outcome is exported from the start, at zero.
             let _ = webhook_requests.get_or_create(&WebhookLabels {
@@ -71,7 +148,18 @@ impl Metrics {
             http_requests,
             webhook_requests,
             request_latency,
+            in_flight,
+            instantiation,
+            storage_latency,
+            messages_stored,
+            guest_loads,
+            guest_info,
         }
+    }
+
+    /// A request arrived; `record_request` ends it.
+    pub fn request_started(&self) {
+        self.in_flight.inc();
     }
 
     /// Counts a finished request.
@@ -82,6 +170,36 @@ impl Metrics {
         };
         self.http_requests.get_or_create(&labels).inc();
         self.request_latency.observe(latency_ms);
+        self.in_flight.dec();
+    }
+
+    pub fn record_instantiation(&self, elapsed_ms: f64) {
+        self.instantiation.observe(elapsed_ms);
+    }
+
+    pub fn record_storage(&self, operation: StorageOperation, elapsed_ms: f64) {
+        self.storage_latency
+            .get_or_create(&OperationLabels {
+                operation: operation.label(),
+            })
+            .observe(elapsed_ms);
+    }
+
+    pub fn record_stored(&self) {
+        self.messages_stored.inc();
+    }
+
+    /// Counts a loaded guest and makes it the one `guest_info` shows.
+    pub fn record_guest_loaded(&self, sha256: &str) {
+        self.guest_loads
+            .get_or_create(&OutcomeLabels { outcome: "loaded" })
+            .inc();
+        self.guest_info.clear();
+        self.guest_info
+            .get_or_create(&GuestLabels {
+                sha256: sha256.to_owned(),
+            })
+            .set(1);
     }
 
     pub fn record_webhook(&self, result: WebhookResult) {
@@ -150,6 +268,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("request_latency_ms_bucket{le=\"5.0\"} 15"), "{text}");
+    }
+
+    #[test]
+    fn host_internals() {
+        let metrics = Metrics::new();
+        metrics.request_started();
+        metrics.record_instantiation(0.2);
+        metrics.record_storage(StorageOperation::Insert, 0.7);
+        metrics.record_stored();
+        metrics.record_guest_loaded("aa");
+        metrics.record_guest_loaded("bb");
+        let text = metrics.render();
+        for line in [
+            "requests_in_flight 1",
+            "guest_instantiation_ms_count 1",
+            "storage_operation_ms_bucket{le=\"1.0\",operation=\"insert\"} 1",
+            "messages_stored_total 1",
+            "guest_loads_total{outcome=\"loaded\"} 2",
+            "guest_info{sha256=\"bb\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in {text}");
+        }
+        assert!(!text.contains("sha256=\"aa\""), "{text}");
     }
 
     #[test]
