@@ -39,6 +39,15 @@ enum Command {
         /// The body; `-` or nothing reads stdin.
         file: Option<PathBuf>,
     },
+    /// Exit 0 when the server on this machine is ready (for health checks).
+    Probe {
+        /// Port the server listens on.
+        #[arg(long, env = "PORT", default_value_t = 8000)]
+        port: u16,
+        /// Path to GET.
+        #[arg(long, default_value = "/health/ready")]
+        path: String,
+    },
     /// Say whether a guest component can be served by this host.
     Check {
         /// Path to the guest `.wasm` component.
@@ -50,6 +59,7 @@ fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
         Command::Sign { secret, file } => report(commands::sign::run(&secret, file.as_deref())),
+        Command::Probe { port, path } => report(commands::probe::run(port, &path)),
         Command::Check { guest } => match commands::check::run(&guest) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,

@@ -310,3 +310,19 @@ fn check_accepts_the_guest_and_rejects_others() {
     assert_eq!(code, 1);
     assert!(stdout.contains("cannot read"), "{stdout}");
 }
+
+#[test]
+fn probe_reports_readiness() {
+    let server = Server::start();
+    let port = server.port.to_string();
+    let (code, stdout, _) = run_inlet(&["probe", "--port", &port], &[], None);
+    assert_eq!(code, 0, "{stdout}");
+    let (code, _, _) = run_inlet(&["probe"], &[("PORT", &port)], None);
+    assert_eq!(code, 0, "PORT from the environment");
+    let (code, _, stderr) = run_inlet(&["probe", "--port", &port, "--path", "/nope"], &[], None);
+    assert_eq!(code, 1, "a 404 is not ready: {stderr}");
+    drop(server);
+    let (code, _, stderr) = run_inlet(&["probe", "--port", &port], &[], None);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}

@@ -1,5 +1,6 @@
 //! The `inlet` subcommands.
 
 pub mod check;
+pub mod probe;
 pub mod serve;
 pub mod sign;
