@@ -8,7 +8,10 @@ DATABASE_URL ?= sqlite:///./app.db
 LOG_LEVEL ?= INFO
 PORT ?= 8000
 
-.PHONY: build guest host wasm-target run test lint
+.PHONY: build guest host wasm-target run test test-guest lint up down logs test-docker
+
+# `docker compose` (v2) where installed, else the v1 `docker-compose`.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 ## build: the host (target/release/inlet) and the guest component
 build: guest host
@@ -32,8 +35,28 @@ run: build
 test: build
 	$(CARGO) test --release --locked --workspace
 
+## test-guest: only the guest-in-isolation tests (mock host imports, no server)
+test-guest: guest
+	$(CARGO) test --release --locked -p inlet-harness
+
 ## lint: formatting and clippy on both targets
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --locked -p inlet-guest --target wasm32-wasip2 -- -D warnings
+
+## up: build the image and start the `api` service on http://localhost:8000
+up:
+	$(COMPOSE) up -d --build
+
+## down: stop it and remove its volume (the database)
+down:
+	$(COMPOSE) down -v
+
+## logs: follow the service's JSON logs
+logs:
+	$(COMPOSE) logs -f api
+
+## test-docker: the SPEC evaluator's steps against `make up` (needs Docker)
+test-docker:
+	bash .ci/docker-e2e.sh

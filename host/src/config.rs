@@ -30,6 +30,10 @@ pub struct Config {
 pub struct WebhookSecret(String);
 
 impl WebhookSecret {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -1,18 +1,11 @@
 //! `inlet`: Inlet's host. Serves the guest component over HTTP with SQLite
-//! storage, and offers the `sign` and `check` tools.
-
-mod bindings;
-mod commands;
-mod config;
-mod runtime;
-mod server;
-mod storage;
-mod telemetry;
+//! storage, and offers the `sign`, `check` and `probe` tools.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use inlet::{commands, config, telemetry};
 
 #[derive(Parser)]
 #[command(

@@ -60,6 +60,7 @@ impl log::Host for Sandbox {
 
     fn event(&mut self, level: log::Level, message: String) {
         request_log::guest_event(&self.request_id, level.into(), &message);
+        self.fields.record_event(level.into(), message);
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod errors;
 mod queries;
+pub use queries::{check_page_request, check_top_senders};
 mod readers;
 mod schema;
 mod writer;

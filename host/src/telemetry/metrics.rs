@@ -95,6 +95,12 @@ pub struct Metrics {
     guest_info: Family<GuestLabels, Gauge>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let http_requests = Family::<HttpLabels, Counter>::default();
@@ -210,6 +216,15 @@ impl Metrics {
             .inc();
     }
 
+    /// How many webhooks ended with `result` so far.
+    pub fn webhook_count(&self, result: WebhookResult) -> u64 {
+        self.webhook_requests
+            .get_or_create(&WebhookLabels {
+                result: result_label(result),
+            })
+            .get()
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -219,7 +234,8 @@ impl Metrics {
     }
 }
 
-const ALL_RESULTS: [WebhookResult; 5] = [
+/// Every webhook outcome.
+pub const ALL_RESULTS: [WebhookResult; 5] = [
     WebhookResult::Created,
     WebhookResult::Duplicate,
     WebhookResult::InvalidSignature,
@@ -227,7 +243,8 @@ const ALL_RESULTS: [WebhookResult; 5] = [
     WebhookResult::StorageError,
 ];
 
-fn result_label(result: WebhookResult) -> &'static str {
+/// The `result` label (and log value) of an outcome.
+pub fn result_label(result: WebhookResult) -> &'static str {
     match result {
         WebhookResult::Created => "created",
         WebhookResult::Duplicate => "duplicate",

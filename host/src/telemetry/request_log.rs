@@ -74,11 +74,13 @@ const RESERVED_KEYS: [&str; 9] = [
     "error",
 ];
 
-/// Fields the guest attached, and the least level it asked for.
+/// Fields the guest attached, the least level it asked for, and the
+/// separate events it emitted.
 #[derive(Debug, Default)]
 pub struct LogFields {
     fields: Map<String, Value>,
     level: Level,
+    events: Vec<(Level, String)>,
 }
 
 impl LogFields {
@@ -90,6 +92,26 @@ impl LogFields {
 
     pub fn escalate(&mut self, level: Level) {
         self.level = self.level.max(level);
+    }
+
+    /// Remembers an event the guest emitted (it is written at once).
+    pub fn record_event(&mut self, level: Level, message: String) {
+        self.events.push((level, message));
+    }
+
+    /// The events emitted so far, in order.
+    pub fn events(&self) -> &[(Level, String)] {
+        &self.events
+    }
+
+    /// The fields attached so far.
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.fields
+    }
+
+    /// The least level the line will be written at (5xx raise it further).
+    pub fn level(&self) -> Level {
+        self.level
     }
 }
 

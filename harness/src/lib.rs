@@ -1,0 +1,193 @@
+//! Test a guest component by itself: no sockets, no SQLite, no server.
+//!
+//! The harness loads any guest `.wasm` with the engine and sandbox
+//! `inlet serve` uses, backs its `storage` import with any [`MessageStore`]
+//! (the in-memory [`MockStore`], or the real SQLite store), records every
+//! storage call, and hands back what the guest answered, logged and counted.
+//!
+//! ```no_run
+//! use inlet_harness::{Harness, MockStore, StorageCall};
+//!
+//! # async fn example() -> anyhow::Result<()> {
+//! let store = MockStore::new();
+//! let harness = Harness::new("target/wasm32-wasip2/release/inlet_guest.wasm", store.clone())?;
+//! let exchange = harness.webhook(r#"{"message_id":"m1"}"#, Some("bad")).await;
+//! assert_eq!(exchange.status, 401);
+//! assert!(exchange.storage_calls.is_empty());
+//! # Ok(()) }
+//! ```
+
+mod mock;
+mod recording;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use inlet::config::WebhookSecret;
+use inlet::runtime::{self, Guest, GuestReply, Runtime, Services};
+use inlet::telemetry::metrics::{self, Metrics};
+use inlet::telemetry::request_log::{LogFields, RequestId};
+use serde_json::Value;
+
+pub use inlet::bindings::inlet::service::storage::{
+    InsertOutcome, Message, MessageFilter, MessageStats, Page, PageRequest, SenderCount, Timestamp,
+};
+pub use inlet::storage::{MessageStore, SqliteStore, StoreError};
+pub use inlet::telemetry::request_log::Level;
+pub use inlet_signature::SigningKey;
+pub use mock::{MockStore, Operation};
+pub use recording::StorageCall;
+
+use recording::RecordingStore;
+
+/// The secret the harness configures unless told otherwise.
+pub const DEFAULT_SECRET: &str = "testsecret";
+
+/// One guest component, ready to take requests.
+pub struct Harness {
+    guest: Arc<Guest>,
+    store: Arc<RecordingStore>,
+    secret: WebhookSecret,
+}
+
+/// What one request produced.
+#[derive(Debug)]
+pub struct Exchange {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Storage calls the guest made, in order.
+    pub storage_calls: Vec<StorageCall>,
+    /// Webhook outcomes the guest recorded through `metrics`.
+    pub webhook_results: Vec<&'static str>,
+    /// Fields and level the guest attached through `log`.
+    pub log: LogFields,
+    /// Why the guest failed to answer (a trap, no response), if it did.
+    pub failure: Option<String>,
+}
+
+impl Exchange {
+    /// The body as JSON; panics when it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A field the guest logged.
+    pub fn logged(&self, key: &str) -> Option<&Value> {
+        self.log.fields().get(key)
+    }
+}
+
+impl Harness {
+    /// Loads the guest at `path` (as `inlet serve` would) over `store`.
+    pub fn new(path: impl AsRef<Path>, store: impl MessageStore) -> anyhow::Result<Self> {
+        let runtime = Runtime::new()?;
+        let guest = Guest::load(&runtime, path.as_ref())?;
+        Ok(Self {
+            guest: Arc::new(guest),
+            store: Arc::new(RecordingStore::new(store)),
+            secret: WebhookSecret::new(DEFAULT_SECRET),
+        })
+    }
+
+    /// Uses `secret` as `WEBHOOK_SECRET` from now on.
+    pub fn with_secret(mut self, secret: &str) -> Self {
+        self.secret = WebhookSecret::new(secret);
+        self
+    }
+
+    /// The signature of `body` under the configured secret.
+    pub fn sign(&self, body: &str) -> String {
+        SigningKey::new(self.secret.expose()).sign(body.as_bytes())
+    }
+
+    /// `GET path_and_query`.
+    pub async fn get(&self, path_and_query: &str) -> Exchange {
+        let request = http::Request::get(path_and_query)
+            .body(Bytes::new())
+            .expect("a valid request");
+        self.send(request).await
+    }
+
+    /// `POST /webhook` with `body` and, when given, `X-Signature`.
+    pub async fn webhook(&self, body: &str, signature: Option<&str>) -> Exchange {
+        let mut request = http::Request::post("/webhook").header("content-type", "application/json");
+        if let Some(signature) = signature {
+            request = request.header("x-signature", signature);
+        }
+        self.send(request.body(Bytes::from(body.to_owned())).expect("a valid request"))
+            .await
+    }
+
+    /// `POST /webhook` signed with the configured secret.
+    pub async fn signed_webhook(&self, body: &str) -> Exchange {
+        self.webhook(body, Some(&self.sign(body))).await
+    }
+
+    /// Runs any request through a fresh guest instance.
+    pub async fn send(&self, request: http::Request<Bytes>) -> Exchange {
+        let (mut parts, body) = request.into_parts();
+        parts
+            .headers
+            .entry("host")
+            .or_insert(http::HeaderValue::from_static("localhost"));
+        let body =
+            Full::new(body).map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} });
+        let metrics = Arc::new(Metrics::new());
+        let services = Arc::new(Services {
+            store: self.store.clone(),
+            metrics: metrics.clone(),
+            secret: self.secret.clone(),
+        });
+        let id = RequestId::from_header(None);
+        let request = hyper::Request::from_parts(parts, body);
+        let mut exchange = match runtime::call(self.guest.clone(), services, id, request).await {
+            GuestReply::Response { response, exit } => {
+                let (parts, body) = response.into_parts();
+                let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                let exit = exit.await.expect("the guest task completes");
+                Exchange {
+                    status: parts.status.as_u16(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                        .collect(),
+                    body,
+                    storage_calls: Vec::new(),
+                    webhook_results: Vec::new(),
+                    log: exit.fields,
+                    failure: exit.result.err().map(|e| format!("{e:#}")),
+                }
+            }
+            GuestReply::Failed { exit } => Exchange {
+                status: 500,
+                headers: Vec::new(),
+                body: Vec::new(),
+                storage_calls: Vec::new(),
+                webhook_results: Vec::new(),
+                log: exit.fields,
+                failure: Some(exit.result.err().map(|e| format!("{e:#}")).unwrap_or_default()),
+            },
+        };
+        exchange.storage_calls = self.store.take_calls();
+        exchange.webhook_results = metrics::ALL_RESULTS
+            .into_iter()
+            .flat_map(|result| {
+                let times = metrics.webhook_count(result) as usize;
+                std::iter::repeat_n(metrics::result_label(result), times)
+            })
+            .collect();
+        exchange
+    }
+}

@@ -1,0 +1,149 @@
+//! An in-memory store with the real semantics, and scripted failures.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use inlet::storage::{check_page_request, check_top_senders};
+
+use crate::{InsertOutcome, Message, MessageStats, MessageStore, Page, PageRequest, SenderCount, StoreError};
+
+/// Which storage operation a scripted failure applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Insert,
+    List,
+    Stats,
+    Ping,
+}
+
+/// Created/duplicate by `message-id`, filters, ordering by instant then id,
+/// totals and stats as the SQLite store computes them. Clones share state.
+#[derive(Clone, Default)]
+pub struct MockStore {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    messages: BTreeMap<String, Message>,
+    failures: VecDeque<(Operation, StoreError)>,
+}
+
+impl MockStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next call of `operation` fails with `error` (and stores nothing).
+    /// Several scripted failures apply in order.
+    pub fn fail_next(&self, operation: Operation, error: StoreError) {
+        self.lock().failures.push_back((operation, error));
+    }
+
+    /// Everything stored, by `message-id`.
+    pub fn messages(&self) -> Vec<Message> {
+        self.lock().messages.values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("mock store lock")
+    }
+}
+
+impl State {
+    fn scripted_failure(&mut self, operation: Operation) -> Result<(), StoreError> {
+        match self.failures.iter().position(|(op, _)| *op == operation) {
+            Some(index) => Err(self.failures.remove(index).expect("index in range").1),
+            None => Ok(()),
+        }
+    }
+
+    /// Messages matching `filter`, by instant then id.
+    fn matching(&self, request: &PageRequest) -> Vec<&Message> {
+        let filter = &request.filter;
+        let needle = filter.text_contains.as_ref().map(|n| n.to_ascii_lowercase());
+        let mut found: Vec<&Message> = self
+            .messages
+            .values()
+            .filter(|m| filter.from.as_ref().is_none_or(|from| &m.from == from))
+            .filter(|m| filter.since_unix_micros.is_none_or(|since| m.ts.unix_micros >= since))
+            .filter(|m| match (&needle, &m.text) {
+                (None, _) => true,
+                (Some(needle), Some(text)) => text.to_ascii_lowercase().contains(needle.as_str()),
+                (Some(_), None) => false,
+            })
+            .collect();
+        found.sort_by(|a, b| (a.ts.unix_micros, &a.message_id).cmp(&(b.ts.unix_micros, &b.message_id)));
+        found
+    }
+}
+
+#[async_trait]
+impl MessageStore for MockStore {
+    async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
+        let mut state = self.lock();
+        state.scripted_failure(Operation::Insert)?;
+        if state.messages.contains_key(&message.message_id) {
+            return Ok(InsertOutcome::Duplicate);
+        }
+        state.messages.insert(message.message_id.clone(), message);
+        Ok(InsertOutcome::Created)
+    }
+
+    async fn list(&self, request: PageRequest) -> Result<Page, StoreError> {
+        let mut state = self.lock();
+        state.scripted_failure(Operation::List)?;
+        check_page_request(&request)?;
+        let matching = state.matching(&request);
+        let messages = matching
+            .iter()
+            .skip(usize::try_from(request.offset).unwrap_or(usize::MAX))
+            .take(request.limit as usize)
+            .map(|m| (*m).clone())
+            .collect();
+        Ok(Page {
+            messages,
+            total: matching.len() as u64,
+        })
+    }
+
+    async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError> {
+        let mut state = self.lock();
+        state.scripted_failure(Operation::Stats)?;
+        check_top_senders(top_senders)?;
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for message in state.messages.values() {
+            *counts.entry(&message.from).or_default() += 1;
+        }
+        let mut ranked: Vec<(&str, u64)> = counts.iter().map(|(from, count)| (*from, *count)).collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let by_instant = |m: &&Message| (m.ts.unix_micros, m.message_id.clone());
+        Ok(MessageStats {
+            total_messages: state.messages.len() as u64,
+            senders_count: counts.len() as u64,
+            top_senders: ranked
+                .into_iter()
+                .take(top_senders as usize)
+                .map(|(from, count)| SenderCount {
+                    from: from.to_owned(),
+                    count,
+                })
+                .collect(),
+            first_ts: state
+                .messages
+                .values()
+                .min_by_key(by_instant)
+                .map(|m| m.ts.text.clone()),
+            last_ts: state
+                .messages
+                .values()
+                .max_by_key(by_instant)
+                .map(|m| m.ts.text.clone()),
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.lock().scripted_failure(Operation::Ping)
+    }
+}

@@ -1,0 +1,62 @@
+//! A store wrapper that records every call the guest makes.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::{InsertOutcome, Message, MessageStats, MessageStore, Page, PageRequest, StoreError};
+
+/// One storage call, as the guest made it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageCall {
+    Insert(Message),
+    List(PageRequest),
+    Stats { top_senders: u32 },
+    Ping,
+}
+
+pub struct RecordingStore {
+    inner: Box<dyn MessageStore>,
+    calls: Mutex<Vec<StorageCall>>,
+}
+
+impl RecordingStore {
+    pub fn new(inner: impl MessageStore) -> Self {
+        Self {
+            inner: Box::new(inner),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The calls since the last `take_calls`.
+    pub fn take_calls(&self) -> Vec<StorageCall> {
+        std::mem::take(&mut *self.calls.lock().expect("calls lock"))
+    }
+
+    fn record(&self, call: StorageCall) {
+        self.calls.lock().expect("calls lock").push(call);
+    }
+}
+
+#[async_trait]
+impl MessageStore for RecordingStore {
+    async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
+        self.record(StorageCall::Insert(message.clone()));
+        self.inner.insert(message).await
+    }
+
+    async fn list(&self, request: PageRequest) -> Result<Page, StoreError> {
+        self.record(StorageCall::List(request.clone()));
+        self.inner.list(request).await
+    }
+
+    async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError> {
+        self.record(StorageCall::Stats { top_senders });
+        self.inner.stats(top_senders).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.record(StorageCall::Ping);
+        self.inner.ping().await
+    }
+}

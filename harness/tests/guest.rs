@@ -1,0 +1,210 @@
+//! The real guest component against mock host imports.
+
+use std::path::PathBuf;
+
+use inlet_harness::{
+    Harness, InsertOutcome, Level, Message, MessageStore, MockStore, Operation, SqliteStore, StorageCall, StoreError,
+    Timestamp,
+};
+use serde_json::json;
+
+fn guest() -> PathBuf {
+    std::env::var_os("INLET_GUEST").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/inlet_guest.wasm")
+    })
+}
+
+fn body(id: &str, from: &str, ts: &str, text: Option<&str>) -> String {
+    json!({"message_id": id, "from": from, "to": "+14155550100", "ts": ts, "text": text}).to_string()
+}
+
+fn stored(id: &str, from: &str, ts: &str, micros: i64, text: Option<&str>) -> Message {
+    Message {
+        message_id: id.into(),
+        from: from.into(),
+        to: "+14155550100".into(),
+        ts: Timestamp {
+            text: ts.into(),
+            unix_micros: micros,
+        },
+        text: text.map(Into::into),
+    }
+}
+
+#[tokio::test]
+async fn bad_signature_and_invalid_payloads_make_no_storage_call() {
+    let harness = Harness::new(guest(), MockStore::new()).unwrap();
+    let valid = body("m1", "+1", "2025-01-15T10:00:00Z", None);
+    for exchange in [
+        harness.webhook(&valid, None).await,
+        harness.webhook(&valid, Some("00")).await,
+        harness.webhook("garbage", Some("zz")).await,
+    ] {
+        assert_eq!(exchange.status, 401);
+        assert_eq!(exchange.storage_calls, []);
+        assert_eq!(exchange.webhook_results, ["invalid_signature"]);
+        assert_eq!(exchange.log.level(), Level::Error);
+    }
+    for invalid in [
+        "not json",
+        "[]",
+        r#"{"message_id":""}"#,
+        &body("m1", "+1", "2025-02-30T00:00:00Z", None),
+    ] {
+        let exchange = harness.signed_webhook(invalid).await;
+        assert_eq!(exchange.status, 422, "{invalid}");
+        assert_eq!(exchange.storage_calls, [], "{invalid}");
+        assert_eq!(exchange.webhook_results, ["validation_error"]);
+        assert_eq!(exchange.log.level(), Level::Warn);
+    }
+}
+
+#[tokio::test]
+async fn storage_failure_is_a_clean_503_never_a_trap() {
+    let store = MockStore::new();
+    let harness = Harness::new(guest(), store.clone()).unwrap();
+    store.fail_next(Operation::Insert, StoreError::Unavailable("disk full".into()));
+    let message = body("m1", "+1", "2025-01-15T10:00:00Z", Some("hi"));
+    let exchange = harness.signed_webhook(&message).await;
+    assert_eq!(exchange.status, 503);
+    assert_eq!(exchange.header("retry-after"), Some("1"));
+    assert_eq!(exchange.json(), json!({"detail": "storage unavailable, retry later"}));
+    assert_eq!(exchange.failure, None, "the guest answered; it did not trap");
+    assert_eq!(exchange.logged("result"), Some(&json!("storage_error")));
+    assert_eq!(exchange.logged("message_id"), Some(&json!("m1")));
+    assert_eq!(exchange.webhook_results, ["storage_error"]);
+    assert!(
+        exchange
+            .log
+            .events()
+            .iter()
+            .any(|(level, msg)| *level == Level::Error && msg.contains("disk full")),
+        "the reason is logged: {:?}",
+        exchange.log.events()
+    );
+    assert!(store.messages().is_empty());
+
+    // The retry succeeds.
+    assert_eq!(harness.signed_webhook(&message).await.status, 200);
+    assert_eq!(store.messages().len(), 1);
+
+    store.fail_next(Operation::List, StoreError::Unavailable("locked".into()));
+    let listing = harness.get("/messages").await;
+    assert_eq!((listing.status, listing.header("retry-after")), (503, Some("1")));
+    store.fail_next(Operation::Stats, StoreError::Internal("bug".into()));
+    let stats = harness.get("/stats").await;
+    assert_eq!((stats.status, stats.json()), (500, json!({"detail": "internal error"})));
+    store.fail_next(Operation::Ping, StoreError::Unavailable("gone".into()));
+    assert_eq!(harness.get("/health/ready").await.status, 503);
+}
+
+#[tokio::test]
+async fn duplicate_is_logged_as_dup() {
+    let harness = Harness::new(guest(), MockStore::new()).unwrap();
+    let message = body("m1", "+1", "2025-01-15T10:00:00Z", None);
+    let first = harness.signed_webhook(&message).await;
+    assert_eq!(
+        (first.logged("dup"), first.logged("result")),
+        (Some(&json!(false)), Some(&json!("created")))
+    );
+    let second = harness.signed_webhook(&message).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(
+        (second.logged("dup"), second.logged("result")),
+        (Some(&json!(true)), Some(&json!("duplicate")))
+    );
+    assert!(matches!(&second.storage_calls[..], [StorageCall::Insert(m)] if m.message_id == "m1"));
+}
+
+#[tokio::test]
+async fn mock_page_and_stats_render_as_the_spec_shapes_them() {
+    let store = MockStore::new();
+    for message in [
+        stored("b", "+2", "2025-01-15T10:00:00Z", 1_736_935_200_000_000, None),
+        stored("a", "+1", "2025-01-15T09:00:00Z", 1_736_931_600_000_000, Some("Hello")),
+    ] {
+        assert_eq!(store.insert(message).await, Ok(InsertOutcome::Created));
+    }
+    let harness = Harness::new(guest(), store).unwrap();
+    let page = harness.get("/messages?limit=1&offset=1").await;
+    assert_eq!(
+        page.json(),
+        json!({"data": [{"message_id": "b", "from": "+2", "to": "+14155550100", "ts": "2025-01-15T10:00:00Z", "text": null}],
+               "total": 2, "limit": 1, "offset": 1})
+    );
+    assert!(matches!(&page.storage_calls[..], [StorageCall::List(r)] if r.limit == 1 && r.offset == 1));
+    let stats = harness.get("/stats").await;
+    assert_eq!(
+        stats.json(),
+        json!({"total_messages": 2, "senders_count": 2,
+               "messages_per_sender": [{"from": "+1", "count": 1}, {"from": "+2", "count": 1}],
+               "first_message_ts": "2025-01-15T09:00:00Z", "last_message_ts": "2025-01-15T10:00:00Z"})
+    );
+    assert_eq!(stats.storage_calls, [StorageCall::Stats { top_senders: 10 }]);
+}
+
+/// One scripted session: requests to send, in order.
+enum Step {
+    Webhook(String),
+    Get(&'static str),
+}
+
+fn shared_cases() -> Vec<Step> {
+    let mut steps = vec![
+        Step::Get("/stats"),
+        Step::Webhook(body("m3", "+919876543210", "2025-01-15T10:00:00Z", Some("Hello again"))),
+        Step::Webhook(body("m1", "+919876543210", "2025-01-15T09:00:00Z", Some("hello world"))),
+        Step::Webhook(body(
+            "m2",
+            "+447700900123",
+            "2025-01-15T09:30:00.5Z",
+            Some("50% off_now"),
+        )),
+        Step::Webhook(body("m4", "+447700900123", "2025-01-15T09:30:00Z", None)),
+        Step::Webhook(body("m1", "+1", "2025-01-15T09:00:00Z", Some("dup"))),
+        Step::Webhook("not json".into()),
+    ];
+    for query in [
+        "/messages",
+        "/messages?limit=2&offset=1",
+        "/messages?offset=10",
+        "/messages?from=+919876543210",
+        "/messages?since=2025-01-15T09:30:00.2Z",
+        "/messages?q=HELLO",
+        "/messages?q=%25",
+        "/messages?q=_",
+        "/messages?limit=0",
+        "/stats",
+        "/health/ready",
+        "/nope",
+    ] {
+        steps.push(Step::Get(query));
+    }
+    steps
+}
+
+async fn run(harness: &Harness) -> Vec<(u16, String)> {
+    let mut results = Vec::new();
+    for step in shared_cases() {
+        let exchange = match step {
+            Step::Webhook(body) => harness.signed_webhook(&body).await,
+            Step::Get(path) => harness.get(path).await,
+        };
+        results.push((exchange.status, String::from_utf8(exchange.body).unwrap()));
+    }
+    results
+}
+
+#[tokio::test]
+async fn guest_behaves_the_same_on_the_mock_and_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("app.db")).unwrap();
+    let on_sqlite = run(&Harness::new(guest(), sqlite).unwrap()).await;
+    let on_mock = run(&Harness::new(guest(), MockStore::new()).unwrap()).await;
+    assert_eq!(on_mock.len(), on_sqlite.len());
+    for (index, (mock, sqlite)) in on_mock.iter().zip(&on_sqlite).enumerate() {
+        assert_eq!(mock, sqlite, "step {index} differs");
+    }
+    let created = on_sqlite.iter().filter(|(status, _)| *status == 200).count();
+    assert!(created > 10, "the session exercised real work: {on_sqlite:?}");
+}

@@ -1,0 +1,11 @@
+//! Inlet's host as a library: the `inlet` binary is a thin CLI over it, and
+//! test harnesses (`inlet-harness`) run guests with the same engine,
+//! sandbox and imports.
+
+pub mod bindings;
+pub mod commands;
+pub mod config;
+pub mod runtime;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
