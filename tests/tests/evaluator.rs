@@ -84,7 +84,7 @@ fn evaluator_steps() {
     assert!(metrics.body.lines().any(|l| l.starts_with("webhook_requests_total{")));
 
     // 8. Logs: every line JSON; webhook lines carry message_id and dup.
-    let lines = server.request_logs(14);
+    let lines = server.request_logs(15);
     let webhook_lines: Vec<_> = lines.iter().filter(|l| l["path"] == "/webhook").collect();
     assert_eq!(webhook_lines.len(), 6);
     assert!(webhook_lines.iter().all(|l| l["dup"].is_boolean()));
