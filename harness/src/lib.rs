@@ -26,7 +26,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use inlet::config::WebhookSecret;
-use inlet::runtime::{self, Guest, GuestReply, Runtime, Services};
+use inlet::runtime::{self, CompileCache, Guest, GuestReply, Runtime, Services};
 use inlet::telemetry::metrics::{self, Metrics};
 use inlet::telemetry::request_log::{LogFields, RequestId};
 use serde_json::Value;
@@ -92,7 +92,7 @@ impl Harness {
     /// Loads the guest at `path` (as `inlet serve` would) over `store`.
     pub fn new(path: impl AsRef<Path>, store: impl MessageStore) -> anyhow::Result<Self> {
         let runtime = Runtime::new()?;
-        let guest = Guest::load(&runtime, path.as_ref())?;
+        let guest = Guest::load(&runtime, path.as_ref(), &CompileCache::default())?;
         Ok(Self {
             guest: Arc::new(guest),
             store: Arc::new(RecordingStore::new(store)),

@@ -22,6 +22,8 @@ pub struct Config {
     /// Interface to listen on: all of them unless `BIND_ADDRESS` says otherwise.
     pub bind_address: IpAddr,
     pub guest: PathBuf,
+    /// Where compiled guests are cached; `None` when caching is off.
+    pub guest_cache: Option<PathBuf>,
     pub max_body_bytes: u64,
 }
 
@@ -86,9 +88,11 @@ impl Config {
             }
         };
         let database_url = lookup("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let database = parse_database_url(&database_url)?;
         Ok(Self {
             secret,
-            database: parse_database_url(&database_url)?,
+            guest_cache: guest_cache_dir(lookup("GUEST_CACHE_DIR"), &database),
+            database,
             log_level: parse_log_level(lookup("LOG_LEVEL").as_deref().unwrap_or("INFO"))?,
             port: parse_number("PORT", lookup("PORT"), DEFAULT_PORT)?,
             bind_address: parse_bind_address(lookup("BIND_ADDRESS"))?,
@@ -163,6 +167,16 @@ fn parse_number<T: std::str::FromStr + PartialOrd + Default>(
             variable,
             format!("must be a positive whole number (got {text:?})"),
         )),
+    }
+}
+
+/// `GUEST_CACHE_DIR`; `off` (or empty) disables the cache; unset, it is
+/// `guest-cache` next to the database, which is writable by design.
+fn guest_cache_dir(value: Option<String>, database: &Path) -> Option<PathBuf> {
+    match value.as_deref().map(str::trim) {
+        Some("" | "off") => None,
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => Some(database.parent().unwrap_or(Path::new(".")).join("guest-cache")),
     }
 }
 

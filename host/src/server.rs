@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::runtime::{self, GuestExit, GuestReply, GuestSlot, Services};
+use crate::runtime::{self, Guest, GuestExit, GuestReply, GuestSlot, Services};
 use crate::telemetry::request_log::{self, LogFields, RequestId, RequestInfo};
 
 /// How long shutdown waits for requests in flight.
@@ -31,7 +31,7 @@ type Body = HyperOutgoingBody;
 
 /// Everything a request needs.
 pub struct App {
-    pub guests: GuestSlot,
+    pub guests: Arc<GuestSlot>,
     pub services: Arc<Services>,
     /// One permit per guest instance the pool can hold.
     pub instances: Arc<Semaphore>,
@@ -90,7 +90,8 @@ impl App {
         let mut response = match info.path.as_str() {
             "/health/live" => self.host_route(info, request.method(), || json(StatusCode::OK, r#"{"status":"ok"}"#)),
             "/metrics" => self.host_route(info, request.method(), || self.metrics_response()),
-            _ => self.through_guest(info, request).await,
+            "/health/ready" => self.readiness(info, request).await,
+            _ => self.through_guest(self.guests.current(), info, request).await,
         };
         if let Ok(value) = HeaderValue::from_str(id.as_str()) {
             response.headers_mut().insert("x-request-id", value);
@@ -125,7 +126,31 @@ impl App {
         response
     }
 
-    async fn through_guest(self: &Arc<Self>, info: RequestInfo, request: Request<Incoming>) -> Response<Body> {
+    /// The live guest answers `/health/ready` (storage reachable, secret
+    /// set); when it says ready, the host adds which guest that is.
+    async fn readiness(self: &Arc<Self>, info: RequestInfo, request: Request<Incoming>) -> Response<Body> {
+        let guest = self.guests.current();
+        let response = self.through_guest(guest.clone(), info, request).await;
+        if response.status() != StatusCode::OK {
+            return response;
+        }
+        let body = serde_json::json!({
+            "status": "ready",
+            "guest": {
+                "sha256": guest.sha256,
+                "loaded_at": guest.loaded_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "path": guest.path.display().to_string(),
+            },
+        });
+        json(StatusCode::OK, body.to_string())
+    }
+
+    async fn through_guest(
+        self: &Arc<Self>,
+        guest: Arc<Guest>,
+        info: RequestInfo,
+        request: Request<Incoming>,
+    ) -> Response<Body> {
         if declared_length(&request).is_some_and(|len| len > self.max_body_bytes) {
             return self.reject_too_large(info);
         }
@@ -134,7 +159,6 @@ impl App {
         };
         let tripped = Arc::new(AtomicBool::new(false));
         let request = self.bounded(request, tripped.clone());
-        let guest = self.guests.current();
         match runtime::call(guest, self.services.clone(), info.id.clone(), request).await {
             GuestReply::Response { response, exit } => {
                 if tripped.load(Ordering::SeqCst) {

@@ -155,6 +155,16 @@ impl Server {
         format!("http://127.0.0.1:{}{path_and_query}", self.port)
     }
 
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The directory holding the database (and, by default, the guest cache).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The database file.
     pub fn database(&self) -> PathBuf {
         self.dir.path().join("app.db")

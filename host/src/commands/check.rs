@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use crate::runtime::{Guest, Runtime};
+use crate::runtime::{CompileCache, Guest, Runtime};
 
 /// Compiles and links `path` exactly as `inlet serve` would. Prints the
 /// verdict; `Ok(false)` means the guest cannot be served.
 pub fn run(path: &Path) -> anyhow::Result<bool> {
     let runtime = Runtime::new()?;
-    match Guest::load(&runtime, path) {
+    match Guest::load(&runtime, path, &CompileCache::default()) {
         Ok(guest) => {
             println!("ok: {} can be served (sha256 {})", path.display(), guest.sha256);
             Ok(true)

@@ -3,32 +3,46 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::runtime::{Guest, GuestSlot, MAX_INSTANCES, Runtime, Services};
+use crate::runtime::{CompileCache, Guest, GuestSlot, MAX_INSTANCES, Reloader, Runtime, Services};
 use crate::server::{self, App};
 use crate::storage::SqliteStore;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::request_log::latency_ms;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
     let store = SqliteStore::open(&config.database)?;
     tracing::info!(database = %config.database.display(), "storage ready");
     let runtime = Runtime::new()?;
-    let guest = Guest::load(&runtime, &config.guest)?;
-    tracing::info!(path = %guest.path.display(), sha256 = %guest.sha256, "guest loaded");
+    let cache = CompileCache::new(config.guest_cache.clone());
+    let guest = Guest::load(&runtime, &config.guest, &cache)?;
+    tracing::info!(
+        path = %guest.path.display(),
+        sha256 = %guest.sha256,
+        compilation = guest.compilation.as_str(),
+        load_ms = latency_ms(started),
+        "guest loaded"
+    );
     let metrics = Arc::new(Metrics::new());
     metrics.record_guest_loaded(&guest.sha256);
+    let services = Arc::new(Services {
+        store: Arc::new(store),
+        metrics,
+        secret: config.secret.clone(),
+    });
+    let guests = Arc::new(GuestSlot::new(guest));
+    let reloader = Reloader::new(runtime, cache, config.guest.clone(), guests.clone(), services.clone());
+    tokio::spawn(Arc::new(reloader).watch());
     let app = Arc::new(App {
-        guests: GuestSlot::new(guest),
-        services: Arc::new(Services {
-            store: Arc::new(store),
-            metrics,
-            secret: config.secret.clone(),
-        }),
+        guests,
+        services,
         instances: Arc::new(Semaphore::new(MAX_INSTANCES as usize)),
         max_body_bytes: config.max_body_bytes,
     });
@@ -36,7 +50,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
-    tracing::info!(%address, "listening");
+    tracing::info!(%address, startup_ms = latency_ms(started), "listening");
     server::serve(listener, app, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())

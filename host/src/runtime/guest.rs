@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
 
+use super::cache::{Compilation, CompileCache};
 use super::engine::Runtime;
 use super::sandbox::Sandbox;
 use crate::bindings::ServicePre;
@@ -18,16 +19,19 @@ pub struct Guest {
     /// Hex SHA-256 of the component file: which build is serving.
     pub sha256: String,
     pub path: PathBuf,
+    pub loaded_at: DateTime<Utc>,
+    pub compilation: Compilation,
 }
 
 impl Guest {
-    /// Compiles the component at `path` and checks it against the host: it
-    /// must export `wasi:http/incoming-handler`, and every import must be one
-    /// the host provides.
-    pub fn load(runtime: &Runtime, path: &Path) -> anyhow::Result<Self> {
+    /// Compiles (or takes from `cache`) the component at `path` and checks it
+    /// against the host: it must export `wasi:http/incoming-handler`, and
+    /// every import must be one the host provides.
+    pub fn load(runtime: &Runtime, path: &Path, cache: &CompileCache) -> anyhow::Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read guest component {}", path.display()))?;
-        let component = Component::new(&runtime.engine, &bytes)
-            .map_err(anyhow::Error::from)
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let (component, compilation) = cache
+            .component(&runtime.engine, &bytes, &sha256)
             .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
         let instance_pre = runtime
             .linker
@@ -39,8 +43,10 @@ impl Guest {
             .with_context(|| format!("{} does not export wasi:http/incoming-handler", path.display()))?;
         Ok(Self {
             pre,
-            sha256: hex::encode(Sha256::digest(&bytes)),
+            sha256,
             path: path.to_owned(),
+            loaded_at: Utc::now(),
+            compilation,
         })
     }
 }
@@ -56,5 +62,10 @@ impl GuestSlot {
 
     pub fn current(&self) -> Arc<Guest> {
         self.0.load_full()
+    }
+
+    /// Makes `guest` the live one; returns the one it replaced.
+    pub fn replace(&self, guest: Guest) -> Arc<Guest> {
+        self.0.swap(Arc::new(guest))
     }
 }

@@ -1,13 +1,17 @@
 //! Running the guest component: the engine, loading and swapping guests, the
 //! per-request sandbox, and the host side of the `inlet:service` imports.
 
+mod cache;
 mod engine;
 mod guest;
 mod imports;
 mod invoke;
+mod reload;
 mod sandbox;
 
+pub use cache::{Compilation, CompileCache};
 pub use engine::{MAX_INSTANCES, Runtime};
 pub use guest::{Guest, GuestSlot};
 pub use invoke::{GuestExit, GuestReply, call};
+pub use reload::{POLL_INTERVAL, ReloadOutcome, Reloader, Trigger};
 pub use sandbox::Services;

@@ -225,6 +225,13 @@ impl Metrics {
             .get()
     }
 
+    /// Counts a guest candidate that failed to load.
+    pub fn record_guest_rejected(&self) {
+        self.guest_loads
+            .get_or_create(&OutcomeLabels { outcome: "rejected" })
+            .inc();
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -296,6 +303,7 @@ mod tests {
         metrics.record_stored();
         metrics.record_guest_loaded("aa");
         metrics.record_guest_loaded("bb");
+        metrics.record_guest_rejected();
         let text = metrics.render();
         for line in [
             "requests_in_flight 1",
@@ -303,6 +311,7 @@ mod tests {
             "storage_operation_ms_bucket{le=\"1.0\",operation=\"insert\"} 1",
             "messages_stored_total 1",
             "guest_loads_total{outcome=\"loaded\"} 2",
+            "guest_loads_total{outcome=\"rejected\"} 1",
             "guest_info{sha256=\"bb\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in {text}");

@@ -1,0 +1,179 @@
+//! Hot swap: replace the live guest while serving, with no failed request.
+//!
+//! The watcher polls `GUEST_COMPONENT` (so a replace by rename, `docker cp`
+//! and an in-place write are all seen, on any filesystem) and reloads on
+//! SIGHUP. A candidate is compiled, linked and instantiated off the request
+//! path; only then does it replace the live guest, atomically. Requests
+//! already running finish on the old guest. A candidate that fails any step
+//! is rejected with a log line and a metric, and the old guest keeps serving.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use wasmtime::Store;
+
+use super::cache::CompileCache;
+use super::engine::Runtime;
+use super::guest::{Guest, GuestSlot};
+use super::sandbox::{Sandbox, Services};
+use crate::telemetry::request_log::{RequestId, latency_ms};
+
+/// How often the guest file is checked for a change.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What made a reload happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    FileChanged,
+    Signal,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::FileChanged => "file_changed",
+            Self::Signal => "sighup",
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new guest is live.
+    Swapped { sha256: String },
+    /// The file holds the guest already live.
+    Unchanged,
+    /// The candidate failed; the previous guest keeps serving.
+    Rejected { reason: String },
+}
+
+pub struct Reloader {
+    runtime: Runtime,
+    cache: CompileCache,
+    path: PathBuf,
+    slot: Arc<GuestSlot>,
+    services: Arc<Services>,
+}
+
+/// Identifies a version of the file: a rename gives a new inode, a write a
+/// new size or modification time.
+type Stamp = Option<(u64, i64, i64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.ino(), meta.mtime(), meta.mtime_nsec(), meta.size()))
+}
+
+impl Reloader {
+    pub fn new(
+        runtime: Runtime,
+        cache: CompileCache,
+        path: PathBuf,
+        slot: Arc<GuestSlot>,
+        services: Arc<Services>,
+    ) -> Self {
+        Self {
+            runtime,
+            cache,
+            path,
+            slot,
+            services,
+        }
+    }
+
+    /// Loads the guest file and, if it is valid and different, makes it live.
+    pub async fn reload(&self, trigger: Trigger) -> ReloadOutcome {
+        let started = Instant::now();
+        let outcome = match self.candidate().await {
+            Ok(guest) if guest.sha256 == self.slot.current().sha256 => ReloadOutcome::Unchanged,
+            Ok(guest) => {
+                let sha256 = guest.sha256.clone();
+                let compilation = guest.compilation.as_str();
+                let previous = self.slot.replace(guest);
+                self.services.metrics.record_guest_loaded(&sha256);
+                tracing::info!(
+                    trigger = trigger.as_str(),
+                    sha256 = %sha256,
+                    previous_sha256 = %previous.sha256,
+                    compilation,
+                    reload_ms = latency_ms(started),
+                    "guest swapped"
+                );
+                ReloadOutcome::Swapped { sha256 }
+            }
+            Err(error) => {
+                let reason = format!("{error:#}");
+                self.services.metrics.record_guest_rejected();
+                tracing::error!(
+                    trigger = trigger.as_str(),
+                    path = %self.path.display(),
+                    reason = %reason,
+                    live_sha256 = %self.slot.current().sha256,
+                    "guest rejected; the previous guest keeps serving"
+                );
+                ReloadOutcome::Rejected { reason }
+            }
+        };
+        if outcome == ReloadOutcome::Unchanged {
+            tracing::debug!(trigger = trigger.as_str(), "guest file unchanged");
+        }
+        outcome
+    }
+
+    /// Compiles, links and instantiates the file once, off the request path.
+    async fn candidate(&self) -> anyhow::Result<Guest> {
+        let (runtime, cache, path) = (self.runtime.clone(), self.cache.clone(), self.path.clone());
+        let guest = tokio::task::spawn_blocking(move || Guest::load(&runtime, &path, &cache))
+            .await
+            .context("guest compilation task failed")??;
+        let sandbox = Sandbox::new(self.services.clone(), RequestId::from_header(Some("guest-reload")));
+        let mut store = Store::new(&self.runtime.engine, sandbox);
+        guest
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("the guest failed to instantiate")?;
+        Ok(guest)
+    }
+
+    /// Watches the file and SIGHUP until the process ends.
+    pub async fn watch(self: Arc<Self>) {
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; only file changes reload the guest");
+                None
+            }
+        };
+        let mut seen = stamp(&self.path);
+        let mut ticks = tokio::time::interval(POLL_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    let now = stamp(&self.path);
+                    // A file still being written changes between two polls:
+                    // wait until it holds still.
+                    if now == seen || now.is_none() {
+                        continue;
+                    }
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                    if stamp(&self.path) != now {
+                        continue;
+                    }
+                    seen = now;
+                    self.reload(Trigger::FileChanged).await;
+                }
+                Some(()) = async { hangup.as_mut()?.recv().await } => {
+                    seen = stamp(&self.path);
+                    self.reload(Trigger::Signal).await;
+                }
+            }
+        }
+    }
+}

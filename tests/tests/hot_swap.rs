@@ -1,0 +1,233 @@
+//! Replacing the guest component while the server takes traffic.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use inlet_e2e::{Server, guest_wasm, message, sign};
+use sha2::{Digest, Sha256};
+
+/// The guest with a custom section appended: another valid component with
+/// another digest.
+fn variant(tag: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(guest_wasm()).unwrap();
+    let name = b"inlet-variant";
+    let payload = tag.as_bytes();
+    let size = 1 + name.len() + payload.len();
+    assert!(size < 128 && name.len() < 128, "single-byte LEB128 lengths");
+    bytes.extend([0u8, size as u8, name.len() as u8]);
+    bytes.extend(name);
+    bytes.extend(payload);
+    bytes
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Replaces `path` the way `cp new x && mv x path` does.
+fn replace_by_rename(path: &Path, bytes: &[u8]) {
+    let staging = path.with_extension("staging");
+    std::fs::write(&staging, bytes).unwrap();
+    std::fs::rename(&staging, path).unwrap();
+}
+
+fn live_sha(server: &Server) -> String {
+    server.get("/health/ready").json()["guest"]["sha256"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Waits until the server reports `sha`; returns how long that took.
+fn wait_for_sha(server: &Server, sha: &str) -> Duration {
+    let started = Instant::now();
+    while live_sha(server) != sha {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "guest {sha} never went live"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn swaps_under_load_with_zero_failed_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let guest_path = dir.path().join("guest.wasm");
+    let (a, b) = (variant("a"), variant("b"));
+    std::fs::write(&guest_path, &a).unwrap();
+    let server = Server::start_with(&[("GUEST_COMPONENT", guest_path.to_str().unwrap())]);
+    assert_eq!(live_sha(&server), sha256(&a));
+
+    let stop = AtomicBool::new(false);
+    let failures = Mutex::new(Vec::new());
+    let acknowledged = Mutex::new(Vec::new());
+    let sent = AtomicUsize::new(0);
+    let mut latencies = Vec::new();
+    std::thread::scope(|scope| {
+        for worker in 0..4 {
+            let (server, stop, failures, acknowledged, sent) = (&server, &stop, &failures, &acknowledged, &sent);
+            scope.spawn(move || {
+                // Bounded in count as well as by the swaps below.
+                for i in 0..20_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let id = format!("w{worker}-{i}");
+                    let body = message(&id, "+1", "2025-01-15T10:00:00Z", Some("swap"));
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    let reply = server.webhook(&body, Some(&sign(&body)));
+                    if reply.status == 200 {
+                        acknowledged.lock().unwrap().push(id);
+                    } else {
+                        failures.lock().unwrap().push((id, reply.status, reply.body));
+                    }
+                    if i % 10 == 0 {
+                        let listing = server.get("/messages?limit=1");
+                        if listing.status != 200 {
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(("GET".into(), listing.status, listing.body));
+                        }
+                    }
+                }
+            });
+        }
+
+        std::thread::sleep(Duration::from_millis(500));
+        for (bytes, in_place) in [(&b, false), (&a, false), (&b, true), (&a, false)] {
+            if in_place {
+                std::fs::write(&guest_path, bytes).unwrap();
+            } else {
+                replace_by_rename(&guest_path, bytes);
+            }
+            latencies.push(wait_for_sha(&server, &sha256(bytes)));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        replace_by_rename(&guest_path, b"this is not a component");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            live_sha(&server),
+            sha256(&a),
+            "an invalid file leaves the previous guest live"
+        );
+        replace_by_rename(&guest_path, &b);
+        latencies.push(wait_for_sha(&server, &sha256(&b)));
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+    });
+
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests, e.g. {:?}",
+        failures.len(),
+        failures.first()
+    );
+    let acknowledged: HashSet<String> = acknowledged.into_inner().unwrap().into_iter().collect();
+    let conn = rusqlite::Connection::open(server.database()).unwrap();
+    let mut statement = conn.prepare("SELECT message_id FROM messages").unwrap();
+    let stored: HashSet<String> = statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(acknowledged.is_subset(&stored), "every acknowledged message is stored");
+    assert!(
+        acknowledged.len() > 100,
+        "traffic ran during the swaps: {}",
+        acknowledged.len()
+    );
+
+    let metrics = server.get("/metrics").body;
+    assert!(metrics.contains("guest_loads_total{outcome=\"loaded\"} 6"), "{metrics}");
+    assert!(
+        metrics.contains("guest_loads_total{outcome=\"rejected\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("guest_info{{sha256=\"{}\"}} 1", sha256(&b))),
+        "{metrics}"
+    );
+    let rejected = server
+        .logs()
+        .into_iter()
+        .find(|l| l["msg"] == "guest rejected; the previous guest keeps serving");
+    let rejected = rejected.expect("a log line for the rejected guest");
+    assert_eq!(rejected["level"], "error");
+    assert!(
+        rejected["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid WebAssembly component"),
+        "{rejected}"
+    );
+    eprintln!(
+        "hot swap: {} requests acknowledged during 5 swaps, 0 failed; file replaced -> new guest serving: {:?}",
+        acknowledged.len(),
+        latencies
+    );
+}
+
+#[test]
+fn sighup_reloads() {
+    let server = Server::start_with(&[("LOG_LEVEL", "debug")]);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    while !server.logs().iter().any(|l| l["trigger"] == "sighup") {
+        assert!(started.elapsed() < Duration::from_secs(10), "no reload after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.get("/health/ready").status, 200, "still serving after SIGHUP");
+}
+
+fn guest_loaded_line(server: &Server) -> serde_json::Value {
+    // Restarts append to the same log: the last line is this run's.
+    server
+        .logs()
+        .into_iter()
+        .rev()
+        .find(|l| l["msg"] == "guest loaded")
+        .expect("a guest loaded line")
+}
+
+#[test]
+fn restart_uses_the_compile_cache_and_survives_a_bad_one() {
+    let server = Server::start();
+    assert_eq!(guest_loaded_line(&server)["compilation"], "compiled");
+    let first_ms = guest_loaded_line(&server)["load_ms"].as_f64().unwrap();
+    let dir = server.kill();
+
+    let server = Server::start_in(dir, &[]);
+    assert_eq!(guest_loaded_line(&server)["compilation"], "cached");
+    let cached_ms = guest_loaded_line(&server)["load_ms"].as_f64().unwrap();
+    eprintln!("guest load at start-up: compiled {first_ms} ms, cached {cached_ms} ms");
+
+    for entry in std::fs::read_dir(server.dir().join("guest-cache")).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"corrupt").unwrap();
+    }
+    let dir = server.kill();
+    let server = Server::start_in(dir, &[]);
+    assert_eq!(
+        guest_loaded_line(&server)["compilation"],
+        "compiled",
+        "a corrupt entry is recompiled"
+    );
+    assert_eq!(server.get("/health/ready").status, 200);
+
+    let unwritable = Server::start_with(&[("GUEST_CACHE_DIR", "/proc/inlet-cannot-write-here")]);
+    assert_eq!(
+        unwritable.get("/health/ready").status,
+        200,
+        "an unwritable cache only costs a compile"
+    );
+}
