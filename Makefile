@@ -8,7 +8,7 @@ DATABASE_URL ?= sqlite:///./app.db
 LOG_LEVEL ?= INFO
 PORT ?= 8000
 
-.PHONY: build guest host wasm-target run test test-guest lint up down logs test-docker
+.PHONY: build guest host fixtures wasm-target run test test-guest lint up down logs test-docker
 
 # `docker compose` (v2) where installed, else the v1 `docker-compose`.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
@@ -22,6 +22,11 @@ wasm-target:
 guest: wasm-target
 	$(CARGO) build --release --locked -p inlet-guest --target wasm32-wasip2
 
+# The misbehaving guest the sandbox-limit tests run (its own workspace).
+fixtures: wasm-target
+	$(CARGO) build --release --locked --manifest-path tests/fixtures/misbehaving-guest/Cargo.toml \
+		--target wasm32-wasip2 --target-dir target/fixtures
+
 host:
 	$(CARGO) build --release --locked -p inlet
 
@@ -32,7 +37,7 @@ run: build
 
 ## test: every test: unit tests (host, guest logic, signature) and end-to-end
 ## tests against the real binary and the real guest. Reuses the release build.
-test: build
+test: build fixtures
 	$(CARGO) test --release --locked --workspace
 
 ## test-guest: only the guest-in-isolation tests (mock host imports, no server)
@@ -44,6 +49,9 @@ lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --locked -p inlet-guest --target wasm32-wasip2 -- -D warnings
+	$(CARGO) fmt --manifest-path tests/fixtures/misbehaving-guest/Cargo.toml -- --check
+	$(CARGO) clippy --release --locked --manifest-path tests/fixtures/misbehaving-guest/Cargo.toml \
+		--target wasm32-wasip2 --target-dir target/fixtures -- -D warnings
 
 ## up: build the image and start the `api` service on http://localhost:8000
 up:

@@ -26,6 +26,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use inlet::config::WebhookSecret;
+use inlet::limits::GuestLimits;
+pub use inlet::runtime::GuestFailure;
 use inlet::runtime::{self, CompileCache, Guest, GuestReply, Runtime, Services};
 use inlet::telemetry::metrics::{self, Metrics};
 use inlet::telemetry::request_log::{LogFields, RequestId};
@@ -64,8 +66,8 @@ pub struct Exchange {
     pub webhook_results: Vec<&'static str>,
     /// Fields and level the guest attached through `log`.
     pub log: LogFields,
-    /// Why the guest failed to answer (a trap, no response), if it did.
-    pub failure: Option<String>,
+    /// Why the guest did not finish normally (a trap, a limit), if it did not.
+    pub failure: Option<GuestFailure>,
 }
 
 impl Exchange {
@@ -91,7 +93,7 @@ impl Exchange {
 impl Harness {
     /// Loads the guest at `path` (as `inlet serve` would) over `store`.
     pub fn new(path: impl AsRef<Path>, store: impl MessageStore) -> anyhow::Result<Self> {
-        let runtime = Runtime::new()?;
+        let runtime = Runtime::new(GuestLimits::default())?;
         let guest = Guest::load(&runtime, path.as_ref(), &CompileCache::default())?;
         Ok(Self {
             guest: Arc::new(guest),
@@ -167,7 +169,7 @@ impl Harness {
                     storage_calls: Vec::new(),
                     webhook_results: Vec::new(),
                     log: exit.fields,
-                    failure: exit.result.err().map(|e| format!("{e:#}")),
+                    failure: exit.result.err(),
                 }
             }
             GuestReply::Failed { exit } => Exchange {
@@ -177,7 +179,7 @@ impl Harness {
                 storage_calls: Vec::new(),
                 webhook_results: Vec::new(),
                 log: exit.fields,
-                failure: Some(exit.result.err().map(|e| format!("{e:#}")).unwrap_or_default()),
+                failure: exit.result.err(),
             },
         };
         exchange.storage_calls = self.store.take_calls();

@@ -3,14 +3,15 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use thiserror::Error;
+
+use crate::limits::{GuestLimits, HttpLimits};
 
 /// The default database: the file `/data/app.db`, where the Docker volume is.
 const DEFAULT_DATABASE_URL: &str = "sqlite:////data/app.db";
 const DEFAULT_PORT: u16 = 8000;
-/// Default largest accepted request body.
-const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// Everything `inlet serve` needs to start.
 #[derive(Clone)]
@@ -24,7 +25,8 @@ pub struct Config {
     pub guest: PathBuf,
     /// Where compiled guests are cached; `None` when caching is off.
     pub guest_cache: Option<PathBuf>,
-    pub max_body_bytes: u64,
+    pub guest_limits: GuestLimits,
+    pub http_limits: HttpLimits,
 }
 
 /// `WEBHOOK_SECRET`: never printed, not even by `Debug`.
@@ -99,9 +101,45 @@ impl Config {
             guest: lookup("GUEST_COMPONENT")
                 .map(PathBuf::from)
                 .unwrap_or_else(default_guest_path),
-            max_body_bytes: parse_number("MAX_BODY_BYTES", lookup("MAX_BODY_BYTES"), DEFAULT_MAX_BODY_BYTES)?,
+            guest_limits: guest_limits(&lookup)?,
+            http_limits: http_limits(&lookup)?,
         })
     }
+}
+
+fn guest_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<GuestLimits, ConfigError> {
+    let defaults = GuestLimits::default();
+    let default_ms = defaults.request_timeout.as_millis() as u64;
+    let memory_mb = parse_number(
+        "GUEST_MEMORY_MB",
+        lookup("GUEST_MEMORY_MB"),
+        defaults.memory_bytes >> 20,
+    )?;
+    Ok(GuestLimits {
+        request_timeout: Duration::from_millis(parse_number(
+            "REQUEST_TIMEOUT_MS",
+            lookup("REQUEST_TIMEOUT_MS"),
+            default_ms,
+        )?),
+        memory_bytes: memory_mb
+            .checked_mul(1 << 20)
+            .ok_or_else(|| ConfigError::new("GUEST_MEMORY_MB", "is too large"))?,
+        max_instances: parse_number("MAX_INSTANCES", lookup("MAX_INSTANCES"), defaults.max_instances)?,
+    })
+}
+
+fn http_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HttpLimits, ConfigError> {
+    let defaults = HttpLimits::default();
+    let default_ms = defaults.header_read_timeout.as_millis() as u64;
+    Ok(HttpLimits {
+        max_body_bytes: parse_number("MAX_BODY_BYTES", lookup("MAX_BODY_BYTES"), defaults.max_body_bytes)?,
+        header_read_timeout: Duration::from_millis(parse_number(
+            "HEADER_READ_TIMEOUT_MS",
+            lookup("HEADER_READ_TIMEOUT_MS"),
+            default_ms,
+        )?),
+        max_connections: parse_number("MAX_CONNECTIONS", lookup("MAX_CONNECTIONS"), defaults.max_connections)?,
+    })
 }
 
 /// `sqlite:///data/app.db` and `sqlite:////data/app.db` both mean `/data/app.db`
@@ -249,7 +287,7 @@ mod tests {
         let c = config(&[("WEBHOOK_SECRET", "s")]).unwrap();
         assert_eq!(c.database, Path::new("/data/app.db"));
         assert_eq!(
-            (c.port, c.log_level, c.max_body_bytes),
+            (c.port, c.log_level, c.http_limits.max_body_bytes),
             (8000, tracing::Level::INFO, 1024 * 1024)
         );
         let c = config(&[
@@ -273,6 +311,9 @@ mod tests {
             ("PORT", "0"),
             ("PORT", "70000"),
             ("MAX_BODY_BYTES", "-1"),
+            ("REQUEST_TIMEOUT_MS", "soon"),
+            ("GUEST_MEMORY_MB", "0"),
+            ("MAX_CONNECTIONS", "many"),
             ("LOG_LEVEL", "loud"),
         ] {
             let error = config(&[("WEBHOOK_SECRET", "s"), (var, value)]).err().unwrap();

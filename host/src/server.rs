@@ -16,12 +16,14 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use hyper_util::rt::TokioTimer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::runtime::{self, Guest, GuestExit, GuestReply, GuestSlot, Services};
+use crate::limits::HttpLimits;
+use crate::runtime::{self, Guest, GuestExit, GuestFailure, GuestReply, GuestSlot, Services};
 use crate::telemetry::request_log::{self, LogFields, RequestId, RequestInfo};
 
 /// How long shutdown waits for requests in flight.
@@ -35,45 +37,62 @@ pub struct App {
     pub services: Arc<Services>,
     /// One permit per guest instance the pool can hold.
     pub instances: Arc<Semaphore>,
-    pub max_body_bytes: u64,
+    pub max_instances: u32,
+    pub limits: HttpLimits,
 }
 
 /// Serves `listener` until `shutdown` resolves, then waits (bounded) for
 /// requests in flight.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let connections = Arc::new(Semaphore::new(app.limits.max_connections));
     loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    continue;
-                }
-            },
+        // At the connection cap, stop accepting: new clients wait in the backlog.
+        let (permit, stream) = tokio::select! {
+            accepted = accept(&listener, &connections) => accepted,
             () = &mut shutdown => break,
         };
         let app = app.clone();
+        let header_read_timeout = app.limits.header_read_timeout;
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |request| {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(app.handle(request).await) }
             });
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    let all = runtime::MAX_INSTANCES;
-    if tokio::time::timeout(DRAIN_TIMEOUT, app.instances.acquire_many(all))
+    if tokio::time::timeout(DRAIN_TIMEOUT, app.instances.acquire_many(app.max_instances))
         .await
         .is_err()
     {
         tracing::warn!("shutdown: requests still running after {DRAIN_TIMEOUT:?}");
+    }
+}
+
+/// The next connection, once a connection slot is free.
+async fn accept(listener: &TcpListener, connections: &Arc<Semaphore>) -> (OwnedSemaphorePermit, TcpStream) {
+    let permit = connections
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the connection semaphore is never closed");
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => return (permit, stream),
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 }
 
@@ -109,7 +128,7 @@ impl App {
         let response = if method == Method::GET {
             answer()
         } else {
-            let mut response = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+            let mut response = detail_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
             response.headers_mut().insert("allow", HeaderValue::from_static("GET"));
             response
         };
@@ -151,12 +170,15 @@ impl App {
         info: RequestInfo,
         request: Request<Incoming>,
     ) -> Response<Body> {
-        if declared_length(&request).is_some_and(|len| len > self.max_body_bytes) {
+        if declared_length(&request).is_some_and(|len| len > self.limits.max_body_bytes) {
             return self.reject_too_large(info);
         }
-        let Ok(permit) = self.instances.clone().acquire_owned().await else {
-            return self.fail(info, LogFields::default(), "shutting down");
-        };
+        let permit = self
+            .instances
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the instance semaphore is never closed");
         let tripped = Arc::new(AtomicBool::new(false));
         let request = self.bounded(request, tripped.clone());
         match runtime::call(guest, self.services.clone(), info.id.clone(), request).await {
@@ -169,11 +191,10 @@ impl App {
                 tokio::spawn(async move {
                     let exit = exit.await.unwrap_or_else(|e| GuestExit {
                         fields: LogFields::default(),
-                        result: Err(anyhow::anyhow!("guest task failed: {e}")),
+                        result: Err(GuestFailure::Trap(format!("guest task failed: {e}"))),
                     });
                     drop(permit);
-                    let failure = exit.result.err().map(|e| format!("{e:#}"));
-                    app.complete(&info, status, exit.fields, failure.as_deref());
+                    app.finish_guest(&info, status, exit);
                 });
                 response
             }
@@ -182,8 +203,17 @@ impl App {
                 self.reject_too_large(info)
             }
             GuestReply::Failed { exit } => {
-                let failure = exit.result.err().map(|e| format!("{e:#}")).unwrap_or_default();
-                self.fail(info, exit.fields, &failure)
+                let status = match exit.result {
+                    Err(GuestFailure::Deadline) => StatusCode::GATEWAY_TIMEOUT,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let detail = if status == StatusCode::GATEWAY_TIMEOUT {
+                    "request deadline exceeded"
+                } else {
+                    "internal error"
+                };
+                self.finish_guest(&info, status, exit);
+                detail_response(status, detail)
             }
         }
     }
@@ -200,7 +230,7 @@ impl App {
         if !parts.headers.contains_key(HOST) && parts.uri.authority().is_none() {
             parts.headers.insert(HOST, HeaderValue::from_static("localhost"));
         }
-        let limit = self.max_body_bytes;
+        let limit = self.limits.max_body_bytes;
         let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(move |error| {
             if error.is::<LengthLimitError>() {
                 tripped.store(true, Ordering::SeqCst);
@@ -216,22 +246,29 @@ impl App {
     }
 
     fn reject_too_large(&self, info: RequestInfo) -> Response<Body> {
-        let response = detail(
+        let response = detail_response(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body is larger than {} bytes", self.max_body_bytes),
+            &format!("request body is larger than {} bytes", self.limits.max_body_bytes),
         );
         let mut fields = LogFields::default();
-        fields.annotate("limit".into(), "max_body_bytes".into());
+        fields.annotate("limit".into(), "MAX_BODY_BYTES".into());
         self.complete(&info, response.status(), fields, None);
         response
     }
 
-    /// The guest could not answer: 500 with no detail for the client; the
-    /// reason goes to the log.
-    fn fail(&self, info: RequestInfo, fields: LogFields, failure: &str) -> Response<Body> {
-        let response = detail(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-        self.complete(&info, response.status(), fields, Some(failure));
-        response
+    /// Logs and counts a guest run once it is over. A failure's detail goes
+    /// to the log only; the client sees a generic answer.
+    fn finish_guest(&self, info: &RequestInfo, status: StatusCode, exit: GuestExit) {
+        let mut fields = exit.fields;
+        let failure = exit.result.err();
+        if let Some(failure) = &failure {
+            self.services.metrics.record_guest_trap(failure.reason());
+            fields.annotate("failure".into(), failure.reason().into());
+            if let Some(limit) = failure.limit() {
+                fields.annotate("limit".into(), limit.into());
+            }
+        }
+        self.complete(info, status, fields, failure.map(|f| f.detail()).as_deref());
     }
 
     fn complete(&self, info: &RequestInfo, status: StatusCode, fields: LogFields, failure: Option<&str>) {
@@ -263,6 +300,6 @@ fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 /// `{"detail": "..."}` like the guest's own errors.
-fn detail(status: StatusCode, detail: &str) -> Response<Body> {
+fn detail_response(status: StatusCode, detail: &str) -> Response<Body> {
     json(status, serde_json::json!({ "detail": detail }).to_string())
 }

@@ -284,3 +284,10 @@ fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
 }
+
+/// The misbehaving guest fixture (`make fixtures`).
+pub fn misbehaving_guest() -> PathBuf {
+    let path = workspace_root().join("target/fixtures/wasm32-wasip2/release/inlet_fixture_misbehaving.wasm");
+    assert!(path.exists(), "{} is missing: run `make fixtures`", path.display());
+    path
+}

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::runtime::{CompileCache, Guest, GuestSlot, MAX_INSTANCES, Reloader, Runtime, Services};
+use crate::runtime::{CompileCache, Guest, GuestSlot, Reloader, Runtime, Services};
 use crate::server::{self, App};
 use crate::storage::SqliteStore;
 use crate::telemetry::metrics::Metrics;
@@ -20,7 +20,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = SqliteStore::open(&config.database)?;
     tracing::info!(database = %config.database.display(), "storage ready");
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::new(config.guest_limits)?;
     let cache = CompileCache::new(config.guest_cache.clone());
     let guest = Guest::load(&runtime, &config.guest, &cache)?;
     tracing::info!(
@@ -43,8 +43,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let app = Arc::new(App {
         guests,
         services,
-        instances: Arc::new(Semaphore::new(MAX_INSTANCES as usize)),
-        max_body_bytes: config.max_body_bytes,
+        instances: Arc::new(Semaphore::new(config.guest_limits.max_instances as usize)),
+        max_instances: config.guest_limits.max_instances,
+        limits: config.http_limits,
     });
     let address = SocketAddr::from((config.bind_address, config.port));
     let listener = TcpListener::bind(address)

@@ -7,11 +7,14 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use wasmtime::Store;
 
 use super::cache::{Compilation, CompileCache};
 use super::engine::Runtime;
-use super::sandbox::Sandbox;
+use super::sandbox::{Sandbox, Services};
 use crate::bindings::ServicePre;
+use crate::limits::GuestLimits;
+use crate::telemetry::request_log::RequestId;
 
 /// A compiled, pre-linked guest ready to instantiate per request.
 pub struct Guest {
@@ -21,6 +24,9 @@ pub struct Guest {
     pub path: PathBuf,
     pub loaded_at: DateTime<Utc>,
     pub compilation: Compilation,
+    /// The limits of the runtime that loaded it.
+    pub limits: GuestLimits,
+    pub deadline_ticks: u64,
 }
 
 impl Guest {
@@ -47,7 +53,20 @@ impl Guest {
             path: path.to_owned(),
             loaded_at: Utc::now(),
             compilation,
+            limits: runtime.limits,
+            deadline_ticks: runtime.deadline_ticks(),
         })
+    }
+
+    /// A fresh store for one instance: the sandbox, its memory cap and the
+    /// request deadline (counted from now).
+    pub fn new_store(&self, services: Arc<Services>, id: RequestId) -> Store<Sandbox> {
+        let sandbox = Sandbox::new(services, id, self.limits.memory_bytes);
+        let mut store = Store::new(self.pre.engine(), sandbox);
+        store.limiter(|sandbox| &mut sandbox.limiter);
+        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_trap();
+        store
     }
 }
 

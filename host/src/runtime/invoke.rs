@@ -1,4 +1,4 @@
-//! One request through one fresh guest instance.
+//! One request through one fresh guest instance, within the guest limits.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,7 +6,7 @@ use std::time::Instant;
 use hyper::body::{Body, Bytes};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wasmtime::Store;
+use wasmtime::{Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -15,12 +15,54 @@ use super::guest::Guest;
 use super::sandbox::{Sandbox, Services};
 use crate::telemetry::request_log::{self, LogFields, RequestId};
 
+/// Why a guest did not finish a request normally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestFailure {
+    /// The request ran past `REQUEST_TIMEOUT_MS`.
+    Deadline,
+    /// The instance tried to grow its memory past `GUEST_MEMORY_MB`.
+    Memory,
+    /// The guest trapped (a panic, an invalid operation) or could not be run.
+    Trap(String),
+    /// The guest returned without a response, or answered with a
+    /// `wasi:http` error code instead of one.
+    NoResponse(String),
+}
+
+impl GuestFailure {
+    /// The `reason` label of `guest_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Deadline => "deadline",
+            Self::Memory => "memory",
+            Self::Trap(_) => "trap",
+            Self::NoResponse(_) => "no_response",
+        }
+    }
+
+    /// The limit that stopped the guest, by its configuration variable.
+    pub fn limit(&self) -> Option<&'static str> {
+        match self {
+            Self::Deadline => Some("REQUEST_TIMEOUT_MS"),
+            Self::Memory => Some("GUEST_MEMORY_MB"),
+            Self::Trap(_) | Self::NoResponse(_) => None,
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Deadline => "the request ran past its deadline".into(),
+            Self::Memory => "the guest exceeded its memory limit".into(),
+            Self::Trap(detail) | Self::NoResponse(detail) => detail.clone(),
+        }
+    }
+}
+
 /// How the guest's run ended, available once it has returned.
 pub struct GuestExit {
     /// What the guest attached to the request's log line.
     pub fields: LogFields,
-    /// `Err` when the guest trapped or the host could not run it.
-    pub result: anyhow::Result<()>,
+    pub result: Result<(), GuestFailure>,
 }
 
 /// What the caller gets back as soon as the guest has answered (or failed).
@@ -31,12 +73,11 @@ pub enum GuestReply {
         response: hyper::Response<HyperOutgoingBody>,
         exit: JoinHandle<GuestExit>,
     },
-    /// The guest returned or trapped without a response, or answered with a
-    /// `wasi:http` error code.
+    /// The guest failed before setting a response.
     Failed { exit: GuestExit },
 }
 
-/// Runs `request` in a fresh instance of `guest`.
+/// Runs `request` in a fresh instance of `guest`, bounded by its limits.
 pub async fn call<B>(
     guest: Arc<Guest>,
     services: Arc<Services>,
@@ -49,8 +90,14 @@ where
 {
     let (sender, receiver) = oneshot::channel();
     let task = tokio::spawn(async move {
-        let mut store = Store::new(guest.pre.engine(), Sandbox::new(services, id));
-        let result = run(&guest, &mut store, request, sender).await;
+        let mut store = guest.new_store(services, id);
+        let timeout = guest.limits.request_timeout;
+        let result = match tokio::time::timeout(timeout, run(&guest, &mut store, request, sender)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(classify(&error, store.data())),
+            // Waiting on the host (storage, the client's body) past the deadline.
+            Err(_) => Err(GuestFailure::Deadline),
+        };
         GuestExit {
             fields: store.into_data().fields,
             result,
@@ -72,7 +119,7 @@ async fn run<B>(
     store: &mut Store<Sandbox>,
     request: hyper::Request<B>,
     sender: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>,
-) -> anyhow::Result<()>
+) -> wasmtime::Result<()>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
@@ -89,28 +136,30 @@ where
     service
         .wasi_http_incoming_handler()
         .call_handle(&mut *store, request, out)
-        .await?;
-    Ok(())
+        .await
+}
+
+fn classify(error: &wasmtime::Error, sandbox: &Sandbox) -> GuestFailure {
+    if sandbox.limiter.exceeded() {
+        GuestFailure::Memory
+    } else if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        GuestFailure::Deadline
+    } else {
+        GuestFailure::Trap(format!("{error:#}"))
+    }
 }
 
 /// Waits for a guest that did not produce a response, and explains why.
 async fn failed_exit(task: JoinHandle<GuestExit>, code: Option<ErrorCode>) -> GuestExit {
-    let mut exit = match task.await {
-        Ok(exit) => exit,
-        Err(join_error) => panic_exit(join_error),
-    };
+    let mut exit = task.await.unwrap_or_else(|join_error| GuestExit {
+        fields: LogFields::default(),
+        result: Err(GuestFailure::Trap(format!("guest task failed: {join_error}"))),
+    });
     if exit.result.is_ok() {
-        exit.result = Err(match code {
-            Some(code) => anyhow::anyhow!("guest answered with error code {code:?}"),
-            None => anyhow::anyhow!("guest returned without setting a response"),
-        });
+        exit.result = Err(GuestFailure::NoResponse(match code {
+            Some(code) => format!("guest answered with error code {code:?}"),
+            None => "guest returned without setting a response".into(),
+        }));
     }
     exit
-}
-
-fn panic_exit(join_error: tokio::task::JoinError) -> GuestExit {
-    GuestExit {
-        fields: LogFields::default(),
-        result: Err(anyhow::anyhow!("guest task failed: {join_error}")),
-    }
 }

@@ -10,8 +10,8 @@ mod reload;
 mod sandbox;
 
 pub use cache::{Compilation, CompileCache};
-pub use engine::{MAX_INSTANCES, Runtime};
+pub use engine::{EPOCH_TICK, Runtime};
 pub use guest::{Guest, GuestSlot};
-pub use invoke::{GuestExit, GuestReply, call};
+pub use invoke::{GuestExit, GuestFailure, GuestReply, call};
 pub use reload::{POLL_INTERVAL, ReloadOutcome, Reloader, Trigger};
 pub use sandbox::Services;

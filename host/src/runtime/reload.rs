@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
-use wasmtime::Store;
 
 use super::cache::CompileCache;
 use super::engine::Runtime;
 use super::guest::{Guest, GuestSlot};
-use super::sandbox::{Sandbox, Services};
+use super::sandbox::Services;
 use crate::telemetry::request_log::{RequestId, latency_ms};
 
 /// How often the guest file is checked for a change.
@@ -131,8 +130,8 @@ impl Reloader {
         let guest = tokio::task::spawn_blocking(move || Guest::load(&runtime, &path, &cache))
             .await
             .context("guest compilation task failed")??;
-        let sandbox = Sandbox::new(self.services.clone(), RequestId::from_header(Some("guest-reload")));
-        let mut store = Store::new(&self.runtime.engine, sandbox);
+        let id = RequestId::from_header(Some("guest-reload"));
+        let mut store = guest.new_store(self.services.clone(), id);
         guest
             .pre
             .instantiate_async(&mut store)

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
@@ -31,10 +32,11 @@ pub struct Sandbox {
     pub services: Arc<Services>,
     pub request_id: RequestId,
     pub fields: LogFields,
+    pub limiter: MemoryLimiter,
 }
 
 impl Sandbox {
-    pub fn new(services: Arc<Services>, request_id: RequestId) -> Self {
+    pub fn new(services: Arc<Services>, request_id: RequestId, memory_bytes: usize) -> Self {
         let wasi = WasiCtx::builder()
             .env("WEBHOOK_SECRET", services.secret.expose())
             .build();
@@ -46,6 +48,10 @@ impl Sandbox {
             services,
             request_id,
             fields: LogFields::default(),
+            limiter: MemoryLimiter {
+                max_bytes: memory_bytes,
+                exceeded: false,
+            },
         }
     }
 }
@@ -66,6 +72,31 @@ impl WasiHttpView for Sandbox {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
+    }
+}
+
+/// Caps linear memory, remembering whether the guest hit the cap (its
+/// allocator then fails and the guest traps).
+pub struct MemoryLimiter {
+    max_bytes: usize,
+    exceeded: bool,
+}
+
+impl MemoryLimiter {
+    pub fn exceeded(&self) -> bool {
+        self.exceeded
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.exceeded |= desired > self.max_bytes;
+        Ok(desired <= self.max_bytes)
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Tables are bounded by the pooling allocator's slots.
+        Ok(true)
     }
 }
 

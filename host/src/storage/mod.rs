@@ -29,7 +29,7 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn list(&self, request: PageRequest) -> Result<Page, StoreError>;
     /// Aggregates with at most `top_senders` senders listed.
     async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError>;
-    /// Succeeds when the database answers with its schema applied.
+    /// Succeeds when the database answers with its schema applied and takes writes.
     async fn ping(&self) -> Result<(), StoreError>;
 }
 

@@ -19,6 +19,10 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_instant ON messages (ts_micros, message_id);
 CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (from_msisdn, ts_micros, message_id);
+CREATE TABLE IF NOT EXISTS health_probe (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at TEXT NOT NULL
+);
 ";
 
 /// How long a connection waits on another's lock before reporting busy.
@@ -50,4 +54,16 @@ pub fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {
 pub fn is_current(conn: &Connection) -> rusqlite::Result<bool> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     Ok(version == VERSION)
+}
+
+/// Commits a one-row write, proving the database takes writes now: not
+/// locked by another process, not read-only, not out of space.
+pub fn probe_write(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO health_probe (id, checked_at) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+        [chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)],
+    )?;
+    tx.commit()
 }

@@ -66,7 +66,7 @@ fn run(mut conn: Connection, queue: Receiver<Job>) {
             match job {
                 Job::Insert(message, reply) => batch.push((message, reply)),
                 Job::Ping(reply) => {
-                    let _ = reply.send(ping(&conn));
+                    let _ = reply.send(ping(&mut conn));
                 }
             }
             if batch.len() < MAX_BATCH {
@@ -133,10 +133,10 @@ fn insert_all<'a>(
     Ok(outcomes)
 }
 
-/// The writer's connection answers and the schema is current.
-fn ping(conn: &Connection) -> Result<(), StoreError> {
+/// The schema is current and the database takes a write.
+fn ping(conn: &mut Connection) -> Result<(), StoreError> {
     match schema::is_current(conn) {
-        Ok(true) => Ok(()),
+        Ok(true) => schema::probe_write(conn).map_err(|e| errors::classify(&e)),
         Ok(false) => Err(StoreError::Unavailable("database schema is not current".into())),
         Err(error) => Err(errors::classify(&error)),
     }

@@ -93,6 +93,12 @@ pub struct Metrics {
     messages_stored: Counter,
     guest_loads: Family<OutcomeLabels, Counter>,
     guest_info: Family<GuestLabels, Gauge>,
+    guest_traps: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 impl Default for Metrics {
@@ -113,6 +119,7 @@ impl Metrics {
         let messages_stored = Counter::default();
         let guest_loads = Family::<OutcomeLabels, Counter>::default();
         let guest_info = Family::<GuestLabels, Gauge>::default();
+        let guest_traps = Family::<ReasonLabels, Counter>::default();
         let mut registry = Registry::default();
         registry.register(
             "http_requests",
@@ -143,6 +150,11 @@ impl Metrics {
         );
         registry.register("guest_loads", "Guest component loads by outcome", guest_loads.clone());
         registry.register("guest_info", "The live guest component, by SHA-256", guest_info.clone());
+        registry.register(
+            "guest_traps",
+            "Requests the guest did not finish, by reason (deadline, memory, trap, no_response)",
+            guest_traps.clone(),
+        );
         for result in ALL_RESULTS {
             // Every outcome is exported from the start, at zero.
             let _ = webhook_requests.get_or_create(&WebhookLabels {
@@ -160,6 +172,7 @@ impl Metrics {
             messages_stored,
             guest_loads,
             guest_info,
+            guest_traps,
         }
     }
 
@@ -223,6 +236,11 @@ impl Metrics {
                 result: result_label(result),
             })
             .get()
+    }
+
+    /// Counts a request the guest did not finish; `reason` as in `GuestFailure::reason`.
+    pub fn record_guest_trap(&self, reason: &'static str) {
+        self.guest_traps.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// Counts a guest candidate that failed to load.

@@ -1,0 +1,53 @@
+//! The limits the host enforces on guests and clients. Each has a default
+//! fit for a webhook service and an environment variable to override it.
+
+use std::time::Duration;
+
+/// Guest-facing limits: what one request's sandbox may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestLimits {
+    /// Wall-clock budget for one request in the guest (`REQUEST_TIMEOUT_MS`):
+    /// CPU-bound guests are interrupted (epoch deadline), guests waiting on
+    /// the host are abandoned. Answered with 504.
+    pub request_timeout: Duration,
+    /// Linear memory one instance may grow to (`GUEST_MEMORY_MB`). Exceeding
+    /// it traps the instance: 500.
+    pub memory_bytes: usize,
+    /// Guest instances alive at once (`MAX_INSTANCES`); the pooling allocator
+    /// reserves this many slots, and requests beyond it wait for one.
+    pub max_instances: u32,
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            memory_bytes: 64 << 20,
+            max_instances: 256,
+        }
+    }
+}
+
+/// Client-facing limits: what one connection or request may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Largest request body (`MAX_BODY_BYTES`), checked from
+    /// `Content-Length` and while the body streams: 413.
+    pub max_body_bytes: u64,
+    /// Time a client has to send a request's headers
+    /// (`HEADER_READ_TIMEOUT_MS`); slower connections are closed.
+    pub header_read_timeout: Duration,
+    /// Open connections at once (`MAX_CONNECTIONS`); further clients wait in
+    /// the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            header_read_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! A misbehaving guest never takes the host down: each limit ends the
+//! instance with a clean answer, a log line and a metric, and the next
+//! request is served normally.
+
+use std::time::{Duration, Instant};
+
+use inlet_e2e::{Server, misbehaving_guest};
+use serde_json::{Value, json};
+
+fn fixture_server() -> Server {
+    let guest = misbehaving_guest();
+    Server::start_with(&[
+        ("GUEST_COMPONENT", guest.to_str().unwrap()),
+        ("REQUEST_TIMEOUT_MS", "1000"),
+        ("GUEST_MEMORY_MB", "16"),
+    ])
+}
+
+fn line_for(server: &Server, path: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        if let Some(line) = server.request_logs(1).into_iter().find(|l| l["path"] == path) {
+            return line;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "no log line for {path}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn assert_healthy(server: &Server) {
+    let reply = server.get("/fine");
+    assert_eq!((reply.status, reply.json()), (200, json!({"status": "ok"})));
+}
+
+#[test]
+fn each_limit_ends_only_the_offending_request() {
+    let server = fixture_server();
+    assert_healthy(&server);
+    for (path, status, detail, failure, limit) in [
+        (
+            "/loop",
+            504,
+            "request deadline exceeded",
+            "deadline",
+            Some("REQUEST_TIMEOUT_MS"),
+        ),
+        (
+            "/hammer",
+            504,
+            "request deadline exceeded",
+            "deadline",
+            Some("REQUEST_TIMEOUT_MS"),
+        ),
+        ("/alloc", 500, "internal error", "memory", Some("GUEST_MEMORY_MB")),
+        ("/panic", 500, "internal error", "trap", None),
+    ] {
+        let started = Instant::now();
+        let reply = server.get(path);
+        let elapsed = started.elapsed();
+        assert_eq!(
+            (reply.status, reply.json()),
+            (status, json!({"detail": detail})),
+            "{path}"
+        );
+        assert!(elapsed < Duration::from_secs(5), "{path} took {elapsed:?}");
+        let line = line_for(&server, path);
+        assert_eq!(
+            (&line["level"], &line["failure"]),
+            (&json!("error"), &json!(failure)),
+            "{line}"
+        );
+        assert_eq!(line["limit"].as_str(), limit, "{line}");
+        assert_healthy(&server);
+    }
+    let metrics = server.get("/metrics").body;
+    for line in [
+        "guest_traps_total{reason=\"deadline\"} 2",
+        "guest_traps_total{reason=\"memory\"} 1",
+        "guest_traps_total{reason=\"trap\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
+    }
+    assert!(!server.raw_logs().contains("panicked at"), "no raw backtrace on stdout");
+}
+
+#[test]
+fn a_spinning_guest_does_not_block_others() {
+    let server = fixture_server();
+    std::thread::scope(|scope| {
+        let spinning = scope.spawn(|| server.get("/loop").status);
+        std::thread::sleep(Duration::from_millis(100));
+        for _ in 0..10 {
+            assert_healthy(&server);
+        }
+        assert_eq!(spinning.join().unwrap(), 504);
+    });
+}
+
+#[test]
+fn a_held_write_lock_means_503_then_recovery() {
+    let server = inlet_e2e::Server::start();
+    let body = inlet_e2e::message("locked-out", "+1", "2025-01-15T10:00:00Z", None);
+    let mut other = rusqlite::Connection::open(server.database()).unwrap();
+    let lock = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+
+    let reply = server.webhook(&body, Some(&inlet_e2e::sign(&body)));
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(server.get("/health/ready").status, 503);
+    let listing = server.get("/messages");
+    assert_eq!(
+        (listing.status, listing.json()["total"].clone()),
+        (200, json!(0)),
+        "reads go on"
+    );
+
+    lock.rollback().unwrap();
+    assert_eq!(server.get("/health/ready").status, 200, "ready again by itself");
+    let reply = server.webhook(&body, Some(&inlet_e2e::sign(&body)));
+    assert_eq!(reply.status, 200, "the retry is stored");
+    assert_eq!(server.stored_rows(), 1);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("webhook_requests_total{result=\"storage_error\"} 1"),
+        "{metrics}"
+    );
+}
