@@ -207,7 +207,8 @@ fn run_inlet(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (i32, 
         .spawn()
         .expect("run inlet");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        // The process may exit (e.g. on a usage error) before reading it.
+        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
