@@ -17,6 +17,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioTimer;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::io::TokioIo;
@@ -26,8 +27,9 @@ use crate::limits::HttpLimits;
 use crate::runtime::{self, Guest, GuestExit, GuestFailure, GuestReply, GuestSlot, Services};
 use crate::telemetry::request_log::{self, LogFields, RequestId, RequestInfo};
 
-/// How long shutdown waits for requests in flight.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for requests in flight (inside `docker stop`'s
+/// default 10 s grace, with the compose file's 15 s to spare).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = HyperOutgoingBody;
 
@@ -46,6 +48,7 @@ pub struct App {
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let connections = Arc::new(Semaphore::new(app.limits.max_connections));
+    let graceful = GracefulShutdown::new();
     loop {
         // At the connection cap, stop accepting: new clients wait in the backlog.
         let (permit, stream) = tokio::select! {
@@ -53,27 +56,35 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             () = &mut shutdown => break,
         };
         let app = app.clone();
-        let header_read_timeout = app.limits.header_read_timeout;
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(app.limits.header_read_timeout)
+            .serve_connection(
+                TokioIo::new(stream),
+                service_fn({
+                    let app = app.clone();
+                    move |request| {
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(app.handle(request).await) }
+                    }
+                }),
+            );
+        let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _permit = permit;
-            let service = service_fn(move |request| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(app.handle(request).await) }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout)
-                .serve_connection(TokioIo::new(stream), service);
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, app.instances.acquire_many(app.max_instances))
-        .await
-        .is_err()
-    {
+    // Requests in flight finish and their responses are sent; idle
+    // keep-alive connections close; then the last log lines are written.
+    let drained = async {
+        graceful.shutdown().await;
+        let _ = app.instances.acquire_many(app.max_instances).await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("shutdown: requests still running after {DRAIN_TIMEOUT:?}");
     }
 }

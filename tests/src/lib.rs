@@ -155,11 +155,6 @@ impl Server {
         format!("http://127.0.0.1:{}{path_and_query}", self.port)
     }
 
-    /// The server's process id (to send it signals).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The directory holding the database (and, by default, the guest cache).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -250,6 +245,26 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends `signal` (e.g. `TERM`, `KILL`, `HUP`) to the server.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal} failed");
+    }
+
+    /// Waits up to `timeout` for the server to exit; its exit code, if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Stops the server (SIGKILL) and hands back its directory.

@@ -18,7 +18,7 @@ use crate::telemetry::request_log::latency_ms;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
-    let store = SqliteStore::open(&config.database)?;
+    let store = Arc::new(SqliteStore::open(&config.database)?);
     tracing::info!(database = %config.database.display(), "storage ready");
     let runtime = Runtime::new(config.guest_limits)?;
     let cache = CompileCache::new(config.guest_cache.clone());
@@ -33,7 +33,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     metrics.record_guest_loaded(&guest.sha256);
     let services = Arc::new(Services {
-        store: Arc::new(store),
+        store: store.clone(),
         metrics,
         secret: config.secret.clone(),
     });
@@ -53,6 +53,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {address}"))?;
     tracing::info!(%address, startup_ms = latency_ms(started), "listening");
     server::serve(listener, app, shutdown_signal()).await;
+    match store.checkpoint().await {
+        Ok(()) => tracing::info!("database checkpointed"),
+        Err(error) => tracing::error!(error = ?error, "database checkpoint failed"),
+    }
     tracing::info!("stopped");
     Ok(())
 }

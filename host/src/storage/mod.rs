@@ -53,6 +53,12 @@ impl SqliteStore {
         let readers = readers::Readers::start(path, READER_THREADS)?;
         Ok(Self { writer, readers })
     }
+
+    /// For a clean shutdown: commits what is queued and checkpoints the WAL,
+    /// leaving the whole database in its main file.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.writer.checkpoint().await
+    }
 }
 
 #[async_trait]

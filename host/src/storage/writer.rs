@@ -23,6 +23,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Job {
     Insert(Message, Reply<InsertOutcome>),
     Ping(Reply<()>),
+    Checkpoint(Reply<()>),
 }
 
 /// Handle to the writer thread. Dropping it lets the thread finish the queue
@@ -51,6 +52,11 @@ impl Writer {
         self.submit(Job::Ping).await
     }
 
+    /// Commits what is queued, then folds the WAL into the database file.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.submit(Job::Checkpoint).await
+    }
+
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(job(reply)).map_err(|_| errors::stopped())?;
@@ -67,6 +73,10 @@ fn run(mut conn: Connection, queue: Receiver<Job>) {
                 Job::Insert(message, reply) => batch.push((message, reply)),
                 Job::Ping(reply) => {
                     let _ = reply.send(ping(&mut conn));
+                }
+                Job::Checkpoint(reply) => {
+                    commit_batch(&mut conn, &mut batch);
+                    let _ = reply.send(checkpoint(&conn));
                 }
             }
             if batch.len() < MAX_BATCH {
@@ -131,6 +141,11 @@ fn insert_all<'a>(
     }
     tx.commit()?;
     Ok(outcomes)
+}
+
+fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .map_err(|e| errors::classify(&e))
 }
 
 /// The schema is current and the database takes a write.
