@@ -177,11 +177,7 @@ fn swaps_under_load_with_zero_failed_requests() {
 #[test]
 fn sighup_reloads() {
     let server = Server::start_with(&[("LOG_LEVEL", "debug")]);
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.signal("HUP");
     let started = Instant::now();
     while !server.logs().iter().any(|l| l["trigger"] == "sighup") {
         assert!(started.elapsed() < Duration::from_secs(10), "no reload after SIGHUP");
