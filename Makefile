@@ -2,6 +2,9 @@
 CARGO ?= cargo
 GUEST_WASM := target/wasm32-wasip2/release/inlet_guest.wasm
 
+# Random inputs each fuzz target tries during `make test` (its corpus is replayed too).
+export BOLERO_RANDOM_ITERATIONS ?= 200000
+
 # Development defaults for `make run`; override from the environment.
 WEBHOOK_SECRET ?= devsecret
 DATABASE_URL ?= sqlite:///./app.db

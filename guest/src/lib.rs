@@ -5,6 +5,8 @@
 //! The modules without `bindings` in their imports are pure and unit-tested
 //! natively.
 
+#[cfg(test)]
+mod fuzz;
 mod http_io;
 mod listing;
 mod payload;

@@ -51,19 +51,16 @@ fn where_clause(filter: &MessageFilter) -> (String, Vec<Value>) {
         values.push(Value::Integer(since));
     }
     if let Some(needle) = &filter.text_contains {
-        // LIKE ignores ASCII case; the needle's own wildcards are escaped.
-        conditions.push(r"text LIKE ? ESCAPE '\'");
-        values.push(Value::Text(format!("%{}%", escape_like(needle))));
+        // lower() folds ASCII case only, as the interface promises. instr()
+        // has no wildcards to escape and, unlike LIKE, no pattern length limit.
+        conditions.push("instr(lower(text), lower(?)) > 0");
+        values.push(Value::Text(needle.clone()));
     }
     if conditions.is_empty() {
         (String::new(), values)
     } else {
         (format!("WHERE {}", conditions.join(" AND ")), values)
     }
-}
-
-fn escape_like(needle: &str) -> String {
-    needle.replace('\\', r"\\").replace('%', r"\%").replace('_', r"\_")
 }
 
 /// One page and the filtered total, read in one snapshot.
