@@ -69,26 +69,14 @@ fn ok() -> Response {
     Response::json(200, &serde_json::json!({ "status": "ok" }))
 }
 
-/// Records the outcome in the metrics and on the request's log line.
+/// Records the outcome (the host logs it as `result` too) and the log fields.
 fn finish(result: WebhookResult, message_id: Option<&str>, response: Response) -> Response {
     metrics::record_webhook(result);
     if let Some(id) = message_id {
         log::annotate("message_id", &FieldValue::Text(id.to_owned()));
     }
     log::annotate("dup", &FieldValue::Flag(result == WebhookResult::Duplicate));
-    log::annotate("result", &FieldValue::Text(result_name(result).to_owned()));
     response
-}
-
-/// The label used in logs and in `webhook_requests_total{result}`.
-fn result_name(result: WebhookResult) -> &'static str {
-    match result {
-        WebhookResult::Created => "created",
-        WebhookResult::Duplicate => "duplicate",
-        WebhookResult::InvalidSignature => "invalid_signature",
-        WebhookResult::ValidationError => "validation_error",
-        WebhookResult::StorageError => "storage_error",
-    }
 }
 
 fn into_record(message: InboundMessage) -> storage::Message {

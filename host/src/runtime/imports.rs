@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::bindings::inlet::service::{log, metrics, storage};
-use crate::telemetry::metrics::StorageOperation;
+use crate::telemetry::metrics::{StorageOperation, result_label};
 use crate::telemetry::request_log::{self, Level};
 
 use super::sandbox::{Sandbox, Services};
@@ -78,5 +78,6 @@ impl From<log::Level> for Level {
 impl metrics::Host for Sandbox {
     fn record_webhook(&mut self, outcome: metrics::WebhookResult) {
         self.services.metrics.record_webhook(outcome);
+        self.fields.annotate("result".into(), result_label(outcome).into());
     }
 }
