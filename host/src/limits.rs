@@ -35,7 +35,9 @@ pub struct HttpLimits {
     /// `Content-Length` and while the body streams: 413.
     pub max_body_bytes: u64,
     /// Time a client has to send a request's headers
-    /// (`HEADER_READ_TIMEOUT_MS`); slower connections are closed.
+    /// (`HEADER_READ_TIMEOUT_MS`); slower connections are closed. The clock
+    /// also runs while a keep-alive connection waits for its next request,
+    /// so it is the idle timeout too.
     pub header_read_timeout: Duration,
     /// Open connections at once (`MAX_CONNECTIONS`); further clients wait in
     /// the listen backlog.

@@ -80,6 +80,20 @@ fn header_abuse() {
     );
     assert!(!String::from_utf8_lossy(&rest).contains(" 200 "));
 
+    // An idle keep-alive connection is closed after the same timeout.
+    let mut idle = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    idle.write_all(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut first = [0u8; 512];
+    assert!(String::from_utf8_lossy(&first[..idle.read(&mut first).unwrap()]).contains(" 200 "));
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = idle.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "idle connection closed after the header timeout"
+    );
+
     let bad_signature = b"POST /webhook HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Signature: \xff\xfe\r\nContent-Length: 2\r\n\r\n{}";
     assert!(
         status_line(&raw(&server, bad_signature)).contains(" 401 "),
