@@ -127,3 +127,68 @@ fn a_held_write_lock_means_503_then_recovery() {
         "{metrics}"
     );
 }
+
+/// A tmpfs of `size` mounted on a new directory, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` where this process may not mount (not root, or no CAP_SYS_ADMIN).
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Self { dir })
+    }
+
+    /// Fills the disk with one file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.dir.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        while file.write_all(&[0u8; 4096]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_means_503_without_a_partial_row_then_recovery() {
+    let Some(disk) = SmallDisk::mount("4m") else {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root; the full-disk case is not exercised here");
+        return;
+    };
+    let url = format!("sqlite:///{}/app.db", disk.dir.path().display());
+    let server = inlet_e2e::Server::start_with(&[("DATABASE_URL", &url), ("GUEST_CACHE_DIR", "off")]);
+    let deliver = |id: &str| {
+        let body = inlet_e2e::message(id, "+1", "2025-01-15T10:00:00Z", Some(&"x".repeat(4000)));
+        server.webhook(&body, Some(&inlet_e2e::sign(&body)))
+    };
+    assert_eq!(deliver("before").status, 200);
+
+    let filler = disk.fill();
+    let reply = deliver("while-full");
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(server.get("/health/ready").status, 503);
+
+    std::fs::remove_file(filler).unwrap();
+    assert_eq!(server.get("/health/ready").status, 200, "ready again by itself");
+    assert_eq!(deliver("while-full").status, 200, "the retry is stored");
+    let conn = rusqlite::Connection::open(disk.dir.path().join("app.db")).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 2, "no partial or duplicate row");
+    drop(server);
+}
