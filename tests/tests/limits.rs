@@ -135,10 +135,10 @@ struct SmallDisk {
 
 impl SmallDisk {
     /// `None` where this process may not mount (not root, or no CAP_SYS_ADMIN).
-    fn mount(size: &str) -> Option<Self> {
+    fn mount(options: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .stderr(std::process::Stdio::null())
             .status()
@@ -164,7 +164,7 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_means_503_without_a_partial_row_then_recovery() {
-    let Some(disk) = SmallDisk::mount("4m") else {
+    let Some(disk) = SmallDisk::mount("size=4m") else {
         eprintln!("SKIPPED: mounting a small tmpfs needs root; the full-disk case is not exercised here");
         return;
     };
@@ -191,4 +191,28 @@ fn a_full_disk_means_503_without_a_partial_row_then_recovery() {
         .unwrap();
     assert_eq!(rows, 2, "no partial or duplicate row");
     drop(server);
+}
+
+#[test]
+fn a_read_only_filesystem_stops_start_up_with_a_clear_line() {
+    let Some(disk) = SmallDisk::mount("ro,size=1m") else {
+        eprintln!("SKIPPED: mounting a read-only tmpfs needs root; the read-only case is not exercised here");
+        return;
+    };
+    let database = disk.dir.path().join("app.db");
+    let output = std::process::Command::new(inlet_e2e::inlet_bin())
+        .env_clear()
+        .env("WEBHOOK_SECRET", "s")
+        .env("DATABASE_URL", format!("sqlite:///{}", database.display()))
+        .env("GUEST_COMPONENT", inlet_e2e::guest_wasm())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(
+        line["msg"].as_str().unwrap().contains(&database.display().to_string()),
+        "{line}"
+    );
 }
