@@ -195,6 +195,11 @@ impl App {
         match runtime::call(guest, self.services.clone(), info.id.clone(), request).await {
             GuestReply::Response { response, exit } => {
                 if tripped.load(Ordering::SeqCst) {
+                    // The instance still runs: its slot is freed only when it ends.
+                    tokio::spawn(async move {
+                        let _ = exit.await;
+                        drop(permit);
+                    });
                     return self.reject_too_large(info);
                 }
                 let app = self.clone();

@@ -30,7 +30,7 @@ pub enum GuestFailure {
 }
 
 impl GuestFailure {
-    /// The `reason` label of `guest_failures_total`.
+    /// The `reason` label of `guest_traps_total`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Deadline => "deadline",
