@@ -11,7 +11,7 @@ DATABASE_URL ?= sqlite:///./app.db
 LOG_LEVEL ?= INFO
 PORT ?= 8000
 
-.PHONY: build guest host fixtures wasm-target run test test-guest lint up down logs test-docker
+.PHONY: build guest host fixtures wasm-target run test test-guest lint up down logs test-docker bench bench-smoke
 
 # `docker compose` (v2) where installed, else the v1 `docker-compose`.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
@@ -46,6 +46,18 @@ test: build fixtures
 ## test-guest: only the guest-in-isolation tests (mock host imports, no server)
 test-guest: guest
 	$(CARGO) test --release --locked -p inlet-harness
+
+## bench: load and timing benchmarks against the real binary and guest (about 6 minutes,
+## plus about 2 to seed the 1M-row database the first time); prints a table and writes
+## target/bench/results.json. BENCH_ARGS passes options (`--help` lists them).
+BENCH_ARGS ?=
+bench: build fixtures
+	$(CARGO) run --release --locked -p inlet-bench -- $(BENCH_ARGS)
+
+## bench-smoke: the same benchmark, tiny and quick, to keep it working (CI runs it)
+bench-smoke: build fixtures
+	$(CARGO) run --release --locked -p inlet-bench -- --seconds 1 --rows 20000 --repeats 1 \
+		--out target/bench/smoke.json
 
 ## lint: formatting and clippy on both targets
 lint: wasm-target

@@ -41,6 +41,27 @@ enum Command {
         #[arg(long, default_value = "/health/ready")]
         path: String,
     },
+    /// Fill a database with synthetic messages (for benchmarks), without a server.
+    Seed {
+        /// The database, as a `sqlite:///` URL or a path.
+        #[arg(long, env = "DATABASE_URL")]
+        database: String,
+        /// Messages to add.
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+        /// Distinct senders.
+        #[arg(long, default_value_t = 1_000)]
+        senders: u64,
+        /// Instant of the first message (RFC 3339).
+        #[arg(long, default_value = "2025-01-01T00:00:00Z")]
+        start: chrono::DateTime<chrono::Utc>,
+        /// Seconds between consecutive messages.
+        #[arg(long, default_value_t = 30)]
+        step_seconds: i64,
+        /// Generator seed: the same arguments give the same rows.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Say whether a guest component can be served by this host.
     Check {
         /// Path to the guest `.wasm` component.
@@ -53,12 +74,49 @@ fn main() -> ExitCode {
         Command::Serve => serve(),
         Command::Sign { secret, file } => report(commands::sign::run(&secret, file.as_deref())),
         Command::Probe { port, path } => report(commands::probe::run(port, &path)),
+        Command::Seed {
+            database,
+            count,
+            senders,
+            start,
+            step_seconds,
+            seed,
+        } => {
+            let plan = commands::seed::SeedPlan {
+                count,
+                senders,
+                start_unix_micros: start.timestamp_micros(),
+                step_micros: step_seconds.saturating_mul(1_000_000),
+                seed,
+            };
+            report(seed_database(&database, &plan))
+        }
         Command::Check { guest } => match commands::check::run(&guest) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(error) => report(Err(error)),
         },
     }
+}
+
+fn seed_database(database: &str, plan: &commands::seed::SeedPlan) -> anyhow::Result<()> {
+    let path = if database.starts_with("sqlite:") {
+        config::parse_database_url(database)?
+    } else {
+        PathBuf::from(database)
+    };
+    let started = std::time::Instant::now();
+    let outcome = commands::seed::run(&path, plan)?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "database": path.display().to_string(),
+            "created": outcome.created,
+            "duplicates": outcome.duplicates,
+            "seconds": started.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(())
 }
 
 fn serve() -> ExitCode {

@@ -98,7 +98,14 @@ async fn accept(listener: &TcpListener, connections: &Arc<Semaphore>) -> (OwnedS
         .expect("the connection semaphore is never closed");
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => return (permit, stream),
+            Ok((stream, _)) => {
+                // A response larger than one write would otherwise wait for
+                // the client's delayed ACK (Nagle): 40 ms on Linux.
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::warn!(%error, "cannot set TCP_NODELAY");
+                }
+                return (permit, stream);
+            }
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;

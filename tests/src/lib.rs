@@ -17,6 +17,8 @@ use inlet_signature::SigningKey;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+pub mod swap;
+
 pub const SECRET: &str = "testsecret";
 
 /// How long a server may take to become live.
@@ -96,6 +98,13 @@ impl Server {
 
     /// Starts a server whose database lives in `dir` (to restart on the same data).
     pub fn start_in(dir: TempDir, env: &[(&str, &str)]) -> Self {
+        let mut server = Self::launch_in(dir, env);
+        server.wait_live();
+        server
+    }
+
+    /// Spawns a server in `dir` without waiting for it to listen.
+    pub fn launch_in(dir: TempDir, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let stdout = File::options()
             .create(true)
@@ -124,14 +133,33 @@ impl Server {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        let mut server = Self {
+        Self {
             child,
             port,
             dir,
             client,
-        };
-        server.wait_live();
-        server
+        }
+    }
+
+    /// Polls `/health/ready` every millisecond until it answers 200; how long
+    /// that took from the call.
+    pub fn wait_ready(&mut self) -> Duration {
+        let started = Instant::now();
+        while started.elapsed() < START_TIMEOUT {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                panic!("inlet exited during start-up ({status}); logs:\n{}", self.raw_logs());
+            }
+            if self.try_get("/health/ready").is_some_and(|r| r.status == 200) {
+                return started.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("inlet was not ready in {START_TIMEOUT:?}; logs:\n{}", self.raw_logs());
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn wait_live(&mut self) {

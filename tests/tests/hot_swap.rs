@@ -1,58 +1,12 @@
 //! Replacing the guest component while the server takes traffic.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use inlet_e2e::{Server, guest_wasm, message, sign};
-use sha2::{Digest, Sha256};
-
-/// The guest with a custom section appended: another valid component with
-/// another digest.
-fn variant(tag: &str) -> Vec<u8> {
-    let mut bytes = std::fs::read(guest_wasm()).unwrap();
-    let name = b"inlet-variant";
-    let payload = tag.as_bytes();
-    let size = 1 + name.len() + payload.len();
-    assert!(size < 128 && name.len() < 128, "single-byte LEB128 lengths");
-    bytes.extend([0u8, size as u8, name.len() as u8]);
-    bytes.extend(name);
-    bytes.extend(payload);
-    bytes
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Replaces `path` the way `cp new x && mv x path` does.
-fn replace_by_rename(path: &Path, bytes: &[u8]) {
-    let staging = path.with_extension("staging");
-    std::fs::write(&staging, bytes).unwrap();
-    std::fs::rename(&staging, path).unwrap();
-}
-
-fn live_sha(server: &Server) -> String {
-    server.get("/health/ready").json()["guest"]["sha256"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Waits until the server reports `sha`; returns how long that took.
-fn wait_for_sha(server: &Server, sha: &str) -> Duration {
-    let started = Instant::now();
-    while live_sha(server) != sha {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "guest {sha} never went live"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    started.elapsed()
-}
+use inlet_e2e::swap::{live_sha, replace_by_rename, sha256, variant, wait_for_sha};
+use inlet_e2e::{Server, message, sign};
 
 #[test]
 fn swaps_under_load_with_zero_failed_requests() {

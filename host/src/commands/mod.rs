@@ -2,5 +2,6 @@
 
 pub mod check;
 pub mod probe;
+pub mod seed;
 pub mod serve;
 pub mod sign;

@@ -5,6 +5,7 @@
 //! connections. Callers are async and never block a tokio worker: every
 //! SQLite call runs on these dedicated threads.
 
+pub mod bulk;
 mod errors;
 mod queries;
 pub use queries::{check_page_request, check_top_senders};

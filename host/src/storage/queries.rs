@@ -2,9 +2,9 @@
 //! parameter; the SQL text only varies by which filters are present.
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, Row, params_from_iter};
+use rusqlite::{Connection, Row, Transaction, params, params_from_iter};
 
-use super::StoreError;
+use super::{StoreError, schema};
 use crate::bindings::inlet::service::storage::{
     Message, MessageFilter, MessageStats, Page, PageRequest, SenderCount, Timestamp,
 };
@@ -38,6 +38,10 @@ pub fn check_top_senders(top_senders: u32) -> Result<(), StoreError> {
     }
 }
 
+/// Most trigrams of a search needle looked up in the text index. More would
+/// only narrow a candidate set that is rechecked exactly anyway.
+const MAX_TRIGRAMS: usize = 16;
+
 /// `WHERE` clause and its parameters for a filter.
 fn where_clause(filter: &MessageFilter) -> (String, Vec<Value>) {
     let mut conditions = Vec::new();
@@ -51,8 +55,14 @@ fn where_clause(filter: &MessageFilter) -> (String, Vec<Value>) {
         values.push(Value::Integer(since));
     }
     if let Some(needle) = &filter.text_contains {
-        // lower() folds ASCII case only, as the interface promises. instr()
-        // has no wildcards to escape and, unlike LIKE, no pattern length limit.
+        if let Some(candidates) = trigram_query(needle) {
+            conditions.push("seq IN (SELECT rowid FROM message_text WHERE message_text MATCH ?)");
+            values.push(Value::Text(candidates));
+        }
+        // The index only narrows the candidates (it folds Unicode case); this
+        // decides. lower() folds ASCII case only, as the interface promises.
+        // instr() has no wildcards to escape and, unlike LIKE, no pattern
+        // length limit.
         conditions.push("instr(lower(text), lower(?)) > 0");
         values.push(Value::Text(needle.clone()));
     }
@@ -63,18 +73,75 @@ fn where_clause(filter: &MessageFilter) -> (String, Vec<Value>) {
     }
 }
 
+/// An FTS5 query over the trigram index whose matches include every row
+/// containing `needle`: all of its trigrams (up to `MAX_TRIGRAMS`, spread
+/// over the needle) must occur. `None` when the needle is too short for
+/// trigrams, so a scan has to decide.
+fn trigram_query(needle: &str) -> Option<String> {
+    let chars: Vec<char> = needle.chars().collect();
+    let mut trigrams: Vec<String> = chars
+        .windows(3)
+        .filter(|window| !window.contains(&'\0'))
+        .map(|window| window.iter().collect())
+        .collect();
+    trigrams.sort_unstable();
+    trigrams.dedup();
+    if trigrams.is_empty() {
+        return None;
+    }
+    let step = trigrams.len().div_ceil(MAX_TRIGRAMS);
+    let terms: Vec<String> = trigrams
+        .iter()
+        .step_by(step)
+        .map(|trigram| format!("\"{}\"", trigram.replace('"', "\"\"")))
+        .collect();
+    Some(terms.join(" AND "))
+}
+
+/// How many rows match `filter`. The common shapes are answered from the
+/// aggregates the insert trigger maintains instead of counting rows.
+fn count(tx: &Transaction<'_>, filter: &MessageFilter) -> rusqlite::Result<i64> {
+    match (&filter.from, filter.since_unix_micros, &filter.text_contains) {
+        (None, None, None) => tx
+            .prepare_cached("SELECT messages FROM totals")?
+            .query_row([], |row| row.get(0)),
+        (Some(from), None, None) => tx
+            .prepare_cached("SELECT COALESCE((SELECT messages FROM sender_counts WHERE from_msisdn = ?), 0)")?
+            .query_row([from], |row| row.get(0)),
+        (None, Some(since), None) => count_since(tx, since),
+        _ => {
+            let (condition, values) = where_clause(filter);
+            tx.prepare_cached(&format!("SELECT COUNT(*) FROM messages {condition}"))?
+                .query_row(params_from_iter(values.iter()), |row| row.get(0))
+        }
+    }
+}
+
+/// Whole hours after `since` come from `hourly_counts`; only the rows in the
+/// hour holding `since` are counted one by one.
+fn count_since(tx: &Transaction<'_>, since: i64) -> rusqlite::Result<i64> {
+    let hour = since.div_euclid(schema::MICROS_PER_HOUR);
+    let hour_end = (hour + 1).saturating_mul(schema::MICROS_PER_HOUR);
+    tx.prepare_cached(
+        "SELECT (SELECT COALESCE(SUM(messages), 0) FROM hourly_counts WHERE hour > ?1)
+              + (SELECT COUNT(*) FROM messages WHERE ts_micros >= ?2 AND ts_micros < ?3)",
+    )?
+    .query_row(params![hour, since, hour_end], |row| row.get(0))
+}
+
 /// One page and the filtered total, read in one snapshot.
 pub fn list(conn: &mut Connection, request: &PageRequest) -> rusqlite::Result<Page> {
-    let (condition, mut values) = where_clause(&request.filter);
     let tx = conn.transaction()?;
-    let total: i64 = tx
-        .prepare_cached(&format!("SELECT COUNT(*) FROM messages {condition}"))?
-        .query_row(params_from_iter(values.iter()), |row| row.get(0))?;
+    let total = count(&tx, &request.filter)?;
+    let (condition, mut values) = where_clause(&request.filter);
     values.push(Value::Integer(request.limit.into()));
     values.push(Value::Integer(request.offset as i64));
+    // The inner query walks an index that covers the order and `seq`, so
+    // rows skipped by a deep offset are never read from the table.
     let mut page = tx.prepare_cached(&format!(
-        "SELECT message_id, from_msisdn, to_msisdn, ts, ts_micros, text FROM messages {condition}
-         ORDER BY ts_micros, message_id LIMIT ? OFFSET ?"
+        "SELECT message_id, from_msisdn, to_msisdn, ts, ts_micros, text FROM messages
+         WHERE seq IN (SELECT seq FROM messages {condition} ORDER BY ts_micros, message_id LIMIT ? OFFSET ?)
+         ORDER BY ts_micros, message_id"
     ))?;
     let messages = page
         .query_map(params_from_iter(values.iter()), message_from_row)?
@@ -103,12 +170,12 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
 pub fn stats(conn: &mut Connection, top_senders: u32) -> rusqlite::Result<MessageStats> {
     let tx = conn.transaction()?;
     let (total, senders): (i64, i64) = tx
-        .prepare_cached("SELECT COUNT(*), COUNT(DISTINCT from_msisdn) FROM messages")?
+        .prepare_cached("SELECT messages, senders FROM totals")?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     let top_senders = tx
         .prepare_cached(
-            "SELECT from_msisdn, COUNT(*) AS n FROM messages
-             GROUP BY from_msisdn ORDER BY n DESC, from_msisdn ASC LIMIT ?",
+            "SELECT from_msisdn, messages FROM sender_counts
+             ORDER BY messages DESC, from_msisdn ASC LIMIT ?",
         )?
         .query_map([top_senders], |row| {
             Ok(SenderCount {

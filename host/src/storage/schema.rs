@@ -1,15 +1,28 @@
-//! The database layout and connection settings.
+//! The database layout, its migrations and connection settings.
+//!
+//! Besides the messages themselves the schema keeps what the read paths need
+//! to stay fast at millions of rows, maintained by triggers in the same
+//! transaction as each insert (so they can never disagree with the rows):
+//! running totals, per-sender counts, per-hour counts and a trigram index of
+//! `text` for substring search.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever `SCHEMA` changes shape; `ping` checks it.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
-/// `ts_micros` is the instant of `ts`: ordering and `since` use it, because
-/// ISO-8601 strings with fractions do not sort by instant.
+/// Width of a `hourly_counts` bucket.
+pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// `seq` is the stable rowid the text index refers to (a VACUUM may renumber
+/// an implicit rowid). `ts_micros` is the instant of `ts`: ordering and
+/// `since` use it, because ISO-8601 strings with fractions do not sort by
+/// instant. The hour of a row is `floor(ts_micros / MICROS_PER_HOUR)`; SQLite
+/// integer division truncates, hence the CASE for instants before 1970.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
-    message_id  TEXT PRIMARY KEY,
+    seq         INTEGER PRIMARY KEY,
+    message_id  TEXT NOT NULL UNIQUE,
     from_msisdn TEXT NOT NULL,
     to_msisdn   TEXT NOT NULL,
     ts          TEXT NOT NULL,
@@ -19,30 +32,118 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_instant ON messages (ts_micros, message_id);
 CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (from_msisdn, ts_micros, message_id);
+
+CREATE TABLE IF NOT EXISTS totals (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    messages INTEGER NOT NULL,
+    senders  INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO totals (id, messages, senders) VALUES (1, 0, 0);
+CREATE TABLE IF NOT EXISTS sender_counts (
+    from_msisdn TEXT PRIMARY KEY,
+    messages    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sender_counts_by_count ON sender_counts (messages DESC, from_msisdn);
+CREATE TABLE IF NOT EXISTS hourly_counts (
+    hour     INTEGER PRIMARY KEY,
+    messages INTEGER NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS message_text USING fts5 (
+    text, content = 'messages', content_rowid = 'seq', tokenize = 'trigram', detail = none
+);
+
+CREATE TRIGGER IF NOT EXISTS messages_counted AFTER INSERT ON messages BEGIN
+    UPDATE totals SET
+        messages = messages + 1,
+        senders = senders + NOT EXISTS (SELECT 1 FROM sender_counts WHERE from_msisdn = new.from_msisdn);
+    INSERT INTO sender_counts (from_msisdn, messages) VALUES (new.from_msisdn, 1)
+        ON CONFLICT (from_msisdn) DO UPDATE SET messages = messages + 1;
+    INSERT INTO hourly_counts (hour, messages) VALUES (
+        CASE WHEN new.ts_micros >= 0 THEN new.ts_micros / 3600000000
+             ELSE (new.ts_micros + 1) / 3600000000 - 1 END, 1)
+        ON CONFLICT (hour) DO UPDATE SET messages = messages + 1;
+    INSERT INTO message_text (rowid, text) VALUES (new.seq, new.text);
+END;
+
+CREATE TRIGGER IF NOT EXISTS messages_uncounted AFTER DELETE ON messages BEGIN
+    UPDATE sender_counts SET messages = messages - 1 WHERE from_msisdn = old.from_msisdn;
+    DELETE FROM sender_counts WHERE from_msisdn = old.from_msisdn AND messages = 0;
+    UPDATE totals SET
+        messages = messages - 1,
+        senders = senders - NOT EXISTS (SELECT 1 FROM sender_counts WHERE from_msisdn = old.from_msisdn);
+    UPDATE hourly_counts SET messages = messages - 1 WHERE hour =
+        CASE WHEN old.ts_micros >= 0 THEN old.ts_micros / 3600000000
+             ELSE (old.ts_micros + 1) / 3600000000 - 1 END;
+    INSERT INTO message_text (message_text, rowid, text) VALUES ('delete', old.seq, old.text);
+END;
+
 CREATE TABLE IF NOT EXISTS health_probe (
     id         INTEGER PRIMARY KEY CHECK (id = 1),
     checked_at TEXT NOT NULL
 );
 ";
 
+/// Version 1 kept only the messages table (implicit rowid, no aggregates).
+/// Its rows are copied into the version 2 table, which fills every
+/// aggregate and the text index through the insert trigger.
+const MIGRATE_FROM_1: &str = "
+DROP INDEX IF EXISTS messages_by_instant;
+DROP INDEX IF EXISTS messages_by_sender;
+ALTER TABLE messages RENAME TO messages_v1;
+";
+const COPY_FROM_1: &str = "
+INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros)
+    SELECT message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros
+    FROM messages_v1 ORDER BY ts_micros, message_id;
+DROP TABLE messages_v1;
+";
+
 /// How long a connection waits on another's lock before reporting busy.
 const BUSY_TIMEOUT_MS: u32 = 2000;
 
-/// Settings for the read-write connection, then the schema.
+/// Settings for the read-write connection, then the schema (migrating an
+/// older one in the same transaction).
 ///
 /// WAL lets readers run beside the writer; `synchronous=FULL` makes every
 /// commit durable (fsync of the WAL) before its callers hear 200. Group commit
 /// in the writer keeps that affordable.
-pub fn prepare_writer(conn: &Connection) -> rusqlite::Result<()> {
+pub fn prepare_writer(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
-         BEGIN;
-         {SCHEMA}
-         PRAGMA user_version = {VERSION};
-         COMMIT;"
-    ))
+         PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"
+    ))?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    apply(&tx)?;
+    tx.commit()
+}
+
+fn apply(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let found = user_version(tx)?;
+    if found == VERSION {
+        return Ok(());
+    }
+    if found > VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "database schema version {found} is newer than this binary's {VERSION}"
+            )),
+        ));
+    }
+    let from_1 = found == 1;
+    if from_1 {
+        tx.execute_batch(MIGRATE_FROM_1)?;
+    }
+    tx.execute_batch(SCHEMA)?;
+    if from_1 {
+        tx.execute_batch(COPY_FROM_1)?;
+    }
+    tx.execute_batch(&format!("PRAGMA user_version = {VERSION};"))
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
 /// Settings for a read-only connection.
@@ -52,8 +153,7 @@ pub fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Whether the schema this binary expects is in place.
 pub fn is_current(conn: &Connection) -> rusqlite::Result<bool> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    Ok(version == VERSION)
+    Ok(user_version(conn)? == VERSION)
 }
 
 /// Commits a one-row write, proving the database takes writes now: not

@@ -34,9 +34,10 @@ pub struct Writer {
 
 impl Writer {
     pub fn start(path: &Path) -> anyhow::Result<Self> {
-        let conn =
+        let mut conn =
             Connection::open(path).map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
-        schema::prepare_writer(&conn).map_err(|e| anyhow::anyhow!("cannot apply schema to {}: {e}", path.display()))?;
+        schema::prepare_writer(&mut conn)
+            .map_err(|e| anyhow::anyhow!("cannot apply schema to {}: {e}", path.display()))?;
         let (jobs, queue) = crossbeam_channel::unbounded();
         thread::Builder::new()
             .name("sqlite-writer".into())
@@ -109,7 +110,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<(Message, Reply<InsertOut
     }
 }
 
-fn insert_all<'a>(
+pub(super) fn insert_all<'a>(
     conn: &mut Connection,
     messages: impl Iterator<Item = &'a Message>,
 ) -> rusqlite::Result<Vec<InsertOutcome>> {

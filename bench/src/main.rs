@@ -1,0 +1,210 @@
+//! `make bench`: runs the real `inlet` binary with the real guest on
+//! 127.0.0.1 and measures ingest, duplicates, a trivial "hello" guest on the
+//! same host, reads over a seeded database, start-up, hot swap, peak memory
+//! and the image size. Prints a table and writes the results as JSON.
+
+mod load;
+mod report;
+mod requests;
+mod timing;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use inlet_e2e::{Server, misbehaving_guest};
+
+use load::{Load, LoadResult, RequestFactory};
+use report::Results;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks the inlet binary and guest (build them first: `make build fixtures`)")]
+struct Cli {
+    /// Seconds each load scenario runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Messages in the database the read scenarios query.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// Connections for the read scenarios.
+    #[arg(long, default_value_t = 8)]
+    read_connections: usize,
+    /// Runs of each start-up and hot-swap timing.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Which parts to run.
+    #[arg(long, value_delimiter = ',', default_value = "ingest,reads,startup,swap")]
+    phases: Vec<Phase>,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "target/bench/results.json")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    Ingest,
+    Reads,
+    Startup,
+    Swap,
+}
+
+/// Most requests one load scenario may send, whatever its duration.
+const MAX_REQUESTS: u64 = 2_000_000;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut results = Results::new(cli.seconds, cli.rows, cli.read_connections);
+    let runs = |phase| cli.phases.contains(&phase);
+    if runs(Phase::Ingest) {
+        ingest(&cli, &runtime, &mut results)?;
+    }
+    if runs(Phase::Reads) {
+        reads(&cli, &runtime, &mut results)?;
+    }
+    if runs(Phase::Startup) {
+        timing::startup(cli.repeats, &mut results);
+    }
+    if runs(Phase::Swap) {
+        timing::hot_swap(cli.repeats, &mut results);
+    }
+    if let Some(bytes) = image_size() {
+        results.value("runtime image size", bytes as f64 / (1024.0 * 1024.0), "MiB");
+    }
+    results.print();
+    let out = in_workspace(&cli.out);
+    results.save(&out)?;
+    println!("\nresults written to {}", out.display());
+    Ok(())
+}
+
+fn address(server: &Server) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], server.port))
+}
+
+fn push(
+    runtime: &tokio::runtime::Runtime,
+    server: &Server,
+    connections: usize,
+    seconds: u64,
+    factory: RequestFactory,
+) -> anyhow::Result<LoadResult> {
+    let load = Load {
+        connections,
+        duration: Duration::from_secs(seconds),
+        max_requests: MAX_REQUESTS,
+    };
+    runtime.block_on(load::run(address(server), load, factory))
+}
+
+/// Ingest at 32 and 128 connections, the same ids again, then the hello
+/// guest on the same host for the ratio.
+fn ingest(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
+    let server = Server::start();
+    let at_32 = push(runtime, &server, 32, cli.seconds, requests::webhooks("c32", None))?;
+    results.load("ingest, unique ids", at_32.clone());
+    let at_128 = push(runtime, &server, 128, cli.seconds, requests::webhooks("c128", None))?;
+    results.load("ingest, unique ids", at_128);
+    let repeat = Some(at_32.requests / 32 / 2);
+    let duplicates = push(runtime, &server, 32, cli.seconds, requests::webhooks("c32", repeat))?;
+    results.load("ingest, duplicate ids", duplicates);
+    results.value("peak RSS after ingest", peak_rss_mib(&server)?, "MiB");
+    drop(server);
+
+    let hello = Server::start_with(&[("GUEST_COMPONENT", misbehaving_guest().to_str().expect("UTF-8 path"))]);
+    let fine = push(runtime, &hello, 32, cli.seconds, requests::get("/fine"))?;
+    results.value(
+        "ingest / hello guest (32 conns)",
+        at_32.requests_per_second / fine.requests_per_second,
+        "ratio",
+    );
+    results.load("hello guest GET /fine", fine);
+    Ok(())
+}
+
+/// Listings and stats over a database of `cli.rows` seeded messages.
+fn reads(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
+    let seeded = seeded_database(cli.rows, results)?;
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(&seeded, dir.path().join("app.db")).context("copying the seeded database")?;
+    let server = Server::start_in(dir, &[]);
+    let since = seed_instant(cli.rows / 2);
+    let rare = format!("%23{}", cli.rows / 80);
+    let queries = [
+        ("/stats", "/stats".to_owned()),
+        ("/messages (no filter)", "/messages".to_owned()),
+        ("/messages?from=", "/messages?from=%2B919000000005".to_owned()),
+        ("/messages?since= (half the rows)", format!("/messages?since={since}")),
+        ("/messages?q= (rare: 11 rows)", format!("/messages?q={rare}")),
+        ("/messages?q= (common word)", "/messages?q=refund".to_owned()),
+        (
+            "/messages deep offset",
+            format!("/messages?offset={}", cli.rows * 9 / 10),
+        ),
+    ];
+    let seconds = cli.seconds.div_ceil(2).max(1);
+    for (name, query) in queries {
+        let result = push(runtime, &server, cli.read_connections, seconds, requests::get(&query))?;
+        results.load(name, result);
+    }
+    results.value("peak RSS after reads", peak_rss_mib(&server)?, "MiB");
+    Ok(())
+}
+
+/// A database of `rows` seeded messages, built by `inlet seed` once and
+/// kept under target/bench (the seed is deterministic).
+fn seeded_database(rows: u64, results: &mut Results) -> anyhow::Result<PathBuf> {
+    let path = inlet_e2e::workspace_root().join(format!("target/bench/seed-{rows}.db"));
+    if path.exists() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+    let partial = path.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new(inlet_e2e::inlet_bin())
+        .args(["seed", "--count", &rows.to_string(), "--database"])
+        .arg(&partial)
+        .status()?;
+    anyhow::ensure!(status.success(), "inlet seed failed: {status}");
+    results.value("seed the database (inlet seed)", started.elapsed().as_secs_f64(), "s");
+    std::fs::rename(&partial, &path)?;
+    Ok(path)
+}
+
+/// The process's peak resident set (VmHWM) so far.
+fn peak_rss_mib(server: &Server) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/<pid>/status")?;
+    Ok(kib / 1024.0)
+}
+
+/// The size of the `inlet:latest` image, when Docker has one.
+fn image_size() -> Option<u64> {
+    let output = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Size}}", "inlet:latest"])
+        .output()
+        .ok()?;
+    String::from_utf8(output.stdout).ok()?.trim().parse().ok()
+}
+
+/// The `ts` of seeded message `n`, as `inlet seed`'s defaults lay them out
+/// (from 2025-01-01T00:00:00Z, 30 s apart).
+fn seed_instant(n: u64) -> String {
+    let first = chrono::DateTime::from_timestamp(1_735_689_600, 0).expect("valid instant");
+    (first + chrono::Duration::seconds(30 * n as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A relative path is taken from the workspace root.
+fn in_workspace(path: &Path) -> PathBuf {
+    inlet_e2e::workspace_root().join(path)
+}

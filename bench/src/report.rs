@@ -1,0 +1,167 @@
+//! Collects results, prints them as a table and saves them as JSON.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::load::LoadResult;
+
+#[derive(Debug, Serialize)]
+pub struct Results {
+    machine: Machine,
+    settings: Settings,
+    loads: Vec<NamedLoad>,
+    timings: Vec<Timing>,
+    values: Vec<NamedValue>,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cpu: String,
+    cores: usize,
+    memory_gib: f64,
+    commit: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Settings {
+    seconds_per_load: u64,
+    seeded_rows: u64,
+    read_connections: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct NamedLoad {
+    name: String,
+    #[serde(flatten)]
+    result: LoadResult,
+}
+
+#[derive(Debug, Serialize)]
+struct Timing {
+    name: String,
+    median_ms: f64,
+    runs_ms: Vec<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct NamedValue {
+    name: String,
+    value: f64,
+    unit: String,
+}
+
+impl Results {
+    pub fn new(seconds_per_load: u64, seeded_rows: u64, read_connections: usize) -> Self {
+        Self {
+            machine: Machine::this(),
+            settings: Settings {
+                seconds_per_load,
+                seeded_rows,
+                read_connections,
+            },
+            loads: Vec::new(),
+            timings: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    pub fn load(&mut self, name: &str, result: LoadResult) {
+        println!(
+            "  {name}: {} conns, {:.0} req/s, p99 {:.1} ms, {} errors",
+            result.connections, result.requests_per_second, result.p99_ms, result.errors
+        );
+        self.loads.push(NamedLoad {
+            name: name.into(),
+            result,
+        });
+    }
+
+    pub fn timing(&mut self, name: &str, runs: &[Duration]) {
+        let mut runs_ms: Vec<f64> = runs.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        runs_ms.sort_by(f64::total_cmp);
+        let median_ms = runs_ms.get(runs_ms.len() / 2).copied().unwrap_or(f64::NAN);
+        println!("  {name}: median {median_ms:.1} ms");
+        self.timings.push(Timing {
+            name: name.into(),
+            median_ms,
+            runs_ms,
+        });
+    }
+
+    pub fn value(&mut self, name: &str, value: f64, unit: &str) {
+        println!("  {name}: {value:.2} {unit}");
+        self.values.push(NamedValue {
+            name: name.into(),
+            value,
+            unit: unit.into(),
+        });
+    }
+
+    pub fn print(&self) {
+        let m = &self.machine;
+        println!(
+            "\n{} cores ({}), {:.0} GiB, commit {}; load generator on the same machine",
+            m.cores, m.cpu, m.memory_gib, m.commit
+        );
+        println!(
+            "\n| scenario | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---:|---:|---:|---:|---:|---:|"
+        );
+        for NamedLoad { name, result: r } in &self.loads {
+            println!(
+                "| {name} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+                r.connections, r.requests_per_second, r.p50_ms, r.p99_ms, r.p999_ms, r.errors
+            );
+        }
+        println!("\n| timing | median | runs |\n|---|---:|---|");
+        for t in &self.timings {
+            let runs: Vec<String> = t.runs_ms.iter().map(|ms| format!("{ms:.0}")).collect();
+            println!("| {} | {:.1} ms | {} |", t.name, t.median_ms, runs.join(", "));
+        }
+        println!("\n| measure | value |\n|---|---:|");
+        for v in &self.values {
+            println!("| {} | {:.2} {} |", v.name, v.value, v.unit);
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(self)?)?;
+        Ok(())
+    }
+}
+
+impl Machine {
+    fn this() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let field = |text: &str, key: &str| {
+            text.lines()
+                .find(|line| line.starts_with(key))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|value| value.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let memory_kib: f64 = field(&meminfo, "MemTotal")
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap_or(0.0);
+        let commit = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        Self {
+            cpu: field(&cpuinfo, "model name"),
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            memory_gib: memory_kib / (1024.0 * 1024.0),
+            commit,
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The SQLite store's fast paths (maintained aggregates, trigram index) give
+//! exactly what counting and scanning the rows gives, including after a
+//! migration from schema version 1 and after rows are deleted by hand.
+
+use std::path::Path;
+
+use inlet::bindings::inlet::service::storage::{Message, MessageFilter, PageRequest, Timestamp};
+use inlet::storage::{MessageStore, SqliteStore, bulk};
+use rusqlite::Connection;
+
+const HOUR: i64 = 3_600_000_000;
+
+fn message(n: usize, from: &str, unix_micros: i64, text: Option<&str>) -> Message {
+    Message {
+        message_id: format!("m{n}"),
+        from: from.into(),
+        to: "+10000000000".into(),
+        ts: Timestamp {
+            text: format!("t{unix_micros}"),
+            unix_micros,
+        },
+        text: text.map(str::to_owned),
+    }
+}
+
+const TEXTS: &[Option<&str>] = &[
+    Some("Hello World"),
+    Some("hello there"),
+    Some("ÉCOLE école"),
+    Some("100% sure_x"),
+    Some("say \"quoted\" words"),
+    Some("nul\0byte inside"),
+    Some("ab"),
+    None,
+    Some(""),
+    Some("the quick brown fox jumps over the lazy dog, again and again and again"),
+];
+
+/// A few hundred messages over senders, hours (before and after 1970) and texts.
+fn varied_messages() -> Vec<Message> {
+    (0..600)
+        .map(|n| {
+            let from = format!("+9100000000{}", (n * n) % 7);
+            let unix_micros = (n as i64 - 200) * HOUR / 7 + (n as i64 % 3) * 1_000;
+            message(n, &from, unix_micros, TEXTS[n % TEXTS.len()])
+        })
+        .collect()
+}
+
+fn filters() -> Vec<MessageFilter> {
+    let froms = [None, Some("+91000000002"), Some("+nobody")];
+    let sinces = [None, Some(-5 * HOUR - 17), Some(0), Some(3 * HOUR), Some(HOUR * 1_000)];
+    let needles = [
+        None,
+        Some("hello"),
+        Some("HELLO"),
+        Some("o w"),
+        Some("école"),
+        Some("ÉCOLE"),
+        Some("100%"),
+        Some("_x"),
+        Some("\"quoted\""),
+        Some("\0by"),
+        Some("ab"),
+        Some("a"),
+        Some(""),
+        Some("quick brown fox jumps over the lazy dog, again and again"),
+        Some("absent text"),
+    ];
+    let mut filters = Vec::new();
+    for from in froms {
+        for since in sinces {
+            for needle in needles {
+                filters.push(MessageFilter {
+                    from: from.map(str::to_owned),
+                    since_unix_micros: since,
+                    text_contains: needle.map(str::to_owned),
+                });
+            }
+        }
+    }
+    filters
+}
+
+/// What plain SQL over the rows says: the definition the fast paths must meet.
+fn counted(conn: &Connection, filter: &MessageFilter) -> (u64, Vec<String>) {
+    let mut statement = conn
+        .prepare(
+            "SELECT message_id FROM messages
+             WHERE (?1 IS NULL OR from_msisdn = ?1) AND (?2 IS NULL OR ts_micros >= ?2)
+               AND (?3 IS NULL OR instr(lower(text), lower(?3)) > 0)
+             ORDER BY ts_micros, message_id",
+        )
+        .unwrap();
+    let ids: Vec<String> = statement
+        .query_map(
+            rusqlite::params![filter.from, filter.since_unix_micros, filter.text_contains],
+            |row| row.get(0),
+        )
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    (ids.len() as u64, ids.into_iter().take(100).collect())
+}
+
+async fn assert_matches_rows(store: &SqliteStore, path: &Path) {
+    let conn = Connection::open(path).unwrap();
+    for filter in filters() {
+        let (total, first_ids) = counted(&conn, &filter);
+        let page = store
+            .list(PageRequest {
+                filter: filter.clone(),
+                limit: 100,
+                offset: 0,
+            })
+            .await
+            .unwrap();
+        let ids: Vec<String> = page.messages.into_iter().map(|m| m.message_id).collect();
+        assert_eq!((page.total, &ids), (total, &first_ids), "filter {filter:?}");
+    }
+    let stats = store.stats(100).await.unwrap();
+    let (rows, senders): (i64, i64) = conn
+        .query_row("SELECT COUNT(*), COUNT(DISTINCT from_msisdn) FROM messages", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(
+        (stats.total_messages, stats.senders_count),
+        (rows as u64, senders as u64)
+    );
+    let mut by_sender = conn
+        .prepare("SELECT from_msisdn, COUNT(*) AS n FROM messages GROUP BY 1 ORDER BY n DESC, 1")
+        .unwrap();
+    let expected: Vec<(String, i64)> = by_sender
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let got: Vec<(String, i64)> = stats
+        .top_senders
+        .into_iter()
+        .map(|s| (s.from, s.count as i64))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn fast_paths_agree_with_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let report = bulk::load(&path, varied_messages()).unwrap();
+    assert_eq!((report.created, report.duplicates), (600, 0));
+    let again = bulk::load(&path, varied_messages()).unwrap();
+    assert_eq!((again.created, again.duplicates), (0, 600));
+    let store = SqliteStore::open(&path).unwrap();
+    assert_matches_rows(&store, &path).await;
+}
+
+#[tokio::test]
+async fn aggregates_follow_rows_deleted_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    bulk::load(&path, varied_messages()).unwrap();
+    let conn = Connection::open(&path).unwrap();
+    let deleted = conn
+        .execute(
+            "DELETE FROM messages WHERE from_msisdn = '+91000000001' OR seq % 5 = 0",
+            [],
+        )
+        .unwrap();
+    assert!(deleted > 100, "deleted {deleted}");
+    let store = SqliteStore::open(&path).unwrap();
+    assert_matches_rows(&store, &path).await;
+}
+
+/// Version 1's layout, as released: the messages table and two indexes.
+const SCHEMA_V1: &str = "
+CREATE TABLE messages (
+    message_id TEXT PRIMARY KEY, from_msisdn TEXT NOT NULL, to_msisdn TEXT NOT NULL,
+    ts TEXT NOT NULL, text TEXT, created_at TEXT NOT NULL, ts_micros INTEGER NOT NULL);
+CREATE INDEX messages_by_instant ON messages (ts_micros, message_id);
+CREATE INDEX messages_by_sender ON messages (from_msisdn, ts_micros, message_id);
+CREATE TABLE health_probe (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at TEXT NOT NULL);
+PRAGMA user_version = 1;
+";
+
+#[tokio::test]
+async fn a_version_1_database_is_migrated_with_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(SCHEMA_V1).unwrap();
+    for m in varied_messages() {
+        conn.execute(
+            "INSERT INTO messages VALUES (?1, ?2, ?3, ?4, ?5, 'then', ?6)",
+            rusqlite::params![m.message_id, m.from, m.to, m.ts.text, m.text, m.ts.unix_micros],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let store = SqliteStore::open(&path).unwrap();
+    store.ping().await.unwrap();
+    assert_matches_rows(&store, &path).await;
+    let created_at: String = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT created_at FROM messages LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(created_at, "then");
+}
+
+#[test]
+fn a_database_from_a_newer_release_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99;")
+        .unwrap();
+    let error = SqliteStore::open(&path).err().expect("must refuse");
+    assert!(format!("{error:#}").contains("newer"), "{error:#}");
+}
