@@ -17,12 +17,14 @@ COPY guest/Cargo.toml guest/
 COPY harness/Cargo.toml harness/
 COPY signature/Cargo.toml signature/
 COPY tests/Cargo.toml tests/
-RUN mkdir -p host/src guest/src harness/src signature/src tests/src \
+COPY bench/Cargo.toml bench/
+RUN mkdir -p host/src guest/src harness/src signature/src tests/src bench/src \
  && echo 'fn main() {}' > host/src/main.rs \
+ && echo 'fn main() {}' > bench/src/main.rs \
  && touch guest/src/lib.rs harness/src/lib.rs signature/src/lib.rs tests/src/lib.rs \
  && cargo build --release --locked -p inlet \
  && cargo build --release --locked -p inlet-guest --target wasm32-wasip2 \
- && rm -rf host/src guest/src harness/src signature/src tests/src
+ && rm -rf host/src guest/src harness/src signature/src tests/src bench/src
 
 COPY wit wit
 COPY host host
@@ -30,6 +32,7 @@ COPY guest guest
 COPY harness harness
 COPY signature signature
 COPY tests tests
+COPY bench bench
 # COPY keeps the context's modification times, which can predate the stub
 # build; touching the crate roots makes cargo rebuild them.
 RUN touch host/src/main.rs host/src/lib.rs guest/src/lib.rs signature/src/lib.rs \

@@ -21,13 +21,14 @@ pub struct LoadReport {
 
 /// Inserts `messages` into the database at `path` (created if missing) with
 /// the same statement, triggers and aggregates as the server. Commits are
-/// not synced one by one; the database is synced and checkpointed once at
-/// the end, so an interrupted load may lose its last batches but never
-/// leaves a half-written one.
+/// not synced one by one and a large page cache keeps the indexes in memory;
+/// the database is synced and checkpointed once at the end, so an
+/// interrupted load may lose its last batches but never leaves a
+/// half-written one.
 pub fn load(path: &Path, messages: impl IntoIterator<Item = Message>) -> anyhow::Result<LoadReport> {
     let mut conn = Connection::open(path).with_context(|| format!("cannot open database {}", path.display()))?;
     schema::prepare_writer(&mut conn).with_context(|| format!("cannot apply schema to {}", path.display()))?;
-    conn.execute_batch("PRAGMA synchronous = OFF;")?;
+    conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")?;
     let mut report = LoadReport::default();
     let mut batch = Vec::with_capacity(BATCH);
     for message in messages {
