@@ -121,3 +121,33 @@ fn sigterm_lets_a_running_request_finish() {
     assert_eq!(status, 504, "the request in flight got its answer");
     assert_eq!(server.wait_exit(Duration::from_secs(15)), Some(0));
 }
+
+/// Commits append to the WAL; a background checkpoint folds them into the
+/// database file while the server runs (no insert waits for it), so the WAL
+/// is reused instead of growing with every message ever stored.
+#[test]
+fn the_wal_is_folded_back_while_serving() {
+    let server = Server::start();
+    let wal_size = || {
+        std::fs::metadata(server.database().with_extension("db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let text = "x".repeat(2_000);
+    let mut after_first_wave = 0;
+    for wave in 0..4 {
+        for i in 0..100 {
+            let id = format!("fold-{wave}-{i}");
+            server.deliver(&message(&id, "+1", "2025-01-15T10:00:00Z", Some(&text)));
+        }
+        if wave == 0 {
+            after_first_wave = wal_size();
+        }
+        std::thread::sleep(Duration::from_millis(1_200));
+    }
+    assert!(
+        wal_size() < after_first_wave * 2,
+        "the WAL grew from {after_first_wave} to {} bytes over four waves",
+        wal_size()
+    );
+}

@@ -6,6 +6,7 @@
 //! SQLite call runs on these dedicated threads.
 
 pub mod bulk;
+mod checkpointer;
 mod errors;
 mod queries;
 pub use queries::{check_page_request, check_top_senders};
@@ -38,6 +39,7 @@ pub trait MessageStore: Send + Sync + 'static {
 pub struct SqliteStore {
     writer: writer::Writer,
     readers: readers::Readers,
+    _checkpointer: checkpointer::Checkpointer,
 }
 
 /// How many read-only connections serve listings and stats.
@@ -52,7 +54,12 @@ impl SqliteStore {
         }
         let writer = writer::Writer::start(path)?;
         let readers = readers::Readers::start(path, READER_THREADS)?;
-        Ok(Self { writer, readers })
+        let checkpointer = checkpointer::Checkpointer::start(path)?;
+        Ok(Self {
+            writer,
+            readers,
+            _checkpointer: checkpointer,
+        })
     }
 
     /// For a clean shutdown: commits what is queued and checkpoints the WAL,

@@ -38,6 +38,9 @@ impl Writer {
             Connection::open(path).map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
         schema::prepare_writer(&mut conn)
             .map_err(|e| anyhow::anyhow!("cannot apply schema to {}: {e}", path.display()))?;
+        // The checkpointer thread folds the WAL back; commits never do.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(|e| anyhow::anyhow!("cannot configure {}: {e}", path.display()))?;
         let (jobs, queue) = crossbeam_channel::unbounded();
         thread::Builder::new()
             .name("sqlite-writer".into())
