@@ -124,6 +124,30 @@ fn ingest(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -
         "ratio",
     );
     results.load("hello guest GET /fine", fine);
+    drop(hello);
+    reused_instances(cli, runtime, results)
+}
+
+/// The same ingest and hello loads with instances reused for up to
+/// `REUSE` requests each (opt-in: requests then share guest memory).
+fn reused_instances(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
+    const REUSE: &str = "1000";
+    let server = Server::start_with(&[("GUEST_INSTANCE_REUSE", REUSE)]);
+    let ingest = push(runtime, &server, 32, cli.seconds, requests::webhooks("reuse", None))?;
+    results.load("ingest, unique ids, GUEST_INSTANCE_REUSE=1000", ingest.clone());
+    drop(server);
+    let guest = misbehaving_guest();
+    let hello = Server::start_with(&[
+        ("GUEST_COMPONENT", guest.to_str().expect("UTF-8 path")),
+        ("GUEST_INSTANCE_REUSE", REUSE),
+    ]);
+    let fine = push(runtime, &hello, 32, cli.seconds, requests::get("/fine"))?;
+    results.value(
+        "ingest / hello guest, both reusing instances",
+        ingest.requests_per_second / fine.requests_per_second,
+        "ratio",
+    );
+    results.load("hello guest GET /fine, GUEST_INSTANCE_REUSE=1000", fine);
     Ok(())
 }
 

@@ -125,6 +125,11 @@ fn guest_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<GuestLimits,
             .checked_mul(1 << 20)
             .ok_or_else(|| ConfigError::new("GUEST_MEMORY_MB", "is too large"))?,
         max_instances: parse_number("MAX_INSTANCES", lookup("MAX_INSTANCES"), defaults.max_instances)?,
+        requests_per_instance: parse_number(
+            "GUEST_INSTANCE_REUSE",
+            lookup("GUEST_INSTANCE_REUSE"),
+            defaults.requests_per_instance,
+        )?,
     })
 }
 
@@ -313,6 +318,7 @@ mod tests {
             ("MAX_BODY_BYTES", "-1"),
             ("REQUEST_TIMEOUT_MS", "soon"),
             ("GUEST_MEMORY_MB", "0"),
+            ("GUEST_INSTANCE_REUSE", "0"),
             ("MAX_CONNECTIONS", "many"),
             ("LOG_LEVEL", "loud"),
         ] {

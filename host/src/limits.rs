@@ -16,6 +16,20 @@ pub struct GuestLimits {
     /// Guest instances alive at once (`MAX_INSTANCES`); the pooling allocator
     /// reserves this many slots, and requests beyond it wait for one.
     pub max_instances: u32,
+    /// Requests one instance serves before it is dropped
+    /// (`GUEST_INSTANCE_REUSE`). 1, the default, is a fresh instance per
+    /// request. Above 1 an instance serves requests one after another (never
+    /// two at once) and keeps its memory between them: faster, but what one
+    /// request leaves in guest memory the next can see. An instance that
+    /// fails is never reused.
+    pub requests_per_instance: u32,
+}
+
+impl GuestLimits {
+    /// Whether instances serve more than one request.
+    pub fn reuses_instances(&self) -> bool {
+        self.requests_per_instance > 1
+    }
 }
 
 impl Default for GuestLimits {
@@ -24,6 +38,7 @@ impl Default for GuestLimits {
             request_timeout: Duration::from_secs(10),
             memory_bytes: 64 << 20,
             max_instances: 256,
+            requests_per_instance: 1,
         }
     }
 }

@@ -60,7 +60,12 @@ fn start_epoch_ticker(engine: &Engine) -> anyhow::Result<()> {
 /// The pooling allocator keeps instance slots (memories, tables) mapped and
 /// reuses them, which makes a fresh instance per request cheap.
 fn engine_config(limits: &GuestLimits) -> Config {
-    let instances = limits.max_instances;
+    // Idle instances kept for reuse hold slots too: at most as many as run.
+    let instances = if limits.reuses_instances() {
+        limits.max_instances.saturating_mul(2)
+    } else {
+        limits.max_instances
+    };
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances);
     pool.total_core_instances(instances * 4);

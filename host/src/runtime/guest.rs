@@ -11,6 +11,7 @@ use wasmtime::Store;
 
 use super::cache::{Compilation, CompileCache};
 use super::engine::Runtime;
+use super::instances::IdleInstances;
 use super::sandbox::{Sandbox, Services};
 use crate::bindings::ServicePre;
 use crate::limits::GuestLimits;
@@ -27,6 +28,8 @@ pub struct Guest {
     /// The limits of the runtime that loaded it.
     pub limits: GuestLimits,
     pub deadline_ticks: u64,
+    /// Instances waiting for their next request (none unless reuse is on).
+    pub idle: IdleInstances,
 }
 
 impl Guest {
@@ -55,6 +58,10 @@ impl Guest {
             compilation,
             limits: runtime.limits,
             deadline_ticks: runtime.deadline_ticks(),
+            idle: IdleInstances::new(
+                runtime.limits.max_instances as usize,
+                runtime.limits.requests_per_instance,
+            ),
         })
     }
 
@@ -67,6 +74,13 @@ impl Guest {
         store.set_epoch_deadline(self.deadline_ticks);
         store.epoch_deadline_trap();
         store
+    }
+
+    /// Readies a reused store for request `id`: its own log line, a clean
+    /// memory-limit flag and a deadline counted from now.
+    pub fn reset_store(&self, store: &mut Store<Sandbox>, id: RequestId) {
+        store.data_mut().begin_request(id);
+        store.set_epoch_deadline(self.deadline_ticks);
     }
 }
 

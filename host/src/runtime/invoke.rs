@@ -12,7 +12,9 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::guest::Guest;
+use super::instances::Instance;
 use super::sandbox::{Sandbox, Services};
+use crate::bindings::Service;
 use crate::telemetry::request_log::{self, LogFields, RequestId};
 
 /// Why a guest did not finish a request normally.
@@ -90,18 +92,22 @@ where
 {
     let (sender, receiver) = oneshot::channel();
     let task = tokio::spawn(async move {
-        let mut store = guest.new_store(services, id);
+        let (mut store, service, served) = checkout(&guest, services, id);
         let timeout = guest.limits.request_timeout;
-        let result = match tokio::time::timeout(timeout, run(&guest, &mut store, request, sender)).await {
-            Ok(Ok(())) => Ok(()),
+        let result = match tokio::time::timeout(timeout, run(&guest, &mut store, service, request, sender)).await {
+            Ok(Ok(service)) => Ok(service),
             Ok(Err(error)) => Err(classify(&error, store.data())),
             // Waiting on the host (storage, the client's body) past the deadline.
             Err(_) => Err(GuestFailure::Deadline),
         };
-        GuestExit {
-            fields: store.into_data().fields,
-            result,
-        }
+        let fields = std::mem::take(&mut store.data_mut().fields);
+        let result = result.map(|service| {
+            if guest.limits.reuses_instances() {
+                let served = served + 1;
+                guest.idle.give_back(Instance { store, service, served });
+            }
+        });
+        GuestExit { fields, result }
     });
     match receiver.await {
         Ok(Ok(response)) => GuestReply::Response { response, exit: task },
@@ -114,16 +120,45 @@ where
     }
 }
 
+/// An idle instance when reuse is on and one is waiting, else a fresh store
+/// (instantiated in `run`); with the requests it has served so far.
+fn checkout(guest: &Guest, services: Arc<Services>, id: RequestId) -> (Store<Sandbox>, Option<Service>, u32) {
+    match guest.idle.take() {
+        Some(mut instance) => {
+            guest.reset_store(&mut instance.store, id);
+            (instance.store, Some(instance.service), instance.served)
+        }
+        None => (guest.new_store(services, id), None, 0),
+    }
+}
+
+/// Handles `request` in `service`, instantiating the guest first when there
+/// is none; gives the instance back for possible reuse.
 async fn run<B>(
     guest: &Guest,
     store: &mut Store<Sandbox>,
+    service: Option<Service>,
     request: hyper::Request<B>,
     sender: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>,
-) -> wasmtime::Result<()>
+) -> wasmtime::Result<Service>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
+    let service = match service {
+        Some(service) => service,
+        None => instantiate(guest, store).await?,
+    };
+    let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+    let out = store.data_mut().http().new_response_outparam(sender)?;
+    service
+        .wasi_http_incoming_handler()
+        .call_handle(&mut *store, request, out)
+        .await?;
+    Ok(service)
+}
+
+async fn instantiate(guest: &Guest, store: &mut Store<Sandbox>) -> wasmtime::Result<Service> {
     let started = Instant::now();
     let service = guest.pre.instantiate_async(&mut *store).await?;
     store
@@ -131,12 +166,7 @@ where
         .services
         .metrics
         .record_instantiation(request_log::latency_ms(started));
-    let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
-    let out = store.data_mut().http().new_response_outparam(sender)?;
-    service
-        .wasi_http_incoming_handler()
-        .call_handle(&mut *store, request, out)
-        .await
+    Ok(service)
 }
 
 fn classify(error: &wasmtime::Error, sandbox: &Sandbox) -> GuestFailure {

@@ -5,6 +5,7 @@ mod cache;
 mod engine;
 mod guest;
 mod imports;
+mod instances;
 mod invoke;
 mod reload;
 mod sandbox;

@@ -54,6 +54,13 @@ impl Sandbox {
             },
         }
     }
+
+    /// Starts another request in a reused instance.
+    pub fn begin_request(&mut self, request_id: RequestId) {
+        self.request_id = request_id;
+        self.fields = LogFields::default();
+        self.limiter.exceeded = false;
+    }
 }
 
 impl WasiView for Sandbox {

@@ -1,0 +1,61 @@
+//! `GUEST_INSTANCE_REUSE`: off by default (a fresh instance per request);
+//! when on, an instance serves up to that many requests, and one that fails
+//! is never used again.
+
+use inlet_e2e::{Server, message, misbehaving_guest};
+
+/// How many instances the server has created (`guest_instantiation_ms_count`).
+fn instantiations(server: &Server) -> u64 {
+    let text = server.get("/metrics").body;
+    text.lines()
+        .find_map(|l| l.strip_prefix("guest_instantiation_ms_count "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no guest_instantiation_ms_count in:\n{text}"))
+}
+
+#[test]
+fn by_default_every_request_gets_a_fresh_instance() {
+    let server = Server::start();
+    for _ in 0..10 {
+        assert_eq!(server.get("/messages").status, 200);
+    }
+    assert_eq!(instantiations(&server), 10);
+}
+
+#[test]
+fn a_reused_instance_serves_up_to_its_share_of_requests() {
+    let server = Server::start_with(&[("GUEST_INSTANCE_REUSE", "4")]);
+    for i in 0..6 {
+        server.deliver(&message(&format!("r{i}"), "+1", "2025-01-15T10:00:00Z", Some("reuse")));
+    }
+    for _ in 0..6 {
+        let page = server.get("/messages?q=reuse");
+        assert_eq!((page.status, page.json()["total"].as_u64()), (200, Some(6)));
+    }
+    assert_eq!(instantiations(&server), 3, "12 requests, 4 per instance");
+    let logs = server.request_logs(12);
+    let mut ids: Vec<&str> = logs.iter().filter_map(|l| l["request_id"].as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), logs.len(), "every request keeps its own log line and id");
+    assert!(
+        logs.iter()
+            .filter(|l| l["path"] == "/webhook")
+            .all(|l| l["dup"] == false)
+    );
+}
+
+#[test]
+fn an_instance_that_failed_is_not_reused() {
+    let guest = misbehaving_guest();
+    let server = Server::start_with(&[
+        ("GUEST_COMPONENT", guest.to_str().unwrap()),
+        ("GUEST_INSTANCE_REUSE", "1000"),
+    ]);
+    assert_eq!(server.get("/fine").status, 200);
+    assert_eq!(server.get("/fine").status, 200);
+    assert_eq!(instantiations(&server), 1);
+    assert_eq!(server.get("/panic").status, 500);
+    assert_eq!(server.get("/fine").status, 200);
+    assert_eq!(instantiations(&server), 2, "the panicked instance was dropped");
+}
