@@ -332,3 +332,53 @@ fn probe_reports_readiness() {
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot connect"), "{stderr}");
 }
+
+fn seed(database: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(inlet_bin())
+        .args(["seed", "--database"])
+        .arg(database)
+        .args(args)
+        .output()
+        .expect("run inlet seed")
+}
+
+#[test]
+fn seed_fills_a_database_the_server_then_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("app.db");
+    let first = seed(&database, &["--count", "500", "--senders", "7"]);
+    assert!(first.status.success(), "{first:?}");
+    let report: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(
+        (report["created"].as_u64(), report["duplicates"].as_u64()),
+        (Some(500), Some(0))
+    );
+    let again: Value = serde_json::from_slice(&seed(&database, &["--count", "500"]).stdout).unwrap();
+    assert_eq!(
+        (again["created"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(500))
+    );
+
+    let server = Server::start_in(dir, &[]);
+    let stats = server.get("/stats").json();
+    assert_eq!(stats["total_messages"], 500);
+    assert_eq!(stats["senders_count"], 7);
+    assert_eq!(stats["first_message_ts"], "2025-01-01T00:00:00Z");
+    assert_eq!(stats["last_message_ts"], "2025-01-01T04:09:30Z");
+    let sum: u64 = stats["messages_per_sender"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, 500);
+    assert_eq!(server.get("/messages?q=%23499").json()["total"], 1);
+}
+
+#[test]
+fn seed_refuses_a_plan_without_senders() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = seed(&dir.path().join("app.db"), &["--count", "5", "--senders", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--senders must be at least 1"));
+}
