@@ -47,8 +47,8 @@ test: build fixtures
 test-guest: guest
 	$(CARGO) test --release --locked -p inlet-harness
 
-## bench: load and timing benchmarks against the real binary and guest (about 6 minutes,
-## plus about 2 to seed the 1M-row database the first time); prints a table and writes
+## bench: load and timing benchmarks against the real binary and guest (about 3 minutes,
+## plus 1 to seed the 1M-row database the first time); prints a table and writes
 ## target/bench/results.json. BENCH_ARGS passes options (`--help` lists them).
 BENCH_ARGS ?=
 bench: build fixtures

@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Serve the API (the default). Configured by the environment:
     /// WEBHOOK_SECRET, DATABASE_URL, LOG_LEVEL, PORT, BIND_ADDRESS, GUEST_COMPONENT,
-    /// MAX_BODY_BYTES.
+    /// GUEST_CACHE_DIR, GUEST_INSTANCE_REUSE and the limits (README: Configuration).
     Serve,
     /// Print the X-Signature for a request body.
     Sign {
