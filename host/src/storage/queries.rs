@@ -42,8 +42,23 @@ pub fn check_top_senders(top_senders: u32) -> Result<(), StoreError> {
 /// only narrow a candidate set that is rechecked exactly anyway.
 const MAX_TRIGRAMS: usize = 16;
 
+/// How rows matching `q` are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextSearch {
+    /// Candidates from the trigram index, then the exact check.
+    Indexed,
+    /// The exact check on each row the query visits (for an in-order walk
+    /// that stops after one page).
+    Scan,
+}
+
+/// Rows an in-order walk may be expected to visit before it is preferred to
+/// sorting every indexed match: a common needle fills a page within a few
+/// hundred rows, while the index would hand over hundreds of thousands.
+const WALK_BUDGET: i64 = 20_000;
+
 /// `WHERE` clause and its parameters for a filter.
-fn where_clause(filter: &MessageFilter) -> (String, Vec<Value>) {
+fn where_clause(filter: &MessageFilter, search: TextSearch) -> (String, Vec<Value>) {
     let mut conditions = Vec::new();
     let mut values = Vec::new();
     if let Some(from) = &filter.from {
@@ -55,7 +70,7 @@ fn where_clause(filter: &MessageFilter) -> (String, Vec<Value>) {
         values.push(Value::Integer(since));
     }
     if let Some(needle) = &filter.text_contains {
-        if let Some(candidates) = trigram_query(needle) {
+        if let Some(candidates) = trigram_query(needle).filter(|_| search == TextSearch::Indexed) {
             conditions.push("seq IN (SELECT rowid FROM message_text WHERE message_text MATCH ?)");
             values.push(Value::Text(candidates));
         }
@@ -110,7 +125,7 @@ fn count(tx: &Transaction<'_>, filter: &MessageFilter) -> rusqlite::Result<i64> 
             .query_row([from], |row| row.get(0)),
         (None, Some(since), None) => count_since(tx, since),
         _ => {
-            let (condition, values) = where_clause(filter);
+            let (condition, values) = where_clause(filter, TextSearch::Indexed);
             tx.prepare_cached(&format!("SELECT COUNT(*) FROM messages {condition}"))?
                 .query_row(params_from_iter(values.iter()), |row| row.get(0))
         }
@@ -133,23 +148,53 @@ fn count_since(tx: &Transaction<'_>, since: i64) -> rusqlite::Result<i64> {
 pub fn list(conn: &mut Connection, request: &PageRequest) -> rusqlite::Result<Page> {
     let tx = conn.transaction()?;
     let total = count(&tx, &request.filter)?;
-    let (condition, mut values) = where_clause(&request.filter);
+    let messages = if total == 0 {
+        Vec::new()
+    } else {
+        page(&tx, request, total)?
+    };
+    Ok(Page {
+        messages,
+        total: total as u64,
+    })
+}
+
+/// The rows of one page, `total` of them matching in all.
+fn page(tx: &Transaction<'_>, request: &PageRequest, total: i64) -> rusqlite::Result<Vec<Message>> {
+    let walk = walks_in_order(tx, request, total)?;
+    let search = if walk { TextSearch::Scan } else { TextSearch::Indexed };
+    let (condition, mut values) = where_clause(&request.filter, search);
+    let source = if walk {
+        "messages INDEXED BY messages_by_instant"
+    } else {
+        "messages"
+    };
     values.push(Value::Integer(request.limit.into()));
     values.push(Value::Integer(request.offset as i64));
     // The inner query walks an index that covers the order and `seq`, so
     // rows skipped by a deep offset are never read from the table.
     let mut page = tx.prepare_cached(&format!(
         "SELECT message_id, from_msisdn, to_msisdn, ts, ts_micros, text FROM messages
-         WHERE seq IN (SELECT seq FROM messages {condition} ORDER BY ts_micros, message_id LIMIT ? OFFSET ?)
+         WHERE seq IN (SELECT seq FROM {source} {condition} ORDER BY ts_micros, message_id LIMIT ? OFFSET ?)
          ORDER BY ts_micros, message_id"
     ))?;
-    let messages = page
-        .query_map(params_from_iter(values.iter()), message_from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Page {
-        messages,
-        total: total as u64,
-    })
+    page.query_map(params_from_iter(values.iter()), message_from_row)?
+        .collect()
+}
+
+/// Whether a `q`-only page is better found by walking all rows in order and
+/// checking each until the page is full: when matches are dense enough that
+/// the walk should stay within `WALK_BUDGET` rows.
+fn walks_in_order(tx: &Transaction<'_>, request: &PageRequest, total: i64) -> rusqlite::Result<bool> {
+    let filter = &request.filter;
+    if filter.from.is_some() || filter.since_unix_micros.is_some() || filter.text_contains.is_none() {
+        return Ok(false);
+    }
+    let rows: i64 = tx
+        .prepare_cached("SELECT messages FROM totals")?
+        .query_row([], |row| row.get(0))?;
+    let wanted = i64::from(request.limit).saturating_add(request.offset as i64);
+    Ok(wanted.saturating_mul(rows) / total.max(1) <= WALK_BUDGET)
 }
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
