@@ -116,38 +116,39 @@ fn ingest(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -
     results.value("peak RSS after ingest", peak_rss_mib(&server)?, "MiB");
     drop(server);
 
-    let hello = Server::start_with(&[("GUEST_COMPONENT", misbehaving_guest().to_str().expect("UTF-8 path"))]);
-    let fine = push(runtime, &hello, 32, cli.seconds, requests::get("/fine"))?;
-    results.value(
-        "ingest / hello guest (32 conns)",
-        at_32.requests_per_second / fine.requests_per_second,
-        "ratio",
-    );
-    results.load("hello guest GET /fine", fine);
-    drop(hello);
+    hello_ratio(cli, runtime, results, &at_32, &[], "")?;
     reused_instances(cli, runtime, results)
 }
 
-/// The same ingest and hello loads with instances reused for up to
-/// `REUSE` requests each (opt-in: requests then share guest memory).
+/// The same ingest, then hello, with instances reused for up to 1000
+/// requests each (opt-in: requests then share guest memory).
 fn reused_instances(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
-    const REUSE: &str = "1000";
-    let server = Server::start_with(&[("GUEST_INSTANCE_REUSE", REUSE)]);
+    let reuse = [("GUEST_INSTANCE_REUSE", "1000")];
+    let server = Server::start_with(&reuse);
     let ingest = push(runtime, &server, 32, cli.seconds, requests::webhooks("reuse", None))?;
     results.load("ingest, unique ids, GUEST_INSTANCE_REUSE=1000", ingest.clone());
     drop(server);
+    hello_ratio(cli, runtime, results, &ingest, &reuse, ", GUEST_INSTANCE_REUSE=1000")
+}
+
+/// The hello guest (the fixture's `/fine`) on the same host with `env`, at
+/// 32 connections, and `ingest`'s rate as a share of its rate.
+fn hello_ratio(
+    cli: &Cli,
+    runtime: &tokio::runtime::Runtime,
+    results: &mut Results,
+    ingest: &LoadResult,
+    env: &[(&str, &str)],
+    label: &str,
+) -> anyhow::Result<()> {
     let guest = misbehaving_guest();
-    let hello = Server::start_with(&[
-        ("GUEST_COMPONENT", guest.to_str().expect("UTF-8 path")),
-        ("GUEST_INSTANCE_REUSE", REUSE),
-    ]);
+    let mut env = env.to_vec();
+    env.push(("GUEST_COMPONENT", guest.to_str().expect("UTF-8 path")));
+    let hello = Server::start_with(&env);
     let fine = push(runtime, &hello, 32, cli.seconds, requests::get("/fine"))?;
-    results.value(
-        "ingest / hello guest, both reusing instances",
-        ingest.requests_per_second / fine.requests_per_second,
-        "ratio",
-    );
-    results.load("hello guest GET /fine, GUEST_INSTANCE_REUSE=1000", fine);
+    let ratio = ingest.requests_per_second / fine.requests_per_second;
+    results.value(&format!("ingest / hello guest{label}"), ratio, "ratio");
+    results.load(&format!("hello guest GET /fine{label}"), fine);
     Ok(())
 }
 
