@@ -133,7 +133,7 @@ fn checkout(guest: &Guest, services: Arc<Services>, id: RequestId) -> (Store<San
 }
 
 /// Handles `request` in `service`, instantiating the guest first when there
-/// is none; gives the instance back for possible reuse.
+/// is none; returns the instance so the caller may keep it for reuse.
 async fn run<B>(
     guest: &Guest,
     store: &mut Store<Sandbox>,
