@@ -232,6 +232,21 @@ impl Server {
         )
     }
 
+    /// `/metrics` once it shows every line in `expected`, or after 5 s as
+    /// it is then. A request is counted when its guest has finished, just
+    /// after its response, so the next request can arrive first.
+    pub fn metrics_showing(&self, expected: &[String]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let reply = self.get("/metrics");
+            assert_eq!(reply.status, 200);
+            if expected.iter().all(|line| reply.body.contains(line)) || Instant::now() > deadline {
+                return reply.body;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The `messages` table's row count, read from the SQLite file itself.
     pub fn stored_rows(&self) -> i64 {
         let conn = rusqlite::Connection::open_with_flags(self.database(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
