@@ -1,11 +1,13 @@
 //! The SQLite store's fast paths (maintained aggregates, trigram index) give
-//! exactly what counting and scanning the rows gives, including after a
-//! migration from schema version 1 and after rows are deleted by hand.
+//! exactly what counting and scanning the rows gives, including after
+//! migrations from schema versions 1 and 2, after rows are deleted by hand
+//! and while the text index has not caught up with the newest rows.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use inlet::bindings::inlet::service::storage::{Message, MessageFilter, PageRequest, Timestamp};
-use inlet::storage::{MessageStore, SqliteStore, bulk};
+use inlet::storage::{IndexSchedule, MessageStore, SqliteStore, bulk};
 use rusqlite::Connection;
 
 const HOUR: i64 = 3_600_000_000;
@@ -38,7 +40,11 @@ const TEXTS: &[Option<&str>] = &[
 
 /// A few hundred messages over senders, hours (before and after 1970) and texts.
 fn varied_messages() -> Vec<Message> {
-    (0..600)
+    numbered_messages(0..600)
+}
+
+fn numbered_messages(numbers: std::ops::Range<usize>) -> Vec<Message> {
+    numbers
         .map(|n| {
             let from = format!("+9100000000{}", (n * n) % 7);
             let unix_micros = (n as i64 - 200) * HOUR / 7 + (n as i64 % 3) * 1_000;
@@ -218,4 +224,91 @@ fn a_database_from_a_newer_release_is_refused() {
         .unwrap();
     let error = SqliteStore::open(&path).err().expect("must refuse");
     assert!(format!("{error:#}").contains("newer"), "{error:#}");
+}
+
+/// The highest row number in the text index.
+fn indexed_through(path: &Path) -> i64 {
+    Connection::open(path)
+        .unwrap()
+        .query_row("SELECT indexed_through FROM text_index", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Never indexes on its own: only rows the insert trigger indexes get in.
+const HELD_BACK: IndexSchedule = IndexSchedule {
+    chunk: u32::MAX,
+    idle_after: Duration::from_secs(3600),
+};
+
+#[tokio::test]
+async fn searches_are_exact_while_the_text_index_lags() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    bulk::load(&path, varied_messages()).unwrap();
+    assert_eq!(indexed_through(&path), 600);
+    // The newest rows go, so SQLite hands their numbers out again: those rows
+    // are below the index's mark and must be indexed as they are inserted.
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(conn.execute("DELETE FROM messages WHERE seq > 550", []).unwrap(), 50);
+    let store = SqliteStore::open_with(&path, HELD_BACK).unwrap();
+    for message in numbered_messages(600..900) {
+        store.insert(message).await.unwrap();
+    }
+    let newest: i64 = conn
+        .query_row("SELECT MAX(seq) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((indexed_through(&path), newest), (600, 850));
+    assert_matches_rows(&store, &path).await;
+}
+
+#[tokio::test]
+async fn the_text_index_follows_inserts_chunk_by_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let every_64 = IndexSchedule { chunk: 64, ..HELD_BACK };
+    let store = SqliteStore::open_with(&path, every_64).unwrap();
+    for message in numbered_messages(0..200) {
+        store.insert(message).await.unwrap();
+    }
+    // A chunk is indexed after each commit that leaves 64 rows waiting.
+    assert_eq!(indexed_through(&path), 192);
+    assert_matches_rows(&store, &path).await;
+}
+
+#[tokio::test]
+async fn the_text_index_catches_up_when_the_writer_is_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let store = SqliteStore::open(&path).unwrap();
+    for message in numbered_messages(0..100) {
+        store.insert(message).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while indexed_through(&path) < 100 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(indexed_through(&path), 100);
+}
+
+#[tokio::test]
+async fn a_version_2_database_is_migrated_with_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(include_str!("fixtures/schema-v2.sql")).unwrap();
+    for m in varied_messages() {
+        conn.execute(
+            "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'then', ?6)",
+            rusqlite::params![m.message_id, m.from, m.to, m.ts.text, m.text, m.ts.unix_micros],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open_with(&path, HELD_BACK).unwrap();
+    assert_eq!(indexed_through(&path), 600);
+    for message in numbered_messages(600..700) {
+        store.insert(message).await.unwrap();
+    }
+    assert_eq!(indexed_through(&path), 600, "new rows wait for the writer");
+    assert_matches_rows(&store, &path).await;
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use rusqlite::Connection;
 
-use super::{schema, writer};
+use super::{schema, text_index, writer};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
 
 /// Rows per transaction: large enough that commits are rare.
@@ -20,7 +20,8 @@ pub struct LoadReport {
 }
 
 /// Inserts `messages` into the database at `path` (created if missing) with
-/// the same statement, triggers and aggregates as the server. Commits are
+/// the same statement, triggers and aggregates as the server, and indexes
+/// their text as it goes. Commits are
 /// not synced one by one and a large page cache keeps the indexes in memory;
 /// the database is synced and checkpointed once at the end, so an
 /// interrupted load may lose its last batches but never leaves a
@@ -50,5 +51,8 @@ fn insert(conn: &mut Connection, batch: &mut Vec<Message>, report: &mut LoadRepo
         }
     }
     batch.clear();
+    while text_index::backlog(conn)? > 0 {
+        text_index::index_next(conn, BATCH as u32)?;
+    }
     Ok(())
 }

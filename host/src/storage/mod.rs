@@ -12,6 +12,8 @@ mod queries;
 pub use queries::{check_page_request, check_top_senders};
 mod readers;
 mod schema;
+mod text_index;
+pub use text_index::IndexSchedule;
 mod writer;
 
 use std::path::Path;
@@ -48,11 +50,17 @@ const READER_THREADS: usize = 2;
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies the schema.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_with(path, IndexSchedule::default())
+    }
+
+    /// `open`, with the text index filled on `schedule` (tests hold it back
+    /// to see searches over rows it does not cover yet).
+    pub fn open_with(path: &Path, schedule: IndexSchedule) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create database directory {}: {e}", dir.display()))?;
         }
-        let writer = writer::Writer::start(path)?;
+        let writer = writer::Writer::start(path, schedule)?;
         let readers = readers::Readers::start(path, READER_THREADS)?;
         let checkpointer = checkpointer::Checkpointer::start(path)?;
         Ok(Self {

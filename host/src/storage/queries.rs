@@ -45,7 +45,8 @@ const MAX_TRIGRAMS: usize = 16;
 /// How rows matching `q` are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TextSearch {
-    /// Candidates from the trigram index, then the exact check.
+    /// Candidates from the trigram index and the rows it does not cover
+    /// yet, then the exact check.
     Indexed,
     /// The exact check on each row the query visits (for an in-order walk
     /// that stops after one page).
@@ -71,7 +72,12 @@ fn where_clause(filter: &MessageFilter, search: TextSearch) -> (String, Vec<Valu
     }
     if let Some(needle) = &filter.text_contains {
         if let Some(candidates) = trigram_query(needle).filter(|_| search == TextSearch::Indexed) {
-            conditions.push("seq IN (SELECT rowid FROM message_text WHERE message_text MATCH ?)");
+            // Rows the index does not cover yet are all candidates.
+            conditions.push(
+                "seq IN (SELECT rowid FROM message_text WHERE message_text MATCH ?
+                         UNION ALL
+                         SELECT seq FROM messages WHERE seq > (SELECT indexed_through FROM text_index))",
+            );
             values.push(Value::Text(candidates));
         }
         // The index only narrows the candidates (it folds Unicode case); this

@@ -9,15 +9,19 @@
 use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever `SCHEMA` changes shape; `ping` checks it.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Width of a `hourly_counts` bucket.
 pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
-/// The text index merges its segments 16 at a time instead of 4: every group
-/// commit adds a small segment, and merging them four by four cost about as
-/// much as indexing the text (32-row commits: 11.3k rows/s with 4, 15.0k
-/// with 16, 23.6k without the index).
+/// The text index merges its segments 16 at a time instead of 4: each
+/// indexing transaction adds a segment, and merging them four by four cost
+/// about as much as indexing the text.
+///
+/// Rows at or below `text_index.indexed_through` are in the text index; the
+/// insert trigger indexes a new row at once only when its `seq` is that low,
+/// which happens when the newest rows were deleted and SQLite hands out
+/// their numbers again. The delete trigger removes only indexed rows.
 ///
 /// `seq` is the stable rowid the text index refers to (a VACUUM may renumber
 /// an implicit rowid). `ts_micros` is the instant of `ts`: ordering and
@@ -57,6 +61,11 @@ CREATE VIRTUAL TABLE IF NOT EXISTS message_text USING fts5 (
     text, content = 'messages', content_rowid = 'seq', tokenize = 'trigram', detail = none, columnsize = 0
 );
 INSERT INTO message_text (message_text, rank) VALUES ('automerge', 16);
+CREATE TABLE IF NOT EXISTS text_index (
+    id               INTEGER PRIMARY KEY CHECK (id = 1),
+    indexed_through  INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO text_index (id, indexed_through) VALUES (1, 0);
 
 CREATE TRIGGER IF NOT EXISTS messages_counted AFTER INSERT ON messages BEGIN
     UPDATE totals SET
@@ -68,7 +77,8 @@ CREATE TRIGGER IF NOT EXISTS messages_counted AFTER INSERT ON messages BEGIN
         CASE WHEN new.ts_micros >= 0 THEN new.ts_micros / 3600000000
              ELSE (new.ts_micros + 1) / 3600000000 - 1 END, 1)
         ON CONFLICT (hour) DO UPDATE SET messages = messages + 1;
-    INSERT INTO message_text (rowid, text) VALUES (new.seq, new.text);
+    INSERT INTO message_text (rowid, text)
+        SELECT new.seq, new.text WHERE new.seq <= (SELECT indexed_through FROM text_index);
 END;
 
 CREATE TRIGGER IF NOT EXISTS messages_uncounted AFTER DELETE ON messages BEGIN
@@ -80,7 +90,8 @@ CREATE TRIGGER IF NOT EXISTS messages_uncounted AFTER DELETE ON messages BEGIN
     UPDATE hourly_counts SET messages = messages - 1 WHERE hour =
         CASE WHEN old.ts_micros >= 0 THEN old.ts_micros / 3600000000
              ELSE (old.ts_micros + 1) / 3600000000 - 1 END;
-    INSERT INTO message_text (message_text, rowid, text) VALUES ('delete', old.seq, old.text);
+    INSERT INTO message_text (message_text, rowid, text)
+        SELECT 'delete', old.seq, old.text WHERE old.seq <= (SELECT indexed_through FROM text_index);
 END;
 
 CREATE TABLE IF NOT EXISTS health_probe (
@@ -89,9 +100,25 @@ CREATE TABLE IF NOT EXISTS health_probe (
 );
 ";
 
+/// Version 2 indexed text in the insert trigger. Its triggers are replaced;
+/// every row it has is indexed.
+const MIGRATE_FROM_2: &str = "
+DROP TRIGGER IF EXISTS messages_counted;
+DROP TRIGGER IF EXISTS messages_uncounted;
+";
+
+/// Marks every row as indexed: true after version 2, and after version 1
+/// once its copied rows are indexed (`rebuild` reads them all back).
+const ALL_ROWS_INDEXED: &str = "
+UPDATE text_index SET indexed_through = (SELECT COALESCE(MAX(seq), 0) FROM messages);
+";
+const REBUILD_TEXT_INDEX: &str = "
+INSERT INTO message_text (message_text) VALUES ('rebuild');
+";
+
 /// Version 1 kept only the messages table (implicit rowid, no aggregates).
-/// Its rows are copied into the version 2 table, which fills every
-/// aggregate and the text index through the insert trigger.
+/// Its rows are copied into the current table, which fills every aggregate
+/// through the insert trigger.
 const MIGRATE_FROM_1: &str = "
 DROP INDEX IF EXISTS messages_by_instant;
 DROP INDEX IF EXISTS messages_by_sender;
@@ -142,13 +169,16 @@ fn apply(tx: &Transaction<'_>) -> rusqlite::Result<()> {
             )),
         ));
     }
-    let from_1 = found == 1;
-    if from_1 {
-        tx.execute_batch(MIGRATE_FROM_1)?;
+    match found {
+        1 => tx.execute_batch(MIGRATE_FROM_1)?,
+        2 => tx.execute_batch(MIGRATE_FROM_2)?,
+        _ => {}
     }
     tx.execute_batch(SCHEMA)?;
-    if from_1 {
-        tx.execute_batch(COPY_FROM_1)?;
+    match found {
+        1 => tx.execute_batch(&format!("{COPY_FROM_1}{REBUILD_TEXT_INDEX}{ALL_ROWS_INDEXED}"))?,
+        2 => tx.execute_batch(ALL_ROWS_INDEXED)?,
+        _ => {}
     }
     tx.execute_batch(&format!("PRAGMA user_version = {VERSION};"))
 }

@@ -3,15 +3,17 @@
 //! Inserts queue on a channel. The thread takes whatever has queued (up to
 //! `MAX_BATCH`), runs them in one transaction, commits once (one fsync) and
 //! only then answers each caller. A failed commit answers every caller in the
-//! batch with the error and leaves no row behind.
+//! batch with the error and leaves no row behind. Between commits the thread
+//! fills the text index (see `text_index`).
 
 use std::path::Path;
 use std::thread;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
+use super::text_index::{self, IndexSchedule};
 use super::{StoreError, errors, schema};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
 
@@ -33,7 +35,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(path: &Path) -> anyhow::Result<Self> {
+    pub fn start(path: &Path, schedule: IndexSchedule) -> anyhow::Result<Self> {
         let mut conn =
             Connection::open(path).map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
         schema::prepare_writer(&mut conn)
@@ -44,7 +46,7 @@ impl Writer {
         let (jobs, queue) = crossbeam_channel::unbounded();
         thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, queue))?;
+            .spawn(move || run(conn, queue, schedule))?;
         Ok(Self { jobs })
     }
 
@@ -68,9 +70,25 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, queue: Receiver<Job>) {
+fn run(mut conn: Connection, queue: Receiver<Job>, schedule: IndexSchedule) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = queue.recv() {
+    let mut backlog = text_index::backlog(&conn).unwrap_or(0);
+    loop {
+        let first = if backlog > 0 {
+            match queue.recv_timeout(schedule.idle_after) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    backlog = index_text(&mut conn, schedule.chunk);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match queue.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            }
+        };
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
@@ -88,6 +106,22 @@ fn run(mut conn: Connection, queue: Receiver<Job>) {
             }
         }
         commit_batch(&mut conn, &mut batch);
+        backlog = text_index::backlog(&conn).unwrap_or(0);
+        if backlog >= i64::from(schedule.chunk) {
+            backlog = index_text(&mut conn, schedule.chunk);
+        }
+    }
+}
+
+/// Indexes the next chunk of text; returns the rows still waiting. A failure
+/// is retried after the next commit rather than on every idle moment.
+fn index_text(conn: &mut Connection, chunk: u32) -> i64 {
+    match text_index::index_next(conn, chunk).and_then(|()| text_index::backlog(conn)) {
+        Ok(backlog) => backlog,
+        Err(error) => {
+            tracing::error!(%error, "indexing message text failed; retrying after the next commit");
+            0
+        }
     }
 }
 
