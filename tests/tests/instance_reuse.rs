@@ -22,6 +22,36 @@ fn by_default_every_request_gets_a_fresh_instance() {
     assert_eq!(instantiations(&server), 10);
 }
 
+/// What the fixture's `/remember` found in guest memory.
+fn remembered(server: &Server) -> String {
+    let response = server.get("/remember");
+    assert_eq!(response.status, 200);
+    response.body
+}
+
+#[test]
+fn a_fresh_instance_sees_nothing_a_previous_request_wrote() {
+    let guest = misbehaving_guest();
+    let server = Server::start_with(&[("GUEST_COMPONENT", guest.to_str().unwrap())]);
+    for _ in 0..50 {
+        assert_eq!(remembered(&server), r#"{"image":7,"zero":0}"#);
+    }
+    let reusing = Server::start_with(&[
+        ("GUEST_COMPONENT", guest.to_str().unwrap()),
+        ("GUEST_INSTANCE_REUSE", "3"),
+    ]);
+    let seen: Vec<String> = (0..4).map(|_| remembered(&reusing)).collect();
+    assert_eq!(
+        seen,
+        [
+            r#"{"image":7,"zero":0}"#,
+            r#"{"image":8,"zero":1}"#,
+            r#"{"image":9,"zero":2}"#,
+            r#"{"image":7,"zero":0}"#
+        ]
+    );
+}
+
 #[test]
 fn a_reused_instance_serves_up_to_its_share_of_requests() {
     let server = Server::start_with(&[("GUEST_INSTANCE_REUSE", "4")]);
