@@ -22,6 +22,9 @@ const MAX_BATCH: usize = 512;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// Inserts waiting for one commit, with their callers.
+type Batch = Vec<(Message, Reply<InsertOutcome>)>;
+
 enum Job {
     Insert(Message, Reply<InsertOutcome>),
     Ping(Reply<()>),
@@ -73,42 +76,48 @@ impl Writer {
 fn run(mut conn: Connection, queue: Receiver<Job>, schedule: IndexSchedule) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut backlog = text_index::backlog(&conn).unwrap_or(0);
-    loop {
-        let first = if backlog > 0 {
-            match queue.recv_timeout(schedule.idle_after) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
-                    backlog = index_text(&mut conn, schedule.chunk);
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        } else {
-            match queue.recv() {
-                Ok(job) => job,
-                Err(_) => break,
-            }
-        };
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Insert(message, reply) => batch.push((message, reply)),
-                Job::Ping(reply) => {
-                    let _ = reply.send(ping(&mut conn));
-                }
-                Job::Checkpoint(reply) => {
-                    commit_batch(&mut conn, &mut batch);
-                    let _ = reply.send(checkpoint(&conn));
-                }
-            }
-            if batch.len() < MAX_BATCH {
-                next = queue.try_recv().ok();
-            }
-        }
+    while let Some(first) = next_job(&queue, &mut conn, schedule, &mut backlog) {
+        gather(first, &queue, &mut conn, &mut batch);
         commit_batch(&mut conn, &mut batch);
         backlog = text_index::backlog(&conn).unwrap_or(0);
         if backlog >= i64::from(schedule.chunk) {
             backlog = index_text(&mut conn, schedule.chunk);
+        }
+    }
+}
+
+/// Waits for the next job; while text waits to be indexed and no job comes
+/// for `idle_after`, indexes a chunk. `None` once every handle is gone.
+fn next_job(queue: &Receiver<Job>, conn: &mut Connection, schedule: IndexSchedule, backlog: &mut i64) -> Option<Job> {
+    loop {
+        if *backlog <= 0 {
+            return queue.recv().ok();
+        }
+        match queue.recv_timeout(schedule.idle_after) {
+            Ok(job) => return Some(job),
+            Err(RecvTimeoutError::Timeout) => *backlog = index_text(conn, schedule.chunk),
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+}
+
+/// Handles `first` and whatever else has queued, up to `MAX_BATCH` inserts
+/// in `batch`; pings and checkpoints are answered on the way.
+fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut Batch) {
+    let mut next = Some(first);
+    while let Some(job) = next.take() {
+        match job {
+            Job::Insert(message, reply) => batch.push((message, reply)),
+            Job::Ping(reply) => {
+                let _ = reply.send(ping(conn));
+            }
+            Job::Checkpoint(reply) => {
+                commit_batch(conn, batch);
+                let _ = reply.send(checkpoint(conn));
+            }
+        }
+        if batch.len() < MAX_BATCH {
+            next = queue.try_recv().ok();
         }
     }
 }
@@ -126,7 +135,7 @@ fn index_text(conn: &mut Connection, chunk: u32) -> i64 {
 }
 
 /// Commits every queued insert in one transaction and answers each caller.
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<(Message, Reply<InsertOutcome>)>) {
+fn commit_batch(conn: &mut Connection, batch: &mut Batch) {
     if batch.is_empty() {
         return;
     }
