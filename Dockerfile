@@ -12,6 +12,7 @@ RUN rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add
 # Dependencies first, against stub sources: editing the code later reuses
 # this layer instead of fetching and compiling every crate again.
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY .cargo .cargo
 COPY host/Cargo.toml host/
 COPY guest/Cargo.toml guest/
 COPY harness/Cargo.toml harness/
