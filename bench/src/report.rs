@@ -152,6 +152,7 @@ impl Machine {
             .unwrap_or(0.0);
         let commit = std::process::Command::new("git")
             .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(inlet_e2e::workspace_root())
             .output()
             .ok()
             .and_then(|o| String::from_utf8(o.stdout).ok())
