@@ -172,6 +172,10 @@ fn reads(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) ->
             format!("/messages?offset={}", cli.rows * 9 / 10),
         ),
     ];
+    let first_counts: Vec<std::time::Duration> = (0..cli.repeats)
+        .map(|run| first_request(&server, &format!("/messages?q={}", spelling_of("refund", run))))
+        .collect();
+    results.timing("/messages?q= common word, total counted afresh", &first_counts);
     let seconds = cli.seconds.div_ceil(2).max(1);
     for (name, query) in queries {
         let result = push(runtime, &server, cli.read_connections, seconds, requests::get(&query))?;
@@ -179,6 +183,23 @@ fn reads(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) ->
     }
     results.value("peak RSS after reads", peak_rss_mib(&server)?, "MiB");
     Ok(())
+}
+
+/// How long one request takes that the server has not seen before.
+fn first_request(server: &Server, path_and_query: &str) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let reply = server.get(path_and_query);
+    assert_eq!(reply.status, 200, "{path_and_query}");
+    started.elapsed()
+}
+
+/// `word` with the letters of `run` in binary upper-cased: the same search
+/// (case-insensitive) that the server has not remembered a total for.
+fn spelling_of(word: &str, run: usize) -> String {
+    word.chars()
+        .enumerate()
+        .map(|(i, c)| if run >> i & 1 == 1 { c.to_ascii_uppercase() } else { c })
+        .collect()
 }
 
 /// A database of `rows` seeded messages, built by `inlet seed` once and

@@ -1,7 +1,8 @@
-//! The SQLite store's fast paths (maintained aggregates, trigram index) give
-//! exactly what counting and scanning the rows gives, including after
-//! migrations from schema versions 1 and 2, after rows are deleted by hand
-//! and while the text index has not caught up with the newest rows.
+//! The SQLite store's fast paths (maintained aggregates, trigram index,
+//! remembered search totals) give exactly what counting and scanning the rows
+//! gives, including after migrations from schema versions 1, 2 and 3, after
+//! rows are deleted by hand and while the text index has not caught up with
+//! the newest rows.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -290,12 +291,11 @@ async fn the_text_index_catches_up_when_the_writer_is_idle() {
     assert_eq!(indexed_through(&path), 100);
 }
 
-#[tokio::test]
-async fn a_version_2_database_is_migrated_with_its_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.db");
-    let conn = Connection::open(&path).unwrap();
-    conn.execute_batch(include_str!("fixtures/schema-v2.sql")).unwrap();
+/// A database laid out by `fixture` (an earlier release's schema), holding
+/// `varied_messages` inserted through that release's triggers.
+fn database_from_release(path: &Path, fixture: &str) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(fixture).unwrap();
     for m in varied_messages() {
         conn.execute(
             "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros)
@@ -304,11 +304,59 @@ async fn a_version_2_database_is_migrated_with_its_index() {
         )
         .unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_version_2_database_is_migrated_with_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    database_from_release(&path, include_str!("fixtures/schema-v2.sql"));
     let store = SqliteStore::open_with(&path, HELD_BACK).unwrap();
     assert_eq!(indexed_through(&path), 600);
     for message in numbered_messages(600..700) {
         store.insert(message).await.unwrap();
     }
     assert_eq!(indexed_through(&path), 600, "new rows wait for the writer");
+    assert_matches_rows(&store, &path).await;
+}
+
+/// Deletes by hand, as an operator might; returns the rows deleted.
+fn delete_by_hand(path: &Path, condition: &str) -> usize {
+    Connection::open(path)
+        .unwrap()
+        .execute(&format!("DELETE FROM messages WHERE {condition}"), [])
+        .unwrap()
+}
+
+#[tokio::test]
+async fn remembered_search_totals_follow_new_and_deleted_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    bulk::load(&path, varied_messages()).unwrap();
+    let store = SqliteStore::open_with(&path, HELD_BACK).unwrap();
+    assert_matches_rows(&store, &path).await;
+    for message in numbered_messages(600..700) {
+        store.insert(message).await.unwrap();
+    }
+    assert_matches_rows(&store, &path).await;
+    // Older rows go: the newest row number stays where it was.
+    assert_eq!(delete_by_hand(&path, "seq % 5 = 0"), 140);
+    assert_matches_rows(&store, &path).await;
+    // The newest rows go and their numbers are handed out again.
+    assert_eq!(delete_by_hand(&path, "seq > 650"), 40);
+    for message in numbered_messages(700..760) {
+        store.insert(message).await.unwrap();
+    }
+    assert_matches_rows(&store, &path).await;
+}
+
+#[tokio::test]
+async fn a_version_3_database_counts_deletions_once_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    database_from_release(&path, include_str!("fixtures/schema-v3.sql"));
+    let store = SqliteStore::open_with(&path, HELD_BACK).unwrap();
+    assert_matches_rows(&store, &path).await;
+    assert_eq!(delete_by_hand(&path, "seq % 3 = 0 AND seq < 600"), 199);
     assert_matches_rows(&store, &path).await;
 }

@@ -12,11 +12,13 @@ mod queries;
 pub use queries::{check_page_request, check_top_senders};
 mod readers;
 mod schema;
+mod search_counts;
 mod text_index;
 pub use text_index::IndexSchedule;
 mod writer;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -41,6 +43,7 @@ pub trait MessageStore: Send + Sync + 'static {
 pub struct SqliteStore {
     writer: writer::Writer,
     readers: readers::Readers,
+    search_counts: Arc<search_counts::SearchCounts>,
     _checkpointer: checkpointer::Checkpointer,
 }
 
@@ -66,6 +69,7 @@ impl SqliteStore {
         Ok(Self {
             writer,
             readers,
+            search_counts: Arc::default(),
             _checkpointer: checkpointer,
         })
     }
@@ -85,7 +89,10 @@ impl MessageStore for SqliteStore {
 
     async fn list(&self, request: PageRequest) -> Result<Page, StoreError> {
         queries::check_page_request(&request)?;
-        self.readers.run(move |conn| queries::list(conn, &request)).await
+        let remembered = Arc::clone(&self.search_counts);
+        self.readers
+            .run(move |conn| queries::list(conn, &request, &remembered))
+            .await
     }
 
     async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError> {

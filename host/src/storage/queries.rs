@@ -4,6 +4,7 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row, Transaction, params, params_from_iter};
 
+use super::search_counts::{Counted, SearchCounts, Watermark};
 use super::{StoreError, schema};
 use crate::bindings::inlet::service::storage::{
     Message, MessageFilter, MessageStats, Page, PageRequest, SenderCount, Timestamp,
@@ -121,7 +122,7 @@ fn trigram_query(needle: &str) -> Option<String> {
 
 /// How many rows match `filter`. The common shapes are answered from the
 /// aggregates the insert trigger maintains instead of counting rows.
-fn count(tx: &Transaction<'_>, filter: &MessageFilter) -> rusqlite::Result<i64> {
+fn count(tx: &Transaction<'_>, filter: &MessageFilter, remembered: &SearchCounts) -> rusqlite::Result<i64> {
     match (&filter.from, filter.since_unix_micros, &filter.text_contains) {
         (None, None, None) => tx
             .prepare_cached("SELECT messages FROM totals")?
@@ -130,12 +131,39 @@ fn count(tx: &Transaction<'_>, filter: &MessageFilter) -> rusqlite::Result<i64> 
             .prepare_cached("SELECT COALESCE((SELECT messages FROM sender_counts WHERE from_msisdn = ?), 0)")?
             .query_row([from], |row| row.get(0)),
         (None, Some(since), None) => count_since(tx, since),
-        _ => {
+        _ => count_rows(tx, filter, remembered),
+    }
+}
+
+/// Counts the matching rows, or only those inserted since a remembered
+/// total of the same filter (see `search_counts`).
+fn count_rows(tx: &Transaction<'_>, filter: &MessageFilter, remembered: &SearchCounts) -> rusqlite::Result<i64> {
+    let now = Watermark::read(tx)?;
+    let total = match remembered.extendable(filter, now) {
+        Some(earlier) => earlier.total + count_newer(tx, filter, earlier.at.newest)?,
+        None => {
             let (condition, values) = where_clause(filter, TextSearch::Indexed);
             tx.prepare_cached(&format!("SELECT COUNT(*) FROM messages {condition}"))?
-                .query_row(params_from_iter(values.iter()), |row| row.get(0))
+                .query_row(params_from_iter(values.iter()), |row| row.get(0))?
         }
-    }
+    };
+    remembered.remember(filter, Counted { total, at: now });
+    Ok(total)
+}
+
+/// Matching rows above `seq`, found by the rowid alone and checked one by
+/// one: a short tail (`search_counts::MAX_TAIL` rows at most), cheaper to
+/// walk than anything an index would hand over.
+fn count_newer(tx: &Transaction<'_>, filter: &MessageFilter, seq: i64) -> rusqlite::Result<i64> {
+    let (condition, mut values) = where_clause(filter, TextSearch::Scan);
+    let condition = if condition.is_empty() {
+        "WHERE seq > ?".to_owned()
+    } else {
+        format!("{condition} AND seq > ?")
+    };
+    values.push(Value::Integer(seq));
+    tx.prepare_cached(&format!("SELECT COUNT(*) FROM messages NOT INDEXED {condition}"))?
+        .query_row(params_from_iter(values.iter()), |row| row.get(0))
 }
 
 /// Whole hours after `since` come from `hourly_counts`; only the rows in the
@@ -151,9 +179,9 @@ fn count_since(tx: &Transaction<'_>, since: i64) -> rusqlite::Result<i64> {
 }
 
 /// One page and the filtered total, read in one snapshot.
-pub fn list(conn: &mut Connection, request: &PageRequest) -> rusqlite::Result<Page> {
+pub fn list(conn: &mut Connection, request: &PageRequest, remembered: &SearchCounts) -> rusqlite::Result<Page> {
     let tx = conn.transaction()?;
-    let total = count(&tx, &request.filter)?;
+    let total = count(&tx, &request.filter, remembered)?;
     let messages = if total == 0 {
         Vec::new()
     } else {

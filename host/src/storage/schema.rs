@@ -9,7 +9,7 @@
 use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever `SCHEMA` changes shape; `ping` checks it.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Width of a `hourly_counts` bucket.
 pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
@@ -22,6 +22,9 @@ pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 /// insert trigger indexes a new row at once only when its `seq` is that low,
 /// which happens when the newest rows were deleted and SQLite hands out
 /// their numbers again. The delete trigger removes only indexed rows.
+///
+/// `totals.removed` counts deletions ever made, so that a remembered search
+/// total can tell whether it still holds (see `search_counts`).
 ///
 /// `seq` is the stable rowid the text index refers to (a VACUUM may renumber
 /// an implicit rowid). `ts_micros` is the instant of `ts`: ordering and
@@ -45,7 +48,8 @@ CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (from_msisdn, ts_micro
 CREATE TABLE IF NOT EXISTS totals (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     messages INTEGER NOT NULL,
-    senders  INTEGER NOT NULL
+    senders  INTEGER NOT NULL,
+    removed  INTEGER NOT NULL DEFAULT 0
 );
 INSERT OR IGNORE INTO totals (id, messages, senders) VALUES (1, 0, 0);
 CREATE TABLE IF NOT EXISTS sender_counts (
@@ -86,7 +90,8 @@ CREATE TRIGGER IF NOT EXISTS messages_uncounted AFTER DELETE ON messages BEGIN
     DELETE FROM sender_counts WHERE from_msisdn = old.from_msisdn AND messages = 0;
     UPDATE totals SET
         messages = messages - 1,
-        senders = senders - NOT EXISTS (SELECT 1 FROM sender_counts WHERE from_msisdn = old.from_msisdn);
+        senders = senders - NOT EXISTS (SELECT 1 FROM sender_counts WHERE from_msisdn = old.from_msisdn),
+        removed = removed + 1;
     UPDATE hourly_counts SET messages = messages - 1 WHERE hour =
         CASE WHEN old.ts_micros >= 0 THEN old.ts_micros / 3600000000
              ELSE (old.ts_micros + 1) / 3600000000 - 1 END;
@@ -104,6 +109,12 @@ CREATE TABLE IF NOT EXISTS health_probe (
 /// every row it has is indexed.
 const MIGRATE_FROM_2: &str = "
 DROP TRIGGER IF EXISTS messages_counted;
+";
+
+/// Versions 2 and 3 did not count deletions (`totals.removed`, which tells
+/// remembered search totals apart from stale ones).
+const COUNT_DELETIONS: &str = "
+ALTER TABLE totals ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
 DROP TRIGGER IF EXISTS messages_uncounted;
 ";
 
@@ -171,7 +182,8 @@ fn apply(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     }
     match found {
         1 => tx.execute_batch(MIGRATE_FROM_1)?,
-        2 => tx.execute_batch(MIGRATE_FROM_2)?,
+        2 => tx.execute_batch(&format!("{MIGRATE_FROM_2}{COUNT_DELETIONS}"))?,
+        3 => tx.execute_batch(COUNT_DELETIONS)?,
         _ => {}
     }
     tx.execute_batch(SCHEMA)?;
