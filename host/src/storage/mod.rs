@@ -6,7 +6,6 @@
 //! SQLite call runs on these dedicated threads.
 
 pub mod bulk;
-mod checkpointer;
 mod errors;
 mod queries;
 pub use queries::{check_page_request, check_top_senders};
@@ -15,6 +14,7 @@ mod schema;
 mod search_counts;
 mod text_index;
 pub use text_index::IndexSchedule;
+mod upkeep;
 mod writer;
 
 use std::path::Path;
@@ -44,7 +44,6 @@ pub struct SqliteStore {
     writer: writer::Writer,
     readers: readers::Readers,
     search_counts: Arc<search_counts::SearchCounts>,
-    _checkpointer: checkpointer::Checkpointer,
 }
 
 /// How many read-only connections serve listings and stats.
@@ -65,12 +64,10 @@ impl SqliteStore {
         }
         let writer = writer::Writer::start(path, schedule)?;
         let readers = readers::Readers::start(path, READER_THREADS)?;
-        let checkpointer = checkpointer::Checkpointer::start(path)?;
         Ok(Self {
             writer,
             readers,
             search_counts: Arc::default(),
-            _checkpointer: checkpointer,
         })
     }
 

@@ -4,7 +4,7 @@
 //! `MAX_BATCH`), runs them in one transaction, commits once (one fsync) and
 //! only then answers each caller. A failed commit answers every caller in the
 //! batch with the error and leaves no row behind. Between commits the thread
-//! fills the text index (see `text_index`).
+//! fills the text index and folds the WAL back (see `upkeep`).
 
 use std::path::Path;
 use std::thread;
@@ -13,7 +13,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::text_index::{self, IndexSchedule};
+use super::text_index::IndexSchedule;
+use super::upkeep::Upkeep;
 use super::{StoreError, errors, schema};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
 
@@ -43,7 +44,8 @@ impl Writer {
             Connection::open(path).map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
         schema::prepare_writer(&mut conn)
             .map_err(|e| anyhow::anyhow!("cannot apply schema to {}: {e}", path.display()))?;
-        // The checkpointer thread folds the WAL back; commits never do.
+        // SQLite would fold the WAL inside whichever commit crossed 1000 pages,
+        // before its callers hear back; `upkeep` folds it after the replies.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(|e| anyhow::anyhow!("cannot configure {}: {e}", path.display()))?;
         let (jobs, queue) = crossbeam_channel::unbounded();
@@ -75,27 +77,24 @@ impl Writer {
 
 fn run(mut conn: Connection, queue: Receiver<Job>, schedule: IndexSchedule) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut backlog = text_index::backlog(&conn).unwrap_or(0);
-    while let Some(first) = next_job(&queue, &mut conn, schedule, &mut backlog) {
+    let mut upkeep = Upkeep::new(&conn, schedule);
+    while let Some(first) = next_job(&queue, &mut conn, &mut upkeep) {
         gather(first, &queue, &mut conn, &mut batch);
         commit_batch(&mut conn, &mut batch);
-        backlog = text_index::backlog(&conn).unwrap_or(0);
-        if backlog >= i64::from(schedule.chunk) {
-            backlog = index_text(&mut conn, schedule.chunk);
-        }
+        upkeep.after_commit(&mut conn);
     }
 }
 
-/// Waits for the next job; while text waits to be indexed and no job comes
-/// for `idle_after`, indexes a chunk. `None` once every handle is gone.
-fn next_job(queue: &Receiver<Job>, conn: &mut Connection, schedule: IndexSchedule, backlog: &mut i64) -> Option<Job> {
+/// Waits for the next job, doing the upkeep whenever none comes for a
+/// moment. `None` once every handle is gone.
+fn next_job(queue: &Receiver<Job>, conn: &mut Connection, upkeep: &mut Upkeep) -> Option<Job> {
     loop {
-        if *backlog <= 0 {
+        let Some(idle_after) = upkeep.idle_deadline() else {
             return queue.recv().ok();
-        }
-        match queue.recv_timeout(schedule.idle_after) {
+        };
+        match queue.recv_timeout(idle_after) {
             Ok(job) => return Some(job),
-            Err(RecvTimeoutError::Timeout) => *backlog = index_text(conn, schedule.chunk),
+            Err(RecvTimeoutError::Timeout) => upkeep.when_idle(conn),
             Err(RecvTimeoutError::Disconnected) => return None,
         }
     }
@@ -118,18 +117,6 @@ fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut 
         }
         if batch.len() < MAX_BATCH {
             next = queue.try_recv().ok();
-        }
-    }
-}
-
-/// Indexes the next chunk of text; returns the rows still waiting. A failure
-/// is retried after the next commit rather than on every idle moment.
-fn index_text(conn: &mut Connection, chunk: u32) -> i64 {
-    match text_index::index_next(conn, chunk).and_then(|()| text_index::backlog(conn)) {
-        Ok(backlog) => backlog,
-        Err(error) => {
-            tracing::error!(%error, "indexing message text failed; retrying after the next commit");
-            0
         }
     }
 }
