@@ -14,5 +14,5 @@ pub use cache::{Compilation, CompileCache};
 pub use engine::{EPOCH_TICK, Runtime};
 pub use guest::{Guest, GuestSlot};
 pub use invoke::{GuestExit, GuestFailure, GuestReply, call};
-pub use reload::{POLL_INTERVAL, ReloadOutcome, Reloader, Trigger};
+pub use reload::{ReloadOutcome, Reloader, Trigger};
 pub use sandbox::Services;
