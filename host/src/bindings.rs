@@ -13,6 +13,6 @@ wasmtime::component::bindgen!({
         "wasi:io": wasmtime_wasi::p2::bindings::io,
         "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
     },
-    additional_derives: [PartialEq],
+    additional_derives: [PartialEq, Eq, Hash],
     require_store_data_send: true,
 });

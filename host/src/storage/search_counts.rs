@@ -61,25 +61,12 @@ pub struct Counted {
 
 /// The remembered totals, shared by every reader.
 pub struct SearchCounts {
-    remembered: Mutex<LruCache<FilterKey, Counted>>,
+    remembered: Mutex<LruCache<MessageFilter, Counted>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct FilterKey {
-    from: Option<String>,
-    since_unix_micros: Option<i64>,
-    text_contains: Option<String>,
-}
-
-impl FilterKey {
-    fn of(filter: &MessageFilter) -> Option<Self> {
-        let needle_bytes = filter.text_contains.as_ref().map_or(0, String::len);
-        (needle_bytes <= MAX_NEEDLE_BYTES).then(|| Self {
-            from: filter.from.clone(),
-            since_unix_micros: filter.since_unix_micros,
-            text_contains: filter.text_contains.clone(),
-        })
-    }
+/// Whether `filter`'s total may be kept.
+fn is_remembered(filter: &MessageFilter) -> bool {
+    filter.text_contains.as_ref().map_or(0, String::len) <= MAX_NEEDLE_BYTES
 }
 
 impl Default for SearchCounts {
@@ -94,27 +81,26 @@ impl SearchCounts {
     /// The total remembered for `filter` that can be extended to `now`: no
     /// deletion since, and at most `MAX_TAIL` rows inserted since.
     pub fn extendable(&self, filter: &MessageFilter, now: Watermark) -> Option<Counted> {
-        let key = FilterKey::of(filter)?;
-        let earlier = *self.lock().get(&key)?;
+        let earlier = *self.lock().get(filter)?;
         let tail = now.newest - earlier.at.newest;
         (earlier.at.removed == now.removed && (0..=MAX_TAIL).contains(&tail)).then_some(earlier)
     }
 
     /// Remembers `counted` unless a newer total is already remembered.
     pub fn remember(&self, filter: &MessageFilter, counted: Counted) {
-        let Some(key) = FilterKey::of(filter) else {
+        if !is_remembered(filter) {
             return;
-        };
+        }
         let mut remembered = self.lock();
         let newer_known = remembered
-            .peek(&key)
+            .peek(filter)
             .is_some_and(|known| (known.at.removed, known.at.newest) > (counted.at.removed, counted.at.newest));
         if !newer_known {
-            remembered.put(key, counted);
+            remembered.put(filter.clone(), counted);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<FilterKey, Counted>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<MessageFilter, Counted>> {
         // A panic while holding the lock cannot leave an entry half-written.
         self.remembered.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

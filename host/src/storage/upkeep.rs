@@ -9,8 +9,8 @@
 //! without bound (2.3 GB in 20 s of ingest here), every commit extended the
 //! file, and its fdatasync wrote the inode as well. A passive checkpoint run
 //! between two commits copies everything, and the next commit reuses the
-//! WAL's space: ingest at 32 connections went from 7.1–8.0k to 9.6–10.5k
-//! req/s, for a pause of about 5 ms (p90 9 ms) every 100 ms.
+//! WAL's space: ingest at 32 connections went from 7.1–8.0k to 8.9–10.4k
+//! req/s (median 9.4k), for a pause of about 5 ms (p90 9 ms) every 100 ms.
 
 use std::time::{Duration, Instant};
 
