@@ -14,6 +14,7 @@ mod schema;
 mod search_counts;
 mod text_index;
 pub use text_index::IndexSchedule;
+mod text_match;
 mod upkeep;
 mod writer;
 

@@ -82,10 +82,8 @@ fn where_clause(filter: &MessageFilter, search: TextSearch) -> (String, Vec<Valu
             values.push(Value::Text(candidates));
         }
         // The index only narrows the candidates (it folds Unicode case); this
-        // decides. lower() folds ASCII case only, as the interface promises.
-        // instr() has no wildcards to escape and, unlike LIKE, no pattern
-        // length limit.
-        conditions.push("instr(lower(text), lower(?)) > 0");
+        // decides (see `text_match`).
+        conditions.push("contains_folded(text, ?)");
         values.push(Value::Text(needle.clone()));
     }
     if conditions.is_empty() {
