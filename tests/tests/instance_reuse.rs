@@ -89,3 +89,24 @@ fn an_instance_that_failed_is_not_reused() {
     assert_eq!(server.get("/fine").status, 200);
     assert_eq!(instantiations(&server), 2, "the panicked instance was dropped");
 }
+
+#[test]
+fn each_request_of_a_reused_instance_logs_only_its_own_stderr() {
+    let guest = misbehaving_guest();
+    let server = Server::start_with(&[
+        ("GUEST_COMPONENT", guest.to_str().unwrap()),
+        ("GUEST_INSTANCE_REUSE", "1000"),
+    ]);
+    for _ in 0..3 {
+        assert_eq!(server.get("/chatty").status, 200);
+    }
+    assert_eq!(server.get("/fine").status, 200);
+    let lines = server.request_logs(4);
+    let stderr: Vec<_> = lines.iter().map(|line| line["guest_stderr"].as_str()).collect();
+    assert_eq!(stderr.len(), 4, "{lines:?}");
+    for text in &stderr[..3] {
+        assert!(text.is_some_and(|t| t.starts_with("chatter    0 ---")), "{lines:?}");
+    }
+    assert_eq!(stderr[3], None, "{lines:?}");
+    assert_eq!(instantiations(&server), 1, "one instance served them all");
+}

@@ -80,7 +80,27 @@ fn each_limit_ends_only_the_offending_request() {
     ] {
         assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
     }
-    assert!(!server.raw_logs().contains("panicked at"), "no raw backtrace on stdout");
+    // The panic's message reaches the log inside the request's JSON line.
+    let panic = line_for(&server, "/panic");
+    let stderr = panic["guest_stderr"].as_str().unwrap_or_default();
+    assert!(
+        stderr.contains("panicked at") && stderr.contains("the fixture panics on purpose"),
+        "{panic}"
+    );
+}
+
+#[test]
+fn a_guest_writing_much_to_stderr_is_answered_and_its_output_bounded() {
+    let server = fixture_server();
+    assert_eq!(server.get("/chatty").status, 200);
+    let line = line_for(&server, "/chatty");
+    let stderr = line["guest_stderr"].as_str().unwrap_or_default();
+    assert!(stderr.starts_with("chatter    0 ---"), "{line}");
+    assert!(stderr.ends_with("more bytes not kept)"), "{line}");
+    assert!(stderr.len() < 4096, "kept {} bytes", stderr.len());
+    assert_eq!(server.get("/fine").status, 200);
+    let fine = line_for(&server, "/fine");
+    assert!(fine.get("guest_stderr").is_none(), "a quiet guest adds nothing: {fine}");
 }
 
 #[test]

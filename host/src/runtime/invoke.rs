@@ -100,7 +100,7 @@ where
             // Waiting on the host (storage, the client's body) past the deadline.
             Err(_) => Err(GuestFailure::Deadline),
         };
-        let fields = std::mem::take(&mut store.data_mut().fields);
+        let fields = store.data_mut().take_log_fields();
         let result = result.map(|service| {
             if guest.limits.reuses_instances() {
                 let served = served + 1;

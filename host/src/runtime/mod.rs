@@ -9,6 +9,7 @@ mod instances;
 mod invoke;
 mod reload;
 mod sandbox;
+mod stderr;
 
 pub use cache::{Compilation, CompileCache};
 pub use engine::{EPOCH_TICK, Runtime};

@@ -1,8 +1,8 @@
 //! What one guest instance can reach: its `Store` data.
 //!
 //! A fresh sandbox per request: WASI with no files, no network, no outgoing
-//! HTTP and only `WEBHOOK_SECRET` in its environment, plus the Inlet imports
-//! bound to this request's log line.
+//! HTTP, only `WEBHOOK_SECRET` in its environment and stderr kept for the log
+//! line, plus the Inlet imports bound to this request's log line.
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::stderr::GuestStderr;
 use crate::config::WebhookSecret;
 use crate::storage::MessageStore;
 use crate::telemetry::metrics::Metrics;
@@ -32,13 +33,16 @@ pub struct Sandbox {
     pub services: Arc<Services>,
     pub request_id: RequestId,
     pub fields: LogFields,
+    stderr: GuestStderr,
     pub limiter: MemoryLimiter,
 }
 
 impl Sandbox {
     pub fn new(services: Arc<Services>, request_id: RequestId, memory_bytes: usize) -> Self {
+        let stderr = GuestStderr::default();
         let wasi = WasiCtx::builder()
             .env("WEBHOOK_SECRET", services.secret.expose())
+            .stderr(stderr.clone())
             .build();
         Self {
             wasi,
@@ -48,6 +52,7 @@ impl Sandbox {
             services,
             request_id,
             fields: LogFields::default(),
+            stderr,
             limiter: MemoryLimiter {
                 max_bytes: memory_bytes,
                 exceeded: false,
@@ -60,6 +65,16 @@ impl Sandbox {
         self.request_id = request_id;
         self.fields = LogFields::default();
         self.limiter.exceeded = false;
+    }
+
+    /// What the guest attached to this request's log line, plus anything it
+    /// wrote to stderr as `guest_stderr` (a panic's message is there).
+    pub fn take_log_fields(&mut self) -> LogFields {
+        let mut fields = std::mem::take(&mut self.fields);
+        if let Some(text) = self.stderr.take() {
+            fields.annotate("guest_stderr".into(), text.into());
+        }
+        fields
     }
 }
 
