@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The SPEC.md evaluator's steps, literally, against `make up`; then the
-# deployment's promises: non-root, read-only sandbox, database in the volume
-# and surviving a restart. Ends with `make down`. Needs a Docker engine.
+# deployment's promises: non-root, read-only sandbox, database in the volume,
+# surviving a restart, and a guest hot swap under load from a mounted directory.
+# Ends with `make down`. Needs a Docker engine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -97,6 +98,44 @@ check "health check reports healthy" bash -c "for i in \$(seq 30); do [ \"\$(doc
 $COMPOSE restart api >/dev/null 2>&1
 check "ready again after restart" wait_ready
 check "data survived the restart" json_check /messages '.total == 4'
+# Hot swap inside the sandbox: the guest comes from a read-only bind mount and is replaced
+# by rename on the host, there and back, while signed webhooks keep arriving.
+guests=$(mktemp -d)
+chmod 755 "$guests"
+cp target/wasm32-wasip2/release/inlet_guest.wasm "$guests/original.wasm"
+# The same guest plus a custom section: another valid component with another digest.
+{ cat "$guests/original.wasm"; printf '\x00\x14\x0dinlet-variantdocker'; } >"$guests/variant.wasm"
+cp "$guests/original.wasm" "$guests/guest.wasm"
+chmod 644 "$guests"/*.wasm
+printf 'services:\n  api:\n    environment:\n      GUEST_COMPONENT: /guest/guest.wasm\n    volumes:\n      - %s:/guest:ro\n' \
+  "$guests" >"$guests/override.yml"
+live_guest() { curl -s localhost:8000/health/ready | jq -r .guest.sha256; }
+digest() { sha256sum <"$guests/$1" | cut -d' ' -f1; }
+swap_to() {
+  cp "$guests/$1" "$guests/guest.wasm.new" && mv "$guests/guest.wasm.new" "$guests/guest.wasm"
+  for _ in $(seq 1 100); do
+    [ "$(live_guest)" = "$(digest "$1")" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+$COMPOSE -f docker-compose.yml -f "$guests/override.yml" up -d >/dev/null 2>&1
+check "ready with the guest from a mounted directory" wait_ready
+check "the mounted guest is live" test "$(live_guest)" = "$(digest original.wasm)"
+for i in $(seq 1 300); do
+  body="{\"message_id\":\"swap-$i\",\"from\":\"+15550000001\",\"to\":\"+15550000002\",\"ts\":\"2025-01-16T10:00:00Z\",\"text\":\"during a swap\"}"
+  post "$body" "$(sign "$body")"
+  echo
+done >"$guests/statuses" &
+loader=$!
+sleep 1
+check "swapped to another guest by rename on the host" swap_to variant.wasm
+check "swapped back" swap_to original.wasm
+wait "$loader"
+check "no webhook failed across the swaps" test "$(sort -u "$guests/statuses")" = 200
+check "every webhook stored once" json_check /messages '.total == 304'
+rm -rf "$guests"
+
 size=$(docker image inspect inlet:latest -f '{{.Size}}')
 echo "runtime image inlet:latest: $((size / 1024 / 1024)) MiB"
 check "runtime image under 100 MiB" test "$size" -lt $((100 * 1024 * 1024))
