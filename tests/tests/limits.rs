@@ -80,6 +80,11 @@ fn each_limit_ends_only_the_offending_request() {
     ] {
         assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
     }
+    let raw_panic_output = server
+        .raw_logs()
+        .lines()
+        .any(|line| line.contains("panicked at") && serde_json::from_str::<Value>(line).is_err());
+    assert!(!raw_panic_output, "no raw backtrace on stdout");
     // The panic's message reaches the log inside the request's JSON line.
     let panic = line_for(&server, "/panic");
     let stderr = panic["guest_stderr"].as_str().unwrap_or_default();
