@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -125,6 +126,7 @@ impl Server {
             .envs(env.iter().copied())
             .stdout(stdout)
             .stderr(Stdio::inherit());
+        end_with_starting_thread(&mut command);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", inlet_bin().display()));
@@ -335,6 +337,24 @@ fn read_reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
         .collect();
     let body = response.body_mut().read_to_string().expect("response body");
     Reply { status, headers, body }
+}
+
+/// The server gets SIGTERM when the thread that started it ends. `Drop`
+/// stops it when a test or `make bench` ends normally; this covers a runner
+/// killed by a signal (a `pkill`, a CI timeout), which otherwise left the
+/// server running and holding its port and temporary directory. Servers are
+/// owned by the thread that starts them, so that thread outlives them.
+fn end_with_starting_thread(command: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes one async-signal-safe system call.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// A port nothing listens on right now.
