@@ -121,6 +121,46 @@ fn a_spinning_guest_does_not_block_others() {
     });
 }
 
+/// How often the server's deadline clock (its `epoch-ticker` thread) has
+/// woken up so far.
+fn deadline_clock_wakeups(server: &Server) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid())).expect("/proc");
+    let ticker = tasks
+        .map(|task| task.expect("task").path())
+        .find(|task| std::fs::read_to_string(task.join("comm")).is_ok_and(|name| name.trim() == "epoch-ticker"))
+        .expect("an epoch-ticker thread");
+    let status = std::fs::read_to_string(ticker.join("status")).expect("task status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|count| count.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+#[test]
+fn the_deadline_clock_runs_only_while_a_guest_does() {
+    let server = fixture_server();
+    assert_healthy(&server);
+    std::thread::sleep(Duration::from_millis(50));
+    let idle_from = deadline_clock_wakeups(&server);
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_wakeups = deadline_clock_wakeups(&server) - idle_from;
+    assert!(
+        idle_wakeups <= 1,
+        "the clock woke {idle_wakeups} times in 500 ms with nothing running"
+    );
+
+    // From idle, a spinning guest is still stopped at its deadline.
+    let busy_from = deadline_clock_wakeups(&server);
+    assert_eq!(server.get("/loop").status, 504);
+    let busy_wakeups = deadline_clock_wakeups(&server) - busy_from;
+    assert!(
+        busy_wakeups >= 50,
+        "the clock woke only {busy_wakeups} times in a 1 s deadline"
+    );
+    assert_healthy(&server);
+}
+
 #[test]
 fn a_held_write_lock_means_503_then_recovery() {
     let server = inlet_e2e::Server::start();

@@ -1,18 +1,13 @@
 //! One wasmtime engine and linker for the life of the process.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::epoch::{EPOCH_TICK, EpochTicker};
 use super::sandbox::Sandbox;
 use crate::bindings::inlet::service::{log, metrics, storage};
 use crate::limits::GuestLimits;
-
-/// How often the engine's epoch advances; request deadlines are counted in
-/// these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The compiled-code engine and the linker every guest is checked against.
 #[derive(Clone)]
@@ -21,6 +16,7 @@ pub struct Runtime {
     pub linker: Linker<Sandbox>,
     pub limits: GuestLimits,
     pub memory_reset: MemoryReset,
+    pub ticker: EpochTicker,
 }
 
 /// How a freed instance's linear memory is made fresh for the next one.
@@ -58,7 +54,7 @@ impl Runtime {
         let engine = Engine::new(&engine_config(&limits, memory_reset))
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
-        start_epoch_ticker(&engine)?;
+        let ticker = EpochTicker::start(&engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -70,6 +66,7 @@ impl Runtime {
             linker,
             limits,
             memory_reset,
+            ticker,
         })
     }
 
@@ -77,20 +74,6 @@ impl Runtime {
     pub fn deadline_ticks(&self) -> u64 {
         (self.limits.request_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }
-}
-
-/// Advances the epoch every `EPOCH_TICK` until the engine is dropped, so a
-/// guest running past its deadline is interrupted.
-fn start_epoch_ticker(engine: &Engine) -> anyhow::Result<()> {
-    let engine = engine.weak();
-    std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
-        while let Some(engine) = engine.upgrade() {
-            engine.increment_epoch();
-            drop(engine);
-            std::thread::sleep(EPOCH_TICK);
-        }
-    })?;
-    Ok(())
 }
 
 /// Bytes of a freed instance's tables reset with `memset` instead of

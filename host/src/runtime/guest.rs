@@ -11,6 +11,7 @@ use wasmtime::Store;
 
 use super::cache::{Compilation, CompileCache};
 use super::engine::Runtime;
+use super::epoch::EpochTicker;
 use super::instances::IdleInstances;
 use super::sandbox::{Sandbox, Services};
 use crate::bindings::ServicePre;
@@ -28,6 +29,8 @@ pub struct Guest {
     /// The limits of the runtime that loaded it.
     pub limits: GuestLimits,
     pub deadline_ticks: u64,
+    /// Advances the deadline clock while this guest's instances run.
+    pub ticker: EpochTicker,
     /// Instances waiting for their next request (none unless reuse is on).
     pub idle: IdleInstances,
 }
@@ -58,6 +61,7 @@ impl Guest {
             compilation,
             limits: runtime.limits,
             deadline_ticks: runtime.deadline_ticks(),
+            ticker: runtime.ticker.clone(),
             idle: IdleInstances::new(
                 runtime.limits.max_instances as usize,
                 runtime.limits.requests_per_instance,

@@ -92,6 +92,7 @@ where
 {
     let (sender, receiver) = oneshot::channel();
     let task = tokio::spawn(async move {
+        let _deadline_clock = guest.ticker.running();
         let (mut store, service, served) = checkout(&guest, services, id);
         let timeout = guest.limits.request_timeout;
         let result = match tokio::time::timeout(timeout, run(&guest, &mut store, service, request, sender)).await {

@@ -3,6 +3,7 @@
 
 mod cache;
 mod engine;
+mod epoch;
 mod guest;
 mod imports;
 mod instances;
@@ -12,7 +13,7 @@ mod sandbox;
 mod stderr;
 
 pub use cache::{Compilation, CompileCache};
-pub use engine::{EPOCH_TICK, Runtime};
+pub use engine::Runtime;
 pub use guest::{Guest, GuestSlot};
 pub use invoke::{GuestExit, GuestFailure, GuestReply, call};
 pub use reload::{ReloadOutcome, Reloader, Trigger};
