@@ -274,7 +274,7 @@ impl App {
             &format!("request body is larger than {} bytes", self.limits.max_body_bytes),
         );
         let mut fields = LogFields::default();
-        fields.annotate("limit".into(), "MAX_BODY_BYTES".into());
+        fields.set("limit", "MAX_BODY_BYTES".into());
         self.complete(&info, response.status(), fields, None);
         response
     }
@@ -286,9 +286,9 @@ impl App {
         let failure = exit.result.err();
         if let Some(failure) = &failure {
             self.services.metrics.record_guest_trap(failure.reason());
-            fields.annotate("failure".into(), failure.reason().into());
+            fields.set("failure", failure.reason().into());
             if let Some(limit) = failure.limit() {
-                fields.annotate("limit".into(), limit.into());
+                fields.set("limit", limit.into());
             }
         }
         self.complete(info, status, fields, failure.map(|f| f.detail()).as_deref());

@@ -121,6 +121,19 @@ fn a_spinning_guest_does_not_block_others() {
     });
 }
 
+#[test]
+fn a_guest_cannot_forge_the_fields_the_host_writes() {
+    let server = fixture_server();
+    assert_eq!(server.get("/forge").status, 200);
+    let line = line_for(&server, "/forge");
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["level"], "info", "{line}");
+    for key in ["failure", "limit", "result", "guest_stderr", "error"] {
+        assert!(line.get(key).is_none(), "the guest set {key}: {line}");
+    }
+    assert_eq!(line["note"], "the guest's own", "{line}");
+}
+
 /// How often the server's deadline clock (its `epoch-ticker` thread) has
 /// woken up so far.
 fn deadline_clock_wakeups(server: &Server) -> u64 {

@@ -78,6 +78,6 @@ impl From<log::Level> for Level {
 impl metrics::Host for Sandbox {
     fn record_webhook(&mut self, outcome: metrics::WebhookResult) {
         self.services.metrics.record_webhook(outcome);
-        self.fields.annotate("result".into(), result_label(outcome).into());
+        self.fields.set("result", result_label(outcome).into());
     }
 }

@@ -72,7 +72,7 @@ impl Sandbox {
     pub fn take_log_fields(&mut self) -> LogFields {
         let mut fields = std::mem::take(&mut self.fields);
         if let Some(text) = self.stderr.take() {
-            fields.annotate("guest_stderr".into(), text.into());
+            fields.set("guest_stderr", text.into());
         }
         fields
     }

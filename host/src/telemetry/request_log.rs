@@ -61,8 +61,9 @@ impl RequestId {
     }
 }
 
-/// Keys the host writes itself; a guest cannot overwrite them.
-const RESERVED_KEYS: [&str; 9] = [
+/// Keys the host writes itself; a guest's `annotate` cannot set them, so a
+/// line's status, failure, outcome and captured stderr are the host's word.
+const HOST_KEYS: [&str; 13] = [
     "ts",
     "level",
     "request_id",
@@ -72,6 +73,10 @@ const RESERVED_KEYS: [&str; 9] = [
     "latency_ms",
     "msg",
     "error",
+    "failure",
+    "limit",
+    "result",
+    "guest_stderr",
 ];
 
 /// Fields the guest attached, the least level it asked for, and the
@@ -84,10 +89,17 @@ pub struct LogFields {
 }
 
 impl LogFields {
+    /// A field the guest asked for; one of `HOST_KEYS` is ignored.
     pub fn annotate(&mut self, key: String, value: Value) {
-        if !RESERVED_KEYS.contains(&key.as_str()) {
+        if !HOST_KEYS.contains(&key.as_str()) {
             self.fields.insert(key, value);
         }
+    }
+
+    /// A field the host adds (one of `HOST_KEYS`).
+    pub fn set(&mut self, key: &'static str, value: Value) {
+        debug_assert!(HOST_KEYS.contains(&key), "{key} is not a host key");
+        self.fields.insert(key.into(), value);
     }
 
     pub fn escalate(&mut self, level: Level) {
