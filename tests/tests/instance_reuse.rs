@@ -22,6 +22,15 @@ fn by_default_every_request_gets_a_fresh_instance() {
     assert_eq!(instantiations(&server), 10);
 }
 
+/// The misbehaving fixture guest, each instance serving up to `requests`.
+fn fixture_reusing(requests: &str) -> Server {
+    let guest = misbehaving_guest();
+    Server::start_with(&[
+        ("GUEST_COMPONENT", guest.to_str().unwrap()),
+        ("GUEST_INSTANCE_REUSE", requests),
+    ])
+}
+
 /// What the fixture's `/remember` found in guest memory.
 fn remembered(server: &Server) -> String {
     let response = server.get("/remember");
@@ -36,10 +45,7 @@ fn a_fresh_instance_sees_nothing_a_previous_request_wrote() {
     for _ in 0..50 {
         assert_eq!(remembered(&server), r#"{"image":7,"zero":0}"#);
     }
-    let reusing = Server::start_with(&[
-        ("GUEST_COMPONENT", guest.to_str().unwrap()),
-        ("GUEST_INSTANCE_REUSE", "3"),
-    ]);
+    let reusing = fixture_reusing("3");
     let seen: Vec<String> = (0..4).map(|_| remembered(&reusing)).collect();
     assert_eq!(
         seen,
@@ -77,11 +83,7 @@ fn a_reused_instance_serves_up_to_its_share_of_requests() {
 
 #[test]
 fn an_instance_that_failed_is_not_reused() {
-    let guest = misbehaving_guest();
-    let server = Server::start_with(&[
-        ("GUEST_COMPONENT", guest.to_str().unwrap()),
-        ("GUEST_INSTANCE_REUSE", "1000"),
-    ]);
+    let server = fixture_reusing("1000");
     assert_eq!(server.get("/fine").status, 200);
     assert_eq!(server.get("/fine").status, 200);
     assert_eq!(instantiations(&server), 1);
@@ -92,11 +94,7 @@ fn an_instance_that_failed_is_not_reused() {
 
 #[test]
 fn each_request_of_a_reused_instance_logs_only_its_own_stderr() {
-    let guest = misbehaving_guest();
-    let server = Server::start_with(&[
-        ("GUEST_COMPONENT", guest.to_str().unwrap()),
-        ("GUEST_INSTANCE_REUSE", "1000"),
-    ]);
+    let server = fixture_reusing("1000");
     for _ in 0..3 {
         assert_eq!(server.get("/chatty").status, 200);
     }
