@@ -47,7 +47,7 @@ test: build fixtures
 test-guest: guest
 	$(CARGO) test --release --locked -p inlet-harness
 
-## bench: load and timing benchmarks against the real binary and guest (about 3 minutes,
+## bench: load and timing benchmarks against the real binary and guest (about 4 minutes,
 ## plus 1 to seed the 1M-row database the first time); prints a table and writes
 ## target/bench/results.json. BENCH_ARGS passes options (`--help` lists them).
 BENCH_ARGS ?=
@@ -57,7 +57,7 @@ bench: build fixtures
 ## bench-smoke: the same benchmark, tiny and quick, to keep it working (CI runs it)
 bench-smoke: build fixtures
 	$(CARGO) run --release --locked -p inlet-bench -- --seconds 1 --rows 20000 --repeats 1 \
-		--out target/bench/smoke.json
+		--ratio-rounds 1 --out target/bench/smoke.json
 
 ## lint: formatting and clippy on both targets
 lint: wasm-target

@@ -34,6 +34,10 @@ struct Cli {
     /// Runs of each start-up and hot-swap timing.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// Alternating rounds of ingest and the hello guest (fresh servers, 32
+    /// connections) whose median rates and ratio are reported; 0 skips them.
+    #[arg(long, default_value_t = 3)]
+    ratio_rounds: usize,
     /// Which parts to run.
     #[arg(long, value_delimiter = ',', default_value = "ingest,reads,startup,swap")]
     phases: Vec<Phase>,
@@ -117,7 +121,8 @@ fn ingest(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -
     drop(server);
 
     hello_ratio(cli, runtime, results, &at_32, &[], "")?;
-    reused_instances(cli, runtime, results)
+    reused_instances(cli, runtime, results)?;
+    ratio_rounds(cli, runtime, results)
 }
 
 /// The same ingest, then hello, with instances reused for up to 1000
@@ -141,14 +146,48 @@ fn hello_ratio(
     env: &[(&str, &str)],
     label: &str,
 ) -> anyhow::Result<()> {
-    let guest = misbehaving_guest();
-    let mut env = env.to_vec();
-    env.push(("GUEST_COMPONENT", guest.to_str().expect("UTF-8 path")));
-    let hello = Server::start_with(&env);
-    let fine = push(runtime, &hello, 32, cli.seconds, requests::get("/fine"))?;
+    let fine = push(runtime, &hello_server(env), 32, cli.seconds, requests::get("/fine"))?;
     let ratio = ingest.requests_per_second / fine.requests_per_second;
     results.value(&format!("ingest / hello guest{label}"), ratio, "ratio");
     results.load(&format!("hello guest GET /fine{label}"), fine);
+    Ok(())
+}
+
+/// The host with `env`, serving the hello guest (the fixture's `/fine`).
+fn hello_server(env: &[(&str, &str)]) -> Server {
+    let guest = misbehaving_guest();
+    let mut env = env.to_vec();
+    env.push(("GUEST_COMPONENT", guest.to_str().expect("UTF-8 path")));
+    Server::start_with(&env)
+}
+
+/// Ingest then hello, each on a fresh server at 32 connections, round after
+/// round: this machine's rate drifts by 10% and more within minutes, so one
+/// pair's ratio can mislead where the median of alternating pairs does not.
+fn ratio_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
+    if cli.ratio_rounds == 0 {
+        return Ok(());
+    }
+    let (mut ingest_rates, mut hello_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=cli.ratio_rounds {
+        let ingest = push(
+            runtime,
+            &Server::start(),
+            32,
+            cli.seconds,
+            requests::webhooks(&format!("round{round}"), None),
+        )?;
+        let hello = push(runtime, &hello_server(&[]), 32, cli.seconds, requests::get("/fine"))?;
+        ingest_rates.push(ingest.requests_per_second);
+        hello_rates.push(hello.requests_per_second);
+        ratios.push(ingest.requests_per_second / hello.requests_per_second);
+        results.load(&format!("round {round}: ingest, unique ids"), ingest);
+        results.load(&format!("round {round}: hello guest GET /fine"), hello);
+    }
+    let rounds = format!("median of {} alternating rounds", cli.ratio_rounds);
+    results.spread(&format!("ingest at 32 conns, {rounds}"), &ingest_rates, "req/s");
+    results.spread(&format!("hello guest at 32 conns, {rounds}"), &hello_rates, "req/s");
+    results.spread(&format!("ingest / hello guest, {rounds}"), &ratios, "ratio");
     Ok(())
 }
 

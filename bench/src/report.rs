@@ -12,7 +12,7 @@ pub struct Results {
     machine: Machine,
     settings: Settings,
     loads: Vec<NamedLoad>,
-    timings: Vec<Timing>,
+    medians: Vec<Median>,
     values: Vec<NamedValue>,
 }
 
@@ -38,11 +38,13 @@ struct NamedLoad {
     result: LoadResult,
 }
 
+/// A measure taken several times: its median and every run, sorted.
 #[derive(Debug, Serialize)]
-struct Timing {
+struct Median {
     name: String,
-    median_ms: f64,
-    runs_ms: Vec<f64>,
+    median: f64,
+    unit: String,
+    runs: Vec<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,7 +64,7 @@ impl Results {
                 read_connections,
             },
             loads: Vec::new(),
-            timings: Vec::new(),
+            medians: Vec::new(),
             values: Vec::new(),
         }
     }
@@ -79,14 +81,21 @@ impl Results {
     }
 
     pub fn timing(&mut self, name: &str, runs: &[Duration]) {
-        let mut runs_ms: Vec<f64> = runs.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-        runs_ms.sort_by(f64::total_cmp);
-        let median_ms = runs_ms.get(runs_ms.len() / 2).copied().unwrap_or(f64::NAN);
-        println!("  {name}: median {median_ms:.1} ms");
-        self.timings.push(Timing {
+        let runs_ms: Vec<f64> = runs.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        self.spread(name, &runs_ms, "ms");
+    }
+
+    /// `runs` of one measure, reported by their median.
+    pub fn spread(&mut self, name: &str, runs: &[f64], unit: &str) {
+        let mut runs = runs.to_vec();
+        runs.sort_by(f64::total_cmp);
+        let median = runs.get(runs.len() / 2).copied().unwrap_or(f64::NAN);
+        println!("  {name}: median {} {unit}", shown(median));
+        self.medians.push(Median {
             name: name.into(),
-            median_ms,
-            runs_ms,
+            median,
+            unit: unit.into(),
+            runs,
         });
     }
 
@@ -114,10 +123,10 @@ impl Results {
                 r.connections, r.requests_per_second, r.p50_ms, r.p99_ms, r.p999_ms, r.errors
             );
         }
-        println!("\n| timing | median | runs |\n|---|---:|---|");
-        for t in &self.timings {
-            let runs: Vec<String> = t.runs_ms.iter().map(|ms| format!("{ms:.0}")).collect();
-            println!("| {} | {:.1} ms | {} |", t.name, t.median_ms, runs.join(", "));
+        println!("\n| measure, several runs | median | runs |\n|---|---:|---|");
+        for m in &self.medians {
+            let runs: Vec<String> = m.runs.iter().copied().map(shown).collect();
+            println!("| {} | {} {} | {} |", m.name, shown(m.median), m.unit, runs.join(", "));
         }
         println!("\n| measure | value |\n|---|---:|");
         for v in &self.values {
@@ -164,5 +173,36 @@ impl Machine {
             memory_gib: memory_kib / (1024.0 * 1024.0),
             commit,
         }
+    }
+}
+
+/// Whole numbers from 100 up (rates, slow timings), two decimals below.
+fn shown(value: f64) -> String {
+    if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spread_is_reported_by_its_median_with_every_run_sorted() {
+        let mut results = Results::new(1, 1, 1);
+        results.spread("ratio", &[0.35, 0.33, 0.41], "ratio");
+        results.timing("start", &[Duration::from_millis(120), Duration::from_millis(9)]);
+        assert_eq!(results.medians[0].median, 0.35);
+        assert_eq!(results.medians[0].runs, [0.33, 0.35, 0.41]);
+        assert_eq!(results.medians[1].median, 120.0);
+        assert_eq!(results.medians[1].runs, [9.0, 120.0]);
+    }
+
+    #[test]
+    fn rates_are_shown_whole_and_ratios_with_two_decimals() {
+        assert_eq!(shown(11_437.78), "11438");
+        assert_eq!(shown(0.352), "0.35");
     }
 }
