@@ -1,6 +1,6 @@
 //! The SQLite store's fast paths (maintained aggregates, trigram index,
 //! remembered search totals) give exactly what counting and scanning the rows
-//! gives, including after migrations from schema versions 1, 2 and 3, after
+//! gives, including after migrations from schema versions 1 to 4, after
 //! rows are deleted by hand and while the text index has not caught up with
 //! the newest rows.
 
@@ -68,10 +68,14 @@ fn filters() -> Vec<MessageFilter> {
         Some("_x"),
         Some("\"quoted\""),
         Some("\0by"),
+        Some("byte"),
+        Some("COLE éc"),
         Some("ab"),
         Some("a"),
         Some(""),
         Some("quick brown fox jumps over the lazy dog, again and again"),
+        // Longer than one phrase query: its index query only narrows.
+        Some("the QUICK brown fox jumps over the lazy dog, again and again and again"),
         Some("absent text"),
     ];
     let mut filters = Vec::new();
@@ -358,5 +362,25 @@ async fn a_version_3_database_counts_deletions_once_migrated() {
     let store = SqliteStore::open_with(&path, HELD_BACK).unwrap();
     assert_matches_rows(&store, &path).await;
     assert_eq!(delete_by_hand(&path, "seq % 3 = 0 AND seq < 600"), 199);
+    assert_matches_rows(&store, &path).await;
+}
+
+#[tokio::test]
+async fn a_version_4_database_is_indexed_again_once_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    database_from_release(&path, include_str!("fixtures/schema-v4.sql"));
+    // As version 4's writer left it: every row indexed, text as it is.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO message_text (rowid, text) SELECT seq, text FROM messages;
+             UPDATE text_index SET indexed_through = (SELECT MAX(seq) FROM messages);",
+        )
+        .unwrap();
+    let store = SqliteStore::open_with(&path, HELD_BACK).unwrap();
+    assert_eq!(indexed_through(&path), 600);
+    assert_matches_rows(&store, &path).await;
+    assert_eq!(delete_by_hand(&path, "seq % 4 = 0"), 150);
     assert_matches_rows(&store, &path).await;
 }

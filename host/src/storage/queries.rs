@@ -39,9 +39,14 @@ pub fn check_top_senders(top_senders: u32) -> Result<(), StoreError> {
     }
 }
 
-/// Most trigrams of a search needle looked up in the text index. More would
+/// Most trigrams of a long needle looked up in the text index. More would
 /// only narrow a candidate set that is rechecked exactly anyway.
 const MAX_TRIGRAMS: usize = 16;
+
+/// Longest needle, in characters, searched as one phrase: every one of its
+/// trigrams is looked up, and a long needle is selective enough that
+/// `MAX_TRIGRAMS` of them find few candidates to recheck.
+const MAX_PHRASE_CHARS: usize = 64;
 
 /// How rows matching `q` are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,17 +77,17 @@ fn where_clause(filter: &MessageFilter, search: TextSearch) -> (String, Vec<Valu
         values.push(Value::Integer(since));
     }
     if let Some(needle) = &filter.text_contains {
-        if let Some(candidates) = trigram_query(needle).filter(|_| search == TextSearch::Indexed) {
+        if let Some(query) = TextQuery::for_needle(needle).filter(|_| search == TextSearch::Indexed) {
             // Rows the index does not cover yet are all candidates.
             conditions.push(
                 "seq IN (SELECT rowid FROM message_text WHERE message_text MATCH ?
                          UNION ALL
                          SELECT seq FROM messages WHERE seq > (SELECT indexed_through FROM text_index))",
             );
-            values.push(Value::Text(candidates));
+            values.push(Value::Text(query.fts));
         }
-        // The index only narrows the candidates (it folds Unicode case); this
-        // decides (see `text_match`).
+        // Decides for the rows the index does not cover and for long needles,
+        // whose index query only narrows the candidates (see `text_match`).
         conditions.push("contains_folded(text, ?)");
         values.push(Value::Text(needle.clone()));
     }
@@ -93,29 +98,64 @@ fn where_clause(filter: &MessageFilter, search: TextSearch) -> (String, Vec<Valu
     }
 }
 
-/// An FTS5 query over the trigram index whose matches include every row
-/// containing `needle`: all of its trigrams (up to `MAX_TRIGRAMS`, spread
-/// over the needle) must occur. `None` when the needle is too short for
-/// trigrams, so a scan has to decide.
-fn trigram_query(needle: &str) -> Option<String> {
-    let chars: Vec<char> = needle.chars().collect();
-    let mut trigrams: Vec<String> = chars
-        .windows(3)
-        .filter(|window| !window.contains(&'\0'))
-        .map(|window| window.iter().collect())
-        .collect();
-    trigrams.sort_unstable();
-    trigrams.dedup();
-    if trigrams.is_empty() {
-        return None;
+/// An FTS5 query over the trigram index (which holds `lower(text)`) for a
+/// `q` needle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TextQuery {
+    fts: String,
+    matches: IndexMatches,
+}
+
+/// What the index query's matches are, among the rows the index covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IndexMatches {
+    /// Exactly the rows containing the needle.
+    Exactly,
+    /// Every row containing the needle, and maybe others: each is rechecked.
+    Candidates,
+}
+
+impl TextQuery {
+    /// The needle, ASCII-lowered like the index, as one phrase: its trigrams
+    /// at consecutive positions, which is exactly containment. A needle
+    /// longer than `MAX_PHRASE_CHARS`, or holding a NUL, becomes up to
+    /// `MAX_TRIGRAMS` of its trigrams without a NUL that must all occur.
+    /// `None` when the needle is too short for trigrams, so a scan has to
+    /// decide.
+    fn for_needle(needle: &str) -> Option<Self> {
+        let needle = needle.to_ascii_lowercase();
+        let chars: Vec<char> = needle.chars().collect();
+        if chars.len() < 3 {
+            return None;
+        }
+        if chars.len() <= MAX_PHRASE_CHARS && !chars.contains(&'\0') {
+            return Some(Self {
+                fts: quoted(&needle),
+                matches: IndexMatches::Exactly,
+            });
+        }
+        let mut trigrams: Vec<String> = chars
+            .windows(3)
+            .filter(|window| !window.contains(&'\0'))
+            .map(|window| window.iter().collect())
+            .collect();
+        trigrams.sort_unstable();
+        trigrams.dedup();
+        if trigrams.is_empty() {
+            return None;
+        }
+        let step = trigrams.len().div_ceil(MAX_TRIGRAMS);
+        let terms: Vec<String> = trigrams.iter().step_by(step).map(|trigram| quoted(trigram)).collect();
+        Some(Self {
+            fts: terms.join(" AND "),
+            matches: IndexMatches::Candidates,
+        })
     }
-    let step = trigrams.len().div_ceil(MAX_TRIGRAMS);
-    let terms: Vec<String> = trigrams
-        .iter()
-        .step_by(step)
-        .map(|trigram| format!("\"{}\"", trigram.replace('"', "\"\"")))
-        .collect();
-    Some(terms.join(" AND "))
+}
+
+/// `text` as an FTS5 string: one phrase of all its tokens.
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
 }
 
 /// How many rows match `filter`. The common shapes are answered from the
@@ -139,14 +179,39 @@ fn count_rows(tx: &Transaction<'_>, filter: &MessageFilter, remembered: &SearchC
     let now = Watermark::read(tx)?;
     let total = match remembered.extendable(filter, now) {
         Some(earlier) => earlier.total + count_newer(tx, filter, earlier.at.newest)?,
-        None => {
-            let (condition, values) = where_clause(filter, TextSearch::Indexed);
-            tx.prepare_cached(&format!("SELECT COUNT(*) FROM messages {condition}"))?
-                .query_row(params_from_iter(values.iter()), |row| row.get(0))?
-        }
+        None => count_afresh(tx, filter)?,
     };
     remembered.remember(filter, Counted { total, at: now });
     Ok(total)
+}
+
+/// Counts every matching row. A search alone with an exact index query is
+/// counted from the index, plus the rows it does not cover yet checked one
+/// by one: no row is read for the covered matches (a common word matches a
+/// fifth of a million rows).
+fn count_afresh(tx: &Transaction<'_>, filter: &MessageFilter) -> rusqlite::Result<i64> {
+    let exact_search = match filter {
+        MessageFilter {
+            from: None,
+            since_unix_micros: None,
+            text_contains: Some(needle),
+        } => TextQuery::for_needle(needle)
+            .filter(|query| query.matches == IndexMatches::Exactly)
+            .map(|query| (query, needle)),
+        _ => None,
+    };
+    if let Some((query, needle)) = exact_search {
+        return tx
+            .prepare_cached(
+                "SELECT (SELECT COUNT(*) FROM message_text WHERE message_text MATCH ?1)
+                      + (SELECT COUNT(*) FROM messages
+                         WHERE seq > (SELECT indexed_through FROM text_index) AND contains_folded(text, ?2))",
+            )?
+            .query_row(params![query.fts, needle], |row| row.get(0));
+    }
+    let (condition, values) = where_clause(filter, TextSearch::Indexed);
+    tx.prepare_cached(&format!("SELECT COUNT(*) FROM messages {condition}"))?
+        .query_row(params_from_iter(values.iter()), |row| row.get(0))
 }
 
 /// Matching rows above `seq`, found by the rowid alone and checked one by
