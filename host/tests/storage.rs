@@ -74,8 +74,10 @@ fn filters() -> Vec<MessageFilter> {
         Some("a"),
         Some(""),
         Some("quick brown fox jumps over the lazy dog, again and again"),
-        // Longer than one phrase query: its index query only narrows.
+        // Longer than one phrase query: its index query only narrows, the
+        // second to a text holding all of its trigrams but not the needle.
         Some("the QUICK brown fox jumps over the lazy dog, again and again and again"),
+        Some("again and again and again and again and again and again and again and"),
         Some("absent text"),
     ];
     let mut filters = Vec::new();

@@ -66,30 +66,28 @@ const WALK_BUDGET: i64 = 20_000;
 
 /// `WHERE` clause and its parameters for a filter.
 fn where_clause(filter: &MessageFilter, search: TextSearch) -> (String, Vec<Value>) {
-    let mut conditions = Vec::new();
+    let mut conditions: Vec<String> = Vec::new();
     let mut values = Vec::new();
     if let Some(from) = &filter.from {
-        conditions.push("from_msisdn = ?");
+        conditions.push("from_msisdn = ?".into());
         values.push(Value::Text(from.clone()));
     }
     if let Some(since) = filter.since_unix_micros {
-        conditions.push("ts_micros >= ?");
+        conditions.push("ts_micros >= ?".into());
         values.push(Value::Integer(since));
     }
     if let Some(needle) = &filter.text_contains {
-        if let Some(query) = TextQuery::for_needle(needle).filter(|_| search == TextSearch::Indexed) {
-            // Rows the index does not cover yet are all candidates.
-            conditions.push(
-                "seq IN (SELECT rowid FROM message_text WHERE message_text MATCH ?
-                         UNION ALL
-                         SELECT seq FROM messages WHERE seq > (SELECT indexed_through FROM text_index))",
-            );
-            values.push(Value::Text(query.fts));
+        let query = TextQuery::for_needle(needle).filter(|_| search == TextSearch::Indexed);
+        if let Some(query) = &query {
+            conditions.push(format!("seq IN {INDEXED_TEXT_ROWS}"));
+            values.extend(query.parameters(needle));
         }
-        // Decides for the rows the index does not cover and for long needles,
-        // whose index query only narrows the candidates (see `text_match`).
-        conditions.push("contains_folded(text, ?)");
-        values.push(Value::Text(needle.clone()));
+        // A scan, or an index query that only narrows the candidates, needs
+        // every row checked (see `text_match`).
+        if query.is_none_or(|query| query.matches == IndexMatches::Candidates) {
+            conditions.push("contains_folded(text, ?)".into());
+            values.push(Value::Text(needle.clone()));
+        }
     }
     if conditions.is_empty() {
         (String::new(), values)
@@ -97,6 +95,14 @@ fn where_clause(filter: &MessageFilter, search: TextSearch) -> (String, Vec<Valu
         (format!("WHERE {}", conditions.join(" AND ")), values)
     }
 }
+
+/// The row numbers a `TextQuery` finds: its matches among the rows the text
+/// index covers, and the newer rows that hold the needle. Parameters: the
+/// FTS5 query, then the needle (`TextQuery::parameters`).
+const INDEXED_TEXT_ROWS: &str = "(
+    SELECT rowid FROM message_text WHERE message_text MATCH ?
+    UNION ALL
+    SELECT seq FROM messages WHERE seq > (SELECT indexed_through FROM text_index) AND contains_folded(text, ?))";
 
 /// An FTS5 query over the trigram index (which holds `lower(text)`) for a
 /// `q` needle.
@@ -151,6 +157,11 @@ impl TextQuery {
             matches: IndexMatches::Candidates,
         })
     }
+
+    /// The values `INDEXED_TEXT_ROWS` binds.
+    fn parameters(&self, needle: &str) -> [Value; 2] {
+        [Value::Text(self.fts.clone()), Value::Text(needle.to_owned())]
+    }
 }
 
 /// `text` as an FTS5 string: one phrase of all its tokens.
@@ -185,29 +196,20 @@ fn count_rows(tx: &Transaction<'_>, filter: &MessageFilter, remembered: &SearchC
     Ok(total)
 }
 
-/// Counts every matching row. A search alone with an exact index query is
-/// counted from the index, plus the rows it does not cover yet checked one
-/// by one: no row is read for the covered matches (a common word matches a
-/// fifth of a million rows).
+/// Counts every matching row. A search alone with an exact index query
+/// counts the row numbers the index gives without reading a row (a common
+/// word matches a fifth of a million rows).
 fn count_afresh(tx: &Transaction<'_>, filter: &MessageFilter) -> rusqlite::Result<i64> {
-    let exact_search = match filter {
-        MessageFilter {
-            from: None,
-            since_unix_micros: None,
-            text_contains: Some(needle),
-        } => TextQuery::for_needle(needle)
-            .filter(|query| query.matches == IndexMatches::Exactly)
-            .map(|query| (query, needle)),
-        _ => None,
-    };
-    if let Some((query, needle)) = exact_search {
+    if let MessageFilter {
+        from: None,
+        since_unix_micros: None,
+        text_contains: Some(needle),
+    } = filter
+        && let Some(query) = TextQuery::for_needle(needle).filter(|query| query.matches == IndexMatches::Exactly)
+    {
         return tx
-            .prepare_cached(
-                "SELECT (SELECT COUNT(*) FROM message_text WHERE message_text MATCH ?1)
-                      + (SELECT COUNT(*) FROM messages
-                         WHERE seq > (SELECT indexed_through FROM text_index) AND contains_folded(text, ?2))",
-            )?
-            .query_row(params![query.fts, needle], |row| row.get(0));
+            .prepare_cached(&format!("SELECT COUNT(*) FROM {INDEXED_TEXT_ROWS}"))?
+            .query_row(params_from_iter(query.parameters(needle)), |row| row.get(0));
     }
     let (condition, values) = where_clause(filter, TextSearch::Indexed);
     tx.prepare_cached(&format!("SELECT COUNT(*) FROM messages {condition}"))?
