@@ -22,7 +22,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(database = %config.database.display(), "storage ready");
     let runtime = Runtime::new(config.guest_limits)?;
     tracing::info!(memory_reset = runtime.memory_reset.as_str(), "engine ready");
-    let cache = CompileCache::new(config.guest_cache.clone());
+    let cache = CompileCache::open(config.guest_cache.clone());
     let guest = Guest::load(&runtime, &config.guest, &cache)?;
     tracing::info!(
         path = %guest.path.display(),
