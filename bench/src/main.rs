@@ -1,8 +1,10 @@
 //! `make bench`: runs the real `inlet` binary with the real guest on
 //! 127.0.0.1 and measures ingest, duplicates, a trivial "hello" guest on the
 //! same host, reads over a seeded database, start-up, hot swap, peak memory
-//! and the image size. Prints a table and writes the results as JSON.
+//! and the image size, and the same host with spinning guests beside real
+//! traffic. Prints a table and writes the results as JSON.
 
+mod containment;
 mod load;
 mod report;
 mod requests;
@@ -39,7 +41,7 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     ratio_rounds: usize,
     /// Which parts to run.
-    #[arg(long, value_delimiter = ',', default_value = "ingest,reads,startup,swap")]
+    #[arg(long, value_delimiter = ',', default_value = "ingest,reads,startup,swap,containment")]
     phases: Vec<Phase>,
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench/results.json")]
@@ -52,6 +54,7 @@ enum Phase {
     Reads,
     Startup,
     Swap,
+    Containment,
 }
 
 /// Most requests one load scenario may send, whatever its duration.
@@ -76,6 +79,9 @@ fn main() -> anyhow::Result<()> {
     }
     if runs(Phase::Swap) {
         timing::hot_swap(cli.repeats, &mut results);
+    }
+    if runs(Phase::Containment) {
+        containment::run(cli.seconds, &runtime, &mut results)?;
     }
     if let Some(bytes) = image_size() {
         results.value("runtime image size", bytes as f64 / (1024.0 * 1024.0), "MiB");

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use inlet::config::WebhookSecret;
-use inlet::limits::GuestLimits;
+pub use inlet::limits::GuestLimits;
 pub use inlet::runtime::GuestFailure;
 use inlet::runtime::{self, CompileCache, Guest, GuestReply, Runtime, Services};
 use inlet::telemetry::metrics::{self, Metrics};
@@ -93,7 +93,13 @@ impl Exchange {
 impl Harness {
     /// Loads the guest at `path` (as `inlet serve` would) over `store`.
     pub fn new(path: impl AsRef<Path>, store: impl MessageStore) -> anyhow::Result<Self> {
-        let runtime = Runtime::new(GuestLimits::default())?;
+        Self::with_limits(path, store, GuestLimits::default())
+    }
+
+    /// The same, with `limits` instead of the defaults (a short deadline, a
+    /// small memory cap).
+    pub fn with_limits(path: impl AsRef<Path>, store: impl MessageStore, limits: GuestLimits) -> anyhow::Result<Self> {
+        let runtime = Runtime::new(limits)?;
         let guest = Guest::load(&runtime, path.as_ref(), &CompileCache::default())?;
         Ok(Self {
             guest: Arc::new(guest),
@@ -172,14 +178,16 @@ impl Harness {
                     failure: exit.result.err(),
                 }
             }
-            GuestReply::Failed { exit } => Exchange {
-                status: 500,
-                headers: Vec::new(),
-                body: Vec::new(),
+            GuestReply::Failed { fields, failure } => Exchange {
+                status: failure.status().as_u16(),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: serde_json::json!({ "detail": failure.client_detail() })
+                    .to_string()
+                    .into_bytes(),
                 storage_calls: Vec::new(),
                 webhook_results: Vec::new(),
-                log: exit.fields,
-                failure: exit.result.err(),
+                log: fields,
+                failure: Some(failure),
             },
         };
         exchange.storage_calls = self.store.take_calls();

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use inlet_harness::{
-    Harness, InsertOutcome, Level, Message, MessageStore, MockStore, Operation, SqliteStore, StorageCall, StoreError,
-    Timestamp,
+    GuestLimits, Harness, InsertOutcome, Level, Message, MessageStore, MockStore, Operation, SqliteStore, StorageCall,
+    StoreError, Timestamp,
 };
 use serde_json::json;
 
@@ -207,4 +207,35 @@ async fn guest_behaves_the_same_on_the_mock_and_on_sqlite() {
     }
     let created = on_sqlite.iter().filter(|(status, _)| *status == 200).count();
     assert!(created > 10, "the session exercised real work: {on_sqlite:?}");
+}
+
+/// The misbehaving fixture guest (`make fixtures`).
+fn fixture_guest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/fixtures/wasm32-wasip2/release/inlet_fixture_misbehaving.wasm")
+}
+
+#[tokio::test]
+async fn a_failing_guest_gets_the_answer_the_server_gives() {
+    let limits = GuestLimits {
+        request_timeout: std::time::Duration::from_millis(300),
+        memory_bytes: 16 << 20,
+        ..GuestLimits::default()
+    };
+    let harness = Harness::with_limits(fixture_guest(), MockStore::new(), limits).unwrap();
+    for (path, status, detail, failure) in [
+        ("/loop", 504, "request deadline exceeded", "deadline"),
+        ("/hammer", 504, "request deadline exceeded", "deadline"),
+        ("/alloc", 500, "internal error", "memory"),
+        ("/panic", 500, "internal error", "trap"),
+    ] {
+        let exchange = harness.get(path).await;
+        assert_eq!(
+            (exchange.status, exchange.json()),
+            (status, json!({"detail": detail})),
+            "{path}"
+        );
+        assert_eq!(exchange.failure.as_ref().map(|f| f.reason()), Some(failure), "{path}");
+    }
+    assert_eq!(harness.get("/fine").await.status, 200);
 }

@@ -221,22 +221,16 @@ impl App {
                 });
                 response
             }
-            GuestReply::Failed { exit } if tripped.load(Ordering::SeqCst) => {
-                drop(exit);
-                self.reject_too_large(info)
-            }
-            GuestReply::Failed { exit } => {
-                let status = match exit.result {
-                    Err(GuestFailure::Deadline) => StatusCode::GATEWAY_TIMEOUT,
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
-                };
-                let detail = if status == StatusCode::GATEWAY_TIMEOUT {
-                    "request deadline exceeded"
-                } else {
-                    "internal error"
+            GuestReply::Failed { .. } if tripped.load(Ordering::SeqCst) => self.reject_too_large(info),
+            GuestReply::Failed { fields, failure } => {
+                let status = failure.status();
+                let response = detail_response(status, failure.client_detail());
+                let exit = GuestExit {
+                    fields,
+                    result: Err(failure),
                 };
                 self.finish_guest(&info, status, exit);
-                detail_response(status, detail)
+                response
             }
         }
     }

@@ -121,6 +121,55 @@ fn a_spinning_guest_does_not_block_others() {
     });
 }
 
+/// Latency of each of `count` GETs of `path`, one after another.
+fn latencies(server: &Server, path: &str, count: usize) -> Vec<Duration> {
+    (0..count)
+        .map(|_| {
+            let started = Instant::now();
+            assert_eq!(server.get(path).status, 200, "{path}");
+            started.elapsed()
+        })
+        .collect()
+}
+
+#[test]
+fn more_spinning_guests_than_cores_delay_neither_the_host_nor_each_other() {
+    // Four per core: before guests yielded at epoch ticks, each pair of
+    // spinners held both tokio workers for a whole deadline, so the last
+    // got its 504 after 4 deadlines and the probes waited seconds.
+    const SPINNERS: usize = 8;
+    let deadline = Duration::from_millis(1000);
+    let server = fixture_server();
+    let (ends, mut probes) = std::thread::scope(|scope| {
+        let spinners: Vec<_> = (0..SPINNERS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let started = Instant::now();
+                    (server.get("/loop").status, started.elapsed())
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut probes = latencies(&server, "/health/live", 50);
+        probes.extend(latencies(&server, "/metrics", 50));
+        let ends: Vec<_> = spinners.into_iter().map(|s| s.join().unwrap()).collect();
+        (ends, probes)
+    });
+    for (status, took) in &ends {
+        assert_eq!(*status, 504);
+        assert!(
+            *took < deadline + Duration::from_millis(400),
+            "a spinner's 504 came after {took:?}: {ends:?}"
+        );
+    }
+    probes.sort_unstable();
+    let (median, slowest) = (probes[probes.len() / 2], probes[probes.len() - 1]);
+    eprintln!("probes beside {SPINNERS} spinners: median {median:?}, slowest {slowest:?}; spinner ends {ends:?}");
+    assert!(median < Duration::from_millis(10), "median probe {median:?}");
+    assert!(slowest < Duration::from_millis(100), "slowest probe {slowest:?}");
+    assert_healthy(&server);
+}
+
 #[test]
 fn a_guest_cannot_forge_the_fields_the_host_writes() {
     let server = fixture_server();

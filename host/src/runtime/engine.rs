@@ -4,7 +4,8 @@ use anyhow::Context;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::epoch::{EPOCH_TICK, EpochTicker};
+use super::epoch::EpochTicker;
+use super::executor::GuestExecutor;
 use super::sandbox::Sandbox;
 use crate::bindings::inlet::service::{log, metrics, storage};
 use crate::limits::GuestLimits;
@@ -17,6 +18,7 @@ pub struct Runtime {
     pub limits: GuestLimits,
     pub memory_reset: MemoryReset,
     pub ticker: EpochTicker,
+    pub executor: GuestExecutor,
 }
 
 /// How a freed instance's linear memory is made fresh for the next one.
@@ -55,6 +57,7 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
         let ticker = EpochTicker::start(&engine)?;
+        let executor = GuestExecutor::start()?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -67,12 +70,8 @@ impl Runtime {
             limits,
             memory_reset,
             ticker,
+            executor,
         })
-    }
-
-    /// The request deadline in epoch ticks.
-    pub fn deadline_ticks(&self) -> u64 {
-        (self.limits.request_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }
 }
 

@@ -1,5 +1,6 @@
-//! The clock guest deadlines are counted on: the engine's epoch, advanced
-//! every `EPOCH_TICK` while at least one guest runs.
+//! The engine's epoch, advanced every `EPOCH_TICK` while at least one guest
+//! runs: at each tick a computing guest yields its worker, and one past its
+//! request's deadline is stopped there.
 //!
 //! Only a running guest checks its epoch deadline, so an idle server has no
 //! reason to tick. A free-running ticker woke the process 100 times a second
@@ -12,8 +13,8 @@ use std::time::Duration;
 
 use wasmtime::{Engine, EngineWeak};
 
-/// How often the epoch advances while guests run; request deadlines are
-/// counted in these ticks.
+/// How often the epoch advances while guests run: the longest a computing
+/// guest holds a worker before others get their turn.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Handle to the ticker thread; `running` marks a guest as running.
@@ -43,8 +44,7 @@ impl EpochTicker {
     }
 
     /// Marks one guest as running for the life of the returned guard; the
-    /// first one wakes the ticker. A deadline set from now on is counted in
-    /// whole ticks from the first one after this call.
+    /// first one wakes the ticker.
     pub fn running(&self) -> Running {
         if self.running.fetch_add(1, Ordering::AcqRel) == 0 {
             self.thread.unpark();

@@ -2,16 +2,18 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 use super::cache::{Compilation, CompileCache};
 use super::engine::Runtime;
 use super::epoch::EpochTicker;
+use super::executor::GuestExecutor;
 use super::instances::IdleInstances;
 use super::sandbox::{Sandbox, Services};
 use crate::bindings::ServicePre;
@@ -28,9 +30,10 @@ pub struct Guest {
     pub compilation: Compilation,
     /// The limits of the runtime that loaded it.
     pub limits: GuestLimits,
-    pub deadline_ticks: u64,
-    /// Advances the deadline clock while this guest's instances run.
+    /// Advances the epoch, at which instances yield, while they run.
     pub ticker: EpochTicker,
+    /// Where its instances run.
+    pub executor: GuestExecutor,
     /// Instances waiting for their next request (none unless reuse is on).
     pub idle: IdleInstances,
 }
@@ -60,8 +63,8 @@ impl Guest {
             loaded_at: Utc::now(),
             compilation,
             limits: runtime.limits,
-            deadline_ticks: runtime.deadline_ticks(),
             ticker: runtime.ticker.clone(),
+            executor: runtime.executor.clone(),
             idle: IdleInstances::new(
                 runtime.limits.max_instances as usize,
                 runtime.limits.requests_per_instance,
@@ -69,22 +72,31 @@ impl Guest {
         })
     }
 
-    /// A fresh store for one instance: the sandbox, its memory cap and the
-    /// request deadline (counted from now).
-    pub fn new_store(&self, services: Arc<Services>, id: RequestId) -> Store<Sandbox> {
-        let sandbox = Sandbox::new(services, id, self.limits.memory_bytes);
+    /// A fresh store for request `id`: the sandbox, its memory cap and
+    /// its `deadline`. At every epoch tick a computing instance traps if
+    /// its deadline has passed, and otherwise yields its worker, so that
+    /// computing guests take turns with everything else on the workers.
+    pub fn new_store(&self, services: Arc<Services>, id: RequestId, deadline: Instant) -> Store<Sandbox> {
+        let sandbox = Sandbox::new(services, id, deadline, self.limits.memory_bytes);
         let mut store = Store::new(self.pre.engine(), sandbox);
         store.limiter(|sandbox| &mut sandbox.limiter);
-        store.set_epoch_deadline(self.deadline_ticks);
-        store.epoch_deadline_trap();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|store| {
+            Ok(if Instant::now() >= store.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                // tokio's own yield, as wasmtime advises: it also lets the
+                // worker see timers and I/O before this guest's next turn.
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
         store
     }
 
     /// Readies a reused store for request `id`: its own log line, a clean
-    /// memory-limit flag and a deadline counted from now.
-    pub fn reset_store(&self, store: &mut Store<Sandbox>, id: RequestId) {
-        store.data_mut().begin_request(id);
-        store.set_epoch_deadline(self.deadline_ticks);
+    /// memory-limit flag and its `deadline`.
+    pub fn reset_store(&self, store: &mut Store<Sandbox>, id: RequestId, deadline: Instant) {
+        store.data_mut().begin_request(id, deadline);
     }
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use hyper::StatusCode;
 use hyper::body::{Body, Bytes};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -51,6 +52,23 @@ impl GuestFailure {
         }
     }
 
+    /// The status a client gets when the guest failed before answering.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Deadline => StatusCode::GATEWAY_TIMEOUT,
+            Self::Memory | Self::Trap(_) | Self::NoResponse(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the client is told with `status`: the details stay in the log.
+    pub fn client_detail(&self) -> &'static str {
+        match self {
+            Self::Deadline => "request deadline exceeded",
+            Self::Memory | Self::Trap(_) | Self::NoResponse(_) => "internal error",
+        }
+    }
+
+    /// What the log line says went wrong.
     pub fn detail(&self) -> String {
         match self {
             Self::Deadline => "the request ran past its deadline".into(),
@@ -76,7 +94,7 @@ pub enum GuestReply {
         exit: JoinHandle<GuestExit>,
     },
     /// The guest failed before setting a response.
-    Failed { exit: GuestExit },
+    Failed { fields: LogFields, failure: GuestFailure },
 }
 
 /// Runs `request` in a fresh instance of `guest`, bounded by its limits.
@@ -91,14 +109,18 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let (sender, receiver) = oneshot::channel();
-    let task = tokio::spawn(async move {
+    let executor = guest.executor.clone();
+    let task = executor.spawn(async move {
         let _deadline_clock = guest.ticker.running();
-        let (mut store, service, served) = checkout(&guest, services, id);
-        let timeout = guest.limits.request_timeout;
-        let result = match tokio::time::timeout(timeout, run(&guest, &mut store, service, request, sender)).await {
+        let deadline = Instant::now() + guest.limits.request_timeout;
+        let (mut store, service, served) = checkout(&guest, services, id, deadline);
+        // A computing guest traps at its first epoch tick past the deadline
+        // (`Guest::new_store`); one waiting on the host (storage, the
+        // client's body) is abandoned here.
+        let running = run(&guest, &mut store, service, request, sender);
+        let result = match tokio::time::timeout_at(deadline.into(), running).await {
             Ok(Ok(service)) => Ok(service),
             Ok(Err(error)) => Err(classify(&error, store.data())),
-            // Waiting on the host (storage, the client's body) past the deadline.
             Err(_) => Err(GuestFailure::Deadline),
         };
         let fields = store.data_mut().take_log_fields();
@@ -112,24 +134,25 @@ where
     });
     match receiver.await {
         Ok(Ok(response)) => GuestReply::Response { response, exit: task },
-        Ok(Err(code)) => GuestReply::Failed {
-            exit: failed_exit(task, Some(code)).await,
-        },
-        Err(_) => GuestReply::Failed {
-            exit: failed_exit(task, None).await,
-        },
+        Ok(Err(code)) => failed(task, Some(code)).await,
+        Err(_) => failed(task, None).await,
     }
 }
 
 /// An idle instance when reuse is on and one is waiting, else a fresh store
 /// (instantiated in `run`); with the requests it has served so far.
-fn checkout(guest: &Guest, services: Arc<Services>, id: RequestId) -> (Store<Sandbox>, Option<Service>, u32) {
+fn checkout(
+    guest: &Guest,
+    services: Arc<Services>,
+    id: RequestId,
+    deadline: Instant,
+) -> (Store<Sandbox>, Option<Service>, u32) {
     match guest.idle.take() {
         Some(mut instance) => {
-            guest.reset_store(&mut instance.store, id);
+            guest.reset_store(&mut instance.store, id, deadline);
             (instance.store, Some(instance.service), instance.served)
         }
-        None => (guest.new_store(services, id), None, 0),
+        None => (guest.new_store(services, id, deadline), None, 0),
     }
 }
 
@@ -181,16 +204,19 @@ fn classify(error: &wasmtime::Error, sandbox: &Sandbox) -> GuestFailure {
 }
 
 /// Waits for a guest that did not produce a response, and explains why.
-async fn failed_exit(task: JoinHandle<GuestExit>, code: Option<ErrorCode>) -> GuestExit {
-    let mut exit = task.await.unwrap_or_else(|join_error| GuestExit {
+async fn failed(task: JoinHandle<GuestExit>, code: Option<ErrorCode>) -> GuestReply {
+    let exit = task.await.unwrap_or_else(|join_error| GuestExit {
         fields: LogFields::default(),
         result: Err(GuestFailure::Trap(format!("guest task failed: {join_error}"))),
     });
-    if exit.result.is_ok() {
-        exit.result = Err(GuestFailure::NoResponse(match code {
+    let failure = exit.result.err().unwrap_or_else(|| {
+        GuestFailure::NoResponse(match code {
             Some(code) => format!("guest answered with error code {code:?}"),
             None => "guest returned without setting a response".into(),
-        }));
+        })
+    });
+    GuestReply::Failed {
+        fields: exit.fields,
+        failure,
     }
-    exit
 }

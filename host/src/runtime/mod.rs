@@ -4,6 +4,7 @@
 mod cache;
 mod engine;
 mod epoch;
+mod executor;
 mod guest;
 mod imports;
 mod instances;
@@ -14,6 +15,7 @@ mod stderr;
 
 pub use cache::{Compilation, CompileCache};
 pub use engine::Runtime;
+pub use executor::{GuestExecutor, WORKER_NAME};
 pub use guest::{Guest, GuestSlot};
 pub use invoke::{GuestExit, GuestFailure, GuestReply, call};
 pub use reload::{ReloadOutcome, Reloader, Trigger};

@@ -133,12 +133,18 @@ impl Reloader {
         let guest = tokio::task::spawn_blocking(move || Guest::load(&runtime, &path, &cache))
             .await
             .context("guest compilation task failed")??;
+        // On the guest workers and within a request's deadline, like any
+        // instance: a start function that spins is stopped, not waited for.
         let id = RequestId::from_header(Some("guest-reload"));
-        let mut store = guest.new_store(self.services.clone(), id);
-        guest
-            .pre
-            .instantiate_async(&mut store)
+        let mut store = guest.new_store(self.services.clone(), id, Instant::now() + guest.limits.request_timeout);
+        let (pre, ticker) = (guest.pre.clone(), guest.ticker.clone());
+        let trial = guest.executor.spawn(async move {
+            let _clock = ticker.running();
+            pre.instantiate_async(&mut store).await.map(drop)
+        });
+        trial
             .await
+            .context("guest instantiation task failed")?
             .map_err(anyhow::Error::from)
             .context("the guest failed to instantiate")?;
         Ok(guest)

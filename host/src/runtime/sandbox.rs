@@ -5,6 +5,7 @@
 //! line, plus the Inlet imports bound to this request's log line.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -32,13 +33,15 @@ pub struct Sandbox {
     hooks: DenyOutgoingHttp,
     pub services: Arc<Services>,
     pub request_id: RequestId,
+    /// When this request's time is up (`REQUEST_TIMEOUT_MS` from its start).
+    pub deadline: Instant,
     pub fields: LogFields,
     stderr: GuestStderr,
     pub limiter: MemoryLimiter,
 }
 
 impl Sandbox {
-    pub fn new(services: Arc<Services>, request_id: RequestId, memory_bytes: usize) -> Self {
+    pub fn new(services: Arc<Services>, request_id: RequestId, deadline: Instant, memory_bytes: usize) -> Self {
         let stderr = GuestStderr::default();
         let wasi = WasiCtx::builder()
             .env("WEBHOOK_SECRET", services.secret.expose())
@@ -51,6 +54,7 @@ impl Sandbox {
             hooks: DenyOutgoingHttp,
             services,
             request_id,
+            deadline,
             fields: LogFields::default(),
             stderr,
             limiter: MemoryLimiter {
@@ -61,8 +65,9 @@ impl Sandbox {
     }
 
     /// Starts another request in a reused instance.
-    pub fn begin_request(&mut self, request_id: RequestId) {
+    pub fn begin_request(&mut self, request_id: RequestId, deadline: Instant) {
         self.request_id = request_id;
+        self.deadline = deadline;
         self.fields = LogFields::default();
         self.limiter.exceeded = false;
     }
