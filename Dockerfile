@@ -1,8 +1,8 @@
 # Inlet: the wasmtime host and its guest component, in a runtime image that
 # holds only the binary, the guest and the shared libraries they load.
 #
-# The builder base is named by an ARG; this repository's .ci/base-images.sh
-# makes it locally where no registry can be reached.
+# The builder base is named by an ARG; host/docker/base-image.sh (run by
+# `make up`) pulls it, or makes it locally where no registry can be reached.
 ARG RUST_IMAGE=rust:1.95-slim-bookworm
 
 FROM ${RUST_IMAGE} AS builder
@@ -11,32 +11,29 @@ RUN rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add
 
 # Dependencies first, against stub sources: editing the code later reuses
 # this layer instead of fetching and compiling every crate again.
-COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
 COPY host/Cargo.toml host/
 COPY guest/Cargo.toml guest/
-COPY harness/Cargo.toml harness/
-COPY signature/Cargo.toml signature/
+COPY guest/signature/Cargo.toml guest/signature/
 COPY tests/Cargo.toml tests/
-COPY bench/Cargo.toml bench/
-RUN mkdir -p host/src guest/src harness/src signature/src tests/src bench/src \
+COPY tests/harness/Cargo.toml tests/harness/
+COPY tests/bench/Cargo.toml tests/bench/
+RUN mkdir -p host/src guest/src guest/signature/src tests/src tests/harness/src tests/bench/src \
  && echo 'fn main() {}' > host/src/main.rs \
- && echo 'fn main() {}' > bench/src/main.rs \
- && touch guest/src/lib.rs harness/src/lib.rs signature/src/lib.rs tests/src/lib.rs \
+ && echo 'fn main() {}' > tests/bench/src/main.rs \
+ && touch guest/src/lib.rs guest/signature/src/lib.rs tests/src/lib.rs tests/harness/src/lib.rs \
  && cargo build --release --locked -p inlet \
  && cargo build --release --locked -p inlet-guest --target wasm32-wasip2 \
- && rm -rf host/src guest/src harness/src signature/src tests/src bench/src
+ && rm -rf host/src guest/src guest/signature/src tests/src tests/harness/src tests/bench/src
 
 COPY wit wit
 COPY host host
 COPY guest guest
-COPY harness harness
-COPY signature signature
 COPY tests tests
-COPY bench bench
 # COPY keeps the context's modification times, which can predate the stub
 # build; touching the crate roots makes cargo rebuild them.
-RUN touch host/src/main.rs host/src/lib.rs guest/src/lib.rs signature/src/lib.rs \
+RUN touch host/src/main.rs host/src/lib.rs guest/src/lib.rs guest/signature/src/lib.rs \
  && cargo build --release --locked -p inlet \
  && cargo build --release --locked -p inlet-guest --target wasm32-wasip2
 

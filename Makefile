@@ -40,11 +40,13 @@ run: build
 
 ## test: every test: unit tests (host, guest logic, signature) and end-to-end
 ## tests against the real binary and the real guest. Reuses the release build.
+## The tests that need root (they mount) are ignored unless run as root.
+TEST_ARGS ?= $(if $(filter 0,$(shell id -u)),--include-ignored)
 test: build fixtures
-	$(CARGO) test --release --locked --workspace
+	$(CARGO) test --release --locked --workspace -- $(TEST_ARGS)
 
 ## test-guest: only the guest-in-isolation tests (mock host imports, no server)
-test-guest: guest
+test-guest: guest fixtures
 	$(CARGO) test --release --locked -p inlet-harness
 
 ## bench: load and timing benchmarks against the real binary and guest (about 4 minutes,
@@ -69,7 +71,9 @@ lint: wasm-target
 		--target wasm32-wasip2 --target-dir target/fixtures -- -D warnings
 
 ## up: build the image and start the `api` service on http://localhost:8000
+## (the builder's base image is pulled, or made locally where no registry answers)
 up:
+	bash host/docker/base-image.sh
 	$(COMPOSE) up -d --build
 
 ## down: stop it and remove its volume (the database)

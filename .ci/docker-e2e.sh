@@ -32,8 +32,6 @@ wait_ready() {
   return 1
 }
 
-bash .ci/base-images.sh || { echo "cannot make the base images"; exit 1; }
-
 # 1. As the evaluator does it.
 export WEBHOOK_SECRET=testsecret DATABASE_URL=sqlite:///data/app.db
 trap 'make down >/dev/null 2>&1' EXIT

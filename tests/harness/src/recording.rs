@@ -9,19 +9,26 @@ use crate::{InsertOutcome, Message, MessageStats, MessageStore, Page, PageReques
 /// One storage call, as the guest made it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StorageCall {
+    /// `insert` of this message.
     Insert(Message),
+    /// `list` with this request.
     List(PageRequest),
-    Stats { top_senders: u32 },
+    /// `stats`.
+    Stats {
+        /// How many top senders the guest asked for.
+        top_senders: u32,
+    },
+    /// `ping` (the readiness check).
     Ping,
 }
 
-pub struct RecordingStore {
+pub(crate) struct RecordingStore {
     inner: Box<dyn MessageStore>,
     calls: Mutex<Vec<StorageCall>>,
 }
 
 impl RecordingStore {
-    pub fn new(inner: impl MessageStore) -> Self {
+    pub(crate) fn new(inner: impl MessageStore) -> Self {
         Self {
             inner: Box::new(inner),
             calls: Mutex::new(Vec::new()),
@@ -29,7 +36,7 @@ impl RecordingStore {
     }
 
     /// The calls since the last `take_calls`.
-    pub fn take_calls(&self) -> Vec<StorageCall> {
+    pub(crate) fn take_calls(&self) -> Vec<StorageCall> {
         std::mem::take(&mut *self.calls.lock().expect("calls lock"))
     }
 

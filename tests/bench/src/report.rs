@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::load::LoadResult;
 
 #[derive(Debug, Serialize)]
-pub struct Results {
+pub(crate) struct Results {
     machine: Machine,
     settings: Settings,
     loads: Vec<NamedLoad>,
@@ -55,7 +55,7 @@ struct NamedValue {
 }
 
 impl Results {
-    pub fn new(seconds_per_load: u64, seeded_rows: u64, read_connections: usize) -> Self {
+    pub(crate) fn new(seconds_per_load: u64, seeded_rows: u64, read_connections: usize) -> Self {
         Self {
             machine: Machine::this(),
             settings: Settings {
@@ -69,7 +69,7 @@ impl Results {
         }
     }
 
-    pub fn load(&mut self, name: &str, result: LoadResult) {
+    pub(crate) fn load(&mut self, name: &str, result: LoadResult) {
         println!(
             "  {name}: {} conns, {:.0} req/s, p99 {:.1} ms, {} errors",
             result.connections, result.requests_per_second, result.p99_ms, result.errors
@@ -80,13 +80,13 @@ impl Results {
         });
     }
 
-    pub fn timing(&mut self, name: &str, runs: &[Duration]) {
+    pub(crate) fn timing(&mut self, name: &str, runs: &[Duration]) {
         let runs_ms: Vec<f64> = runs.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
         self.spread(name, &runs_ms, "ms");
     }
 
     /// `runs` of one measure, reported by their median.
-    pub fn spread(&mut self, name: &str, runs: &[f64], unit: &str) {
+    pub(crate) fn spread(&mut self, name: &str, runs: &[f64], unit: &str) {
         let mut runs = runs.to_vec();
         runs.sort_by(f64::total_cmp);
         let median = runs.get(runs.len() / 2).copied().unwrap_or(f64::NAN);
@@ -99,7 +99,7 @@ impl Results {
         });
     }
 
-    pub fn value(&mut self, name: &str, value: f64, unit: &str) {
+    pub(crate) fn value(&mut self, name: &str, value: f64, unit: &str) {
         println!("  {name}: {value:.2} {unit}");
         self.values.push(NamedValue {
             name: name.into(),
@@ -108,7 +108,7 @@ impl Results {
         });
     }
 
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         let m = &self.machine;
         println!(
             "\n{} cores ({}), {:.0} GiB, commit {}; load generator on the same machine",
@@ -134,7 +134,7 @@ impl Results {
         }
     }
 
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> anyhow::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }

@@ -94,7 +94,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn address(server: &Server) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], server.port))
+    SocketAddr::from(([127, 0, 0, 1], server.port()))
 }
 
 fn push(
@@ -104,12 +104,22 @@ fn push(
     seconds: u64,
     factory: RequestFactory,
 ) -> anyhow::Result<LoadResult> {
+    runtime.block_on(drive(server, connections, Duration::from_secs(seconds), factory))
+}
+
+/// `connections` closed-loop connections to `server` for `duration`.
+async fn drive(
+    server: &Server,
+    connections: usize,
+    duration: Duration,
+    factory: RequestFactory,
+) -> anyhow::Result<LoadResult> {
     let load = Load {
         connections,
-        duration: Duration::from_secs(seconds),
+        duration,
         max_requests: MAX_REQUESTS,
     };
-    runtime.block_on(load::run(address(server), load, factory))
+    load::run(address(server), load, factory).await
 }
 
 /// Ingest at 32 and 128 connections, the same ids again, then the hello

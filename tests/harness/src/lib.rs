@@ -36,10 +36,10 @@ use serde_json::Value;
 pub use inlet::bindings::inlet::service::storage::{
     InsertOutcome, Message, MessageFilter, MessageStats, Page, PageRequest, SenderCount, Timestamp,
 };
-pub use inlet::storage::{MessageStore, SqliteStore, StoreError};
-pub use inlet::telemetry::request_log::Level;
+pub use inlet::storage::{MessageStore, Operation, SqliteStore, StoreError};
+pub use inlet::telemetry::logging::Level;
 pub use inlet_signature::SigningKey;
-pub use mock::{MockStore, Operation};
+pub use mock::MockStore;
 pub use recording::StorageCall;
 
 use recording::RecordingStore;
@@ -57,8 +57,11 @@ pub struct Harness {
 /// What one request produced.
 #[derive(Debug)]
 pub struct Exchange {
+    /// The HTTP status: the guest's, or the host's for a failed guest (`GuestFailure::status`).
     pub status: u16,
+    /// Response headers as (name, value), one pair per value; values decoded lossily as UTF-8.
     pub headers: Vec<(String, String)>,
+    /// The whole response body.
     pub body: Vec<u8>,
     /// Storage calls the guest made, in order.
     pub storage_calls: Vec<StorageCall>,
@@ -77,6 +80,7 @@ impl Exchange {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
+    /// The first header called `name`, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -181,9 +185,7 @@ impl Harness {
             GuestReply::Failed { fields, failure } => Exchange {
                 status: failure.status().as_u16(),
                 headers: vec![("content-type".into(), "application/json".into())],
-                body: serde_json::json!({ "detail": failure.client_detail() })
-                    .to_string()
-                    .into_bytes(),
+                body: inlet::server::detail_body(failure.client_detail()).into_bytes(),
                 storage_calls: Vec::new(),
                 webhook_results: Vec::new(),
                 log: fields,

@@ -9,9 +9,7 @@ use inlet_harness::{
 use serde_json::json;
 
 fn guest() -> PathBuf {
-    std::env::var_os("INLET_GUEST").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/inlet_guest.wasm")
-    })
+    inlet_e2e::guest_wasm()
 }
 
 fn body(id: &str, from: &str, ts: &str, text: Option<&str>) -> String {
@@ -209,12 +207,6 @@ async fn guest_behaves_the_same_on_the_mock_and_on_sqlite() {
     assert!(created > 10, "the session exercised real work: {on_sqlite:?}");
 }
 
-/// The misbehaving fixture guest (`make fixtures`).
-fn fixture_guest() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/fixtures/wasm32-wasip2/release/inlet_fixture_misbehaving.wasm")
-}
-
 #[tokio::test]
 async fn a_failing_guest_gets_the_answer_the_server_gives() {
     let limits = GuestLimits {
@@ -222,7 +214,7 @@ async fn a_failing_guest_gets_the_answer_the_server_gives() {
         memory_bytes: 16 << 20,
         ..GuestLimits::default()
     };
-    let harness = Harness::with_limits(fixture_guest(), MockStore::new(), limits).unwrap();
+    let harness = Harness::with_limits(inlet_e2e::misbehaving_guest(), MockStore::new(), limits).unwrap();
     for (path, status, detail, failure) in [
         ("/loop", 504, "request deadline exceeded", "deadline"),
         ("/hammer", 504, "request deadline exceeded", "deadline"),

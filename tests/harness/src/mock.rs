@@ -6,16 +6,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use inlet::storage::{check_page_request, check_top_senders};
 
-use crate::{InsertOutcome, Message, MessageStats, MessageStore, Page, PageRequest, SenderCount, StoreError};
-
-/// Which storage operation a scripted failure applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Insert,
-    List,
-    Stats,
-    Ping,
-}
+use crate::{
+    InsertOutcome, Message, MessageStats, MessageStore, Operation, Page, PageRequest, SenderCount, StoreError,
+};
 
 /// Created/duplicate by `message-id`, filters, ordering by instant then id,
 /// totals and stats as the SQLite store computes them. Clones share state.
@@ -31,6 +24,7 @@ struct State {
 }
 
 impl MockStore {
+    /// An empty store with no scripted failures.
     pub fn new() -> Self {
         Self::default()
     }

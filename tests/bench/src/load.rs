@@ -17,11 +17,11 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 
 /// Builds request `n` of connection `connection`.
-pub type RequestFactory = Arc<dyn Fn(usize, u64) -> Request<Full<Bytes>> + Send + Sync>;
+pub(crate) type RequestFactory = Arc<dyn Fn(usize, u64) -> Request<Full<Bytes>> + Send + Sync>;
 
 /// How hard and how long to push.
 #[derive(Debug, Clone, Copy)]
-pub struct Load {
+pub(crate) struct Load {
     pub connections: usize,
     pub duration: Duration,
     /// Upper bound on requests across all connections.
@@ -31,7 +31,7 @@ pub struct Load {
 /// What a run measured. Latencies are from sending the request to having
 /// read the whole answer. Any answer other than 200 counts as an error.
 #[derive(Debug, Clone, Serialize)]
-pub struct LoadResult {
+pub(crate) struct LoadResult {
     pub connections: usize,
     pub requests: u64,
     pub errors: u64,
@@ -49,7 +49,7 @@ struct Tally {
     errors: u64,
 }
 
-pub async fn run(address: SocketAddr, load: Load, factory: RequestFactory) -> anyhow::Result<LoadResult> {
+pub(crate) async fn run(address: SocketAddr, load: Load, factory: RequestFactory) -> anyhow::Result<LoadResult> {
     let budget = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + load.duration;

@@ -9,7 +9,7 @@ use crate::report::Results;
 
 /// Process start to `/health/ready` answering 200 on an empty database,
 /// compiling the guest each time (cache off) and from a warm compile cache.
-pub fn startup(repeats: usize, results: &mut Results) {
+pub(crate) fn startup(repeats: usize, results: &mut Results) {
     let uncached: Vec<Duration> = (0..repeats)
         .map(|_| start_to_ready(&[("GUEST_CACHE_DIR", "off")]))
         .collect();
@@ -34,7 +34,7 @@ fn start_to_ready(env: &[(&str, &str)]) -> Duration {
 /// File replaced (by rename) to the new guest serving `/health/ready`:
 /// new components (compiled on the swap) and a return to one already in
 /// the compile cache.
-pub fn hot_swap(repeats: usize, results: &mut Results) {
+pub(crate) fn hot_swap(repeats: usize, results: &mut Results) {
     let dir = tempfile::tempdir().expect("temp dir");
     let guest = dir.path().join("guest.wasm");
     let original = variant("bench-original");

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use inlet_e2e::{Server, misbehaving_guest};
 
-use crate::load::{self, Load, LoadResult, RequestFactory};
 use crate::report::Results;
-use crate::{MAX_REQUESTS, address, requests};
+use crate::{drive, requests};
 
 /// Spinning requests in flight at once: four per core here.
 const SPINNERS: usize = 8;
@@ -17,7 +16,7 @@ const DEADLINE_MS: u64 = 2000;
 
 /// Probes first, then ingest with listings, all beside `SPINNERS` spinning
 /// guests that are replaced as each reaches its deadline.
-pub fn run(seconds: u64, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
+pub(crate) fn run(seconds: u64, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let guest = misbehaving_guest();
     let deadline = DEADLINE_MS.to_string();
     let server = Server::start_with(&[
@@ -25,7 +24,7 @@ pub fn run(seconds: u64, runtime: &tokio::runtime::Runtime, results: &mut Result
         ("REQUEST_TIMEOUT_MS", &deadline),
     ]);
     let phase = Duration::from_secs(seconds);
-    let spinning = push(
+    let spinning = drive(
         &server,
         SPINNERS,
         phase * 2 + Duration::from_secs(1),
@@ -35,12 +34,12 @@ pub fn run(seconds: u64, runtime: &tokio::runtime::Runtime, results: &mut Result
         // Let every spinner reach the guest before measuring beside them.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let probes = tokio::join!(
-            push(&server, 1, phase, requests::get("/health/live")),
-            push(&server, 1, phase, requests::get("/metrics")),
+            drive(&server, 1, phase, requests::get("/health/live")),
+            drive(&server, 1, phase, requests::get("/metrics")),
         );
         let traffic = tokio::join!(
-            push(&server, 8, phase, requests::webhooks("beside-spinners", None)),
-            push(&server, 2, phase, requests::get("/messages?limit=10")),
+            drive(&server, 8, phase, requests::webhooks("beside-spinners", None)),
+            drive(&server, 2, phase, requests::get("/messages?limit=10")),
         );
         (probes, traffic)
     };
@@ -57,18 +56,4 @@ pub fn run(seconds: u64, runtime: &tokio::runtime::Runtime, results: &mut Result
         spinners?,
     );
     Ok(())
-}
-
-async fn push(
-    server: &Server,
-    connections: usize,
-    duration: Duration,
-    factory: RequestFactory,
-) -> anyhow::Result<LoadResult> {
-    let load = Load {
-        connections,
-        duration,
-        max_requests: MAX_REQUESTS,
-    };
-    load::run(address(server), load, factory).await
 }

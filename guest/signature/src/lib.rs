@@ -24,6 +24,7 @@ impl Signature {
 pub struct SigningKey(Vec<u8>);
 
 impl SigningKey {
+    /// A key from the raw bytes of `secret`; any length, including empty, is accepted.
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
         Self(secret.into())
     }

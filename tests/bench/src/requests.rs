@@ -15,7 +15,7 @@ const SENDERS: u64 = 100;
 /// Signed webhooks. Message ids are `bench-<tag>-<connection>-<n>`, so a
 /// tag run for the first time creates every message; `distinct` bounds `n`
 /// (a second run with the same tag and bound sends only duplicates).
-pub fn webhooks(tag: &str, distinct: Option<u64>) -> RequestFactory {
+pub(crate) fn webhooks(tag: &str, distinct: Option<u64>) -> RequestFactory {
     let tag = tag.to_owned();
     Arc::new(move |connection, n| {
         let n = distinct.map_or(n, |bound| n % bound);
@@ -34,7 +34,7 @@ pub fn webhooks(tag: &str, distinct: Option<u64>) -> RequestFactory {
 }
 
 /// The same GET over and over.
-pub fn get(path_and_query: &str) -> RequestFactory {
+pub(crate) fn get(path_and_query: &str) -> RequestFactory {
     let uri = path_and_query.to_owned();
     Arc::new(move |_, _| {
         Request::get(uri.as_str())
