@@ -13,9 +13,9 @@ const READ_CHUNK: u64 = 64 * 1024;
 /// The body could not be read to its end (client gone, or the host's body
 /// size limit cut it off).
 #[derive(Debug)]
-pub struct BodyError;
+pub(crate) struct BodyError;
 
-pub fn method(request: &IncomingRequest) -> String {
+pub(crate) fn method(request: &IncomingRequest) -> String {
     match request.method() {
         Method::Get => "GET".into(),
         Method::Head => "HEAD".into(),
@@ -31,7 +31,7 @@ pub fn method(request: &IncomingRequest) -> String {
 }
 
 /// The path and the raw query string (empty when there is none).
-pub fn path_and_query(request: &IncomingRequest) -> (String, String) {
+pub(crate) fn path_and_query(request: &IncomingRequest) -> (String, String) {
     let full = request.path_with_query().unwrap_or_else(|| "/".into());
     match full.split_once('?') {
         Some((path, query)) => (path.to_owned(), query.to_owned()),
@@ -40,13 +40,13 @@ pub fn path_and_query(request: &IncomingRequest) -> (String, String) {
 }
 
 /// The first value of header `name`, if it is valid UTF-8.
-pub fn header(request: &IncomingRequest, name: &str) -> Option<String> {
+pub(crate) fn header(request: &IncomingRequest, name: &str) -> Option<String> {
     let values = request.headers().get(name);
     values.into_iter().next().and_then(|v| String::from_utf8(v).ok())
 }
 
 /// The whole body. The host bounds its size before the guest sees it.
-pub fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, BodyError> {
+pub(crate) fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, BodyError> {
     let body = request.consume().map_err(|()| BodyError)?;
     let mut bytes = Vec::new();
     {
@@ -65,7 +65,7 @@ pub fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, BodyError> {
 
 /// Sends `response`. Write failures (a client that hung up) are ignored:
 /// there is nobody left to tell.
-pub fn send(out: ResponseOutparam, response: Response) {
+pub(crate) fn send(out: ResponseOutparam, response: Response) {
     let headers = Fields::new();
     let content_type = [b"application/json".to_vec()];
     let _ = headers.set("content-type", &content_type);

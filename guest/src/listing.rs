@@ -23,7 +23,7 @@ struct MessageView<'a> {
     text: Option<&'a str>,
 }
 
-pub fn handle(query_string: &str) -> Response {
+pub(crate) fn handle(query_string: &str) -> Response {
     let query = match query::parse(query_string) {
         Ok(query) => query,
         Err(errors) => return Response::unprocessable(&errors),

@@ -6,11 +6,11 @@ use crate::problem::FieldError;
 use crate::timestamp::{self, UtcTimestamp};
 
 /// The longest accepted `text`, in characters (Unicode scalar values).
-pub const MAX_TEXT_CHARS: usize = 4096;
+pub(crate) const MAX_TEXT_CHARS: usize = 4096;
 
 /// A webhook message that passed every rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundMessage {
+pub(crate) struct InboundMessage {
     pub message_id: String,
     pub from: String,
     pub to: String,
@@ -21,13 +21,13 @@ pub struct InboundMessage {
 /// A body that failed validation: every reason, plus the `message_id` when
 /// the body carried a usable one (for the log line).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
+pub(crate) struct Rejection {
     pub errors: Vec<FieldError>,
     pub message_id: Option<String>,
 }
 
 /// Parses and validates a raw body. Unknown fields are ignored.
-pub fn parse(body: &[u8]) -> Result<InboundMessage, Rejection> {
+pub(crate) fn parse(body: &[u8]) -> Result<InboundMessage, Rejection> {
     let value: Value = serde_json::from_slice(body).map_err(|e| Rejection {
         errors: vec![FieldError::new(
             "body",
@@ -141,7 +141,7 @@ fn msisdn(name: &'static str) -> impl Fn(Option<String>) -> Result<Option<String
 }
 
 /// `+` followed by one or more ASCII digits, nothing else.
-pub fn is_msisdn(s: &str) -> bool {
+pub(crate) fn is_msisdn(s: &str) -> bool {
     s.strip_prefix('+')
         .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
 }

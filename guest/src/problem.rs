@@ -5,7 +5,7 @@ use serde::Serialize;
 
 /// One reason a request was rejected with 422.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
+pub(crate) struct FieldError {
     /// Where the error is: `["body", field]` or `["query", parameter]`.
     pub loc: Vec<String>,
     pub msg: String,
@@ -15,7 +15,7 @@ pub struct FieldError {
 
 impl FieldError {
     /// An error at `source` (`body` or `query`), optionally under `field`.
-    pub fn new(source: &str, field: Option<&str>, kind: &'static str, msg: impl Into<String>) -> Self {
+    pub(crate) fn new(source: &str, field: Option<&str>, kind: &'static str, msg: impl Into<String>) -> Self {
         let mut loc = vec![source.to_owned()];
         loc.extend(field.map(str::to_owned));
         Self {
@@ -28,6 +28,6 @@ impl FieldError {
 
 /// The 422 body.
 #[derive(Debug, Serialize)]
-pub struct ValidationProblem<'a> {
+pub(crate) struct ValidationProblem<'a> {
     pub detail: &'a [FieldError],
 }

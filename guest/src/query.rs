@@ -11,14 +11,14 @@ use percent_encoding::percent_decode_str;
 use crate::problem::FieldError;
 use crate::timestamp;
 
-pub const DEFAULT_LIMIT: u32 = 50;
-pub const MAX_LIMIT: u32 = 100;
+pub(crate) const DEFAULT_LIMIT: u32 = 50;
+pub(crate) const MAX_LIMIT: u32 = 100;
 /// SQLite counts rows with signed 64-bit integers.
-pub const MAX_OFFSET: u64 = i64::MAX as u64;
+pub(crate) const MAX_OFFSET: u64 = i64::MAX as u64;
 
 /// A validated listing request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListingQuery {
+pub(crate) struct ListingQuery {
     pub limit: u32,
     pub offset: u64,
     pub from: Option<String>,
@@ -37,7 +37,7 @@ struct RawParams {
 }
 
 /// Parses a query string (without the `?`), collecting every invalid parameter.
-pub fn parse(query: &str) -> Result<ListingQuery, Vec<FieldError>> {
+pub(crate) fn parse(query: &str) -> Result<ListingQuery, Vec<FieldError>> {
     let raw = collect(query);
     let mut errors = Vec::new();
     let limit = number(

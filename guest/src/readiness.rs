@@ -4,7 +4,7 @@ use crate::bindings::inlet::service::storage;
 use crate::response::Response;
 use crate::webhook;
 
-pub fn handle() -> Response {
+pub(crate) fn handle() -> Response {
     if webhook::signing_key().is_none() {
         return Response::unavailable("WEBHOOK_SECRET is not set");
     }

@@ -10,7 +10,7 @@ const RETRY_AFTER_SECONDS: &str = "1";
 
 /// A complete response: status, extra headers and a JSON body.
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
@@ -18,7 +18,7 @@ pub struct Response {
 
 impl Response {
     /// `status` with `value` serialized as the JSON body.
-    pub fn json(status: u16, value: &impl Serialize) -> Self {
+    pub(crate) fn json(status: u16, value: &impl Serialize) -> Self {
         // Serializing our own derive(Serialize) types into memory cannot fail.
         let body = serde_json::to_vec(value).expect("response types serialize");
         Self {
@@ -29,18 +29,18 @@ impl Response {
     }
 
     /// `{"detail": "<detail>"}`, the shape of every non-validation error.
-    pub fn detail(status: u16, detail: &str) -> Self {
+    pub(crate) fn detail(status: u16, detail: &str) -> Self {
         Self::json(status, &serde_json::json!({ "detail": detail }))
     }
 
     /// 422 with every validation error.
-    pub fn unprocessable(errors: &[FieldError]) -> Self {
+    pub(crate) fn unprocessable(errors: &[FieldError]) -> Self {
         Self::json(422, &ValidationProblem { detail: errors })
     }
 
     /// The answer to a failed storage call: 503 with `Retry-After` when the
     /// failure is transient, 500 otherwise.
-    pub fn storage_failure(error: &storage::Error) -> Self {
+    pub(crate) fn storage_failure(error: &storage::Error) -> Self {
         match error {
             storage::Error::Unavailable(_) => Self::unavailable("storage unavailable, retry later"),
             storage::Error::InvalidArgument(_) | storage::Error::Internal(_) => Self::detail(500, "internal error"),
@@ -48,11 +48,11 @@ impl Response {
     }
 
     /// 503 with `Retry-After`: a transient condition the client may retry.
-    pub fn unavailable(detail: &str) -> Self {
+    pub(crate) fn unavailable(detail: &str) -> Self {
         Self::detail(503, detail).with_header("retry-after", RETRY_AFTER_SECONDS)
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub(crate) fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }

@@ -4,26 +4,46 @@ use crate::response::Response;
 
 /// The guest's endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     Webhook,
     Messages,
     Stats,
     Ready,
 }
 
+impl Route {
+    const ALL: [Self; 4] = [Self::Webhook, Self::Messages, Self::Stats, Self::Ready];
+
+    /// The route at `path`, whatever the method.
+    pub(crate) fn at(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|route| route.path() == path)
+    }
+
+    /// Its path, which is also the name the host counts it under.
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Self::Webhook => "/webhook",
+            Self::Messages => "/messages",
+            Self::Stats => "/stats",
+            Self::Ready => "/health/ready",
+        }
+    }
+
+    fn method(self) -> &'static str {
+        match self {
+            Self::Webhook => "POST",
+            Self::Messages | Self::Stats | Self::Ready => "GET",
+        }
+    }
+}
+
 /// The route for `method` and `path`, or the 404/405 answer.
-pub fn route(method: &str, path: &str) -> Result<Route, Response> {
-    let (route, allowed) = match path {
-        "/webhook" => (Route::Webhook, "POST"),
-        "/messages" => (Route::Messages, "GET"),
-        "/stats" => (Route::Stats, "GET"),
-        "/health/ready" => (Route::Ready, "GET"),
-        _ => return Err(Response::detail(404, "Not Found")),
-    };
-    if method == allowed {
+pub(crate) fn route(method: &str, path: &str) -> Result<Route, Response> {
+    let route = Route::at(path).ok_or_else(|| Response::detail(404, "Not Found"))?;
+    if method == route.method() {
         Ok(route)
     } else {
-        Err(Response::detail(405, "Method Not Allowed").with_header("allow", allowed))
+        Err(Response::detail(405, "Method Not Allowed").with_header("allow", route.method()))
     }
 }
 

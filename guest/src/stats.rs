@@ -23,7 +23,7 @@ struct SenderView<'a> {
     count: u64,
 }
 
-pub fn handle() -> Response {
+pub(crate) fn handle() -> Response {
     match storage::stats(TOP_SENDERS) {
         Ok(stats) => Response::json(200, &render(&stats)),
         Err(error) => Response::storage_failure(&error),

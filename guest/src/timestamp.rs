@@ -7,7 +7,7 @@ use chrono::{NaiveDate, NaiveTime};
 
 /// A timestamp that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UtcTimestamp {
+pub(crate) struct UtcTimestamp {
     /// The text exactly as received.
     pub text: String,
     /// The instant, in microseconds since the Unix epoch (sub-microsecond
@@ -17,7 +17,7 @@ pub struct UtcTimestamp {
 
 /// Why a string is not an accepted timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampError {
+pub(crate) enum TimestampError {
     /// Not of the form `YYYY-MM-DDTHH:MM:SS[.fraction]Z`.
     Shape,
     /// Well formed, but no such date or time exists (e.g. February 30th).
@@ -25,7 +25,7 @@ pub enum TimestampError {
 }
 
 impl TimestampError {
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             Self::Shape => "must be an ISO-8601 UTC timestamp like 2025-01-15T10:00:00Z",
             Self::NotOnCalendar => "is not a real date and time",
@@ -34,7 +34,7 @@ impl TimestampError {
 }
 
 /// Parses `text` as a strict ISO-8601 UTC timestamp.
-pub fn parse(text: &str) -> Result<UtcTimestamp, TimestampError> {
+pub(crate) fn parse(text: &str) -> Result<UtcTimestamp, TimestampError> {
     let bytes = text.as_bytes();
     let body = bytes.strip_suffix(b"Z").ok_or(TimestampError::Shape)?;
     if body.len() < 19 {

@@ -12,7 +12,7 @@ use crate::response::Response;
 /// own, in the guest's WASI environment.
 const SECRET_VARIABLE: &str = "WEBHOOK_SECRET";
 
-pub fn handle(signature: Option<&str>, body: &[u8]) -> Response {
+pub(crate) fn handle(signature: Option<&str>, body: &[u8]) -> Response {
     if !signature_is_valid(signature, body) {
         log::escalate(Level::Error);
         return finish(
@@ -49,7 +49,7 @@ pub fn handle(signature: Option<&str>, body: &[u8]) -> Response {
 }
 
 /// The key webhooks are signed with, when one is configured.
-pub fn signing_key() -> Option<SigningKey> {
+pub(crate) fn signing_key() -> Option<SigningKey> {
     std::env::var(SECRET_VARIABLE)
         .ok()
         .filter(|s| !s.is_empty())

@@ -2,6 +2,8 @@
 //!
 //! WASI types come from wasmtime-wasi and wasmtime-wasi-http, so the exported
 //! `wasi:http/incoming-handler` takes their request and outparam resources.
+//! The generated items are documented where they are defined, in the WIT.
+#![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
     path: "../wit",

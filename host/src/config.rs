@@ -1,7 +1,8 @@
-//! Configuration from the environment (12-factor). Every bad value stops
-//! start-up with one line naming the variable and the reason.
+//! Configuration from the environment (12-factor): `Settings` lists every
+//! variable, `Config` is what they mean. Every bad value stops start-up with
+//! one line naming the variable and the reason.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,16 +17,23 @@ const DEFAULT_PORT: u16 = 8000;
 /// Everything `inlet serve` needs to start.
 #[derive(Clone)]
 pub struct Config {
+    /// HMAC key of `/webhook` signatures (`WEBHOOK_SECRET`); never empty.
     pub secret: WebhookSecret,
+    /// SQLite database file, from `DATABASE_URL`; its directory is created if missing.
     pub database: PathBuf,
+    /// Least severe level logged for Inlet's own events (`LOG_LEVEL`); dependencies log `warn` and up.
     pub log_level: tracing::Level,
+    /// TCP port to listen on (`PORT`); 0 lets the system pick one.
     pub port: u16,
     /// Interface to listen on: all of them unless `BIND_ADDRESS` says otherwise.
     pub bind_address: IpAddr,
+    /// The guest `.wasm` component served and watched for replacement (`GUEST_COMPONENT`).
     pub guest: PathBuf,
     /// Where compiled guests are cached; `None` when caching is off.
     pub guest_cache: Option<PathBuf>,
+    /// What one request's guest instance may use.
     pub guest_limits: GuestLimits,
+    /// What one client connection or request may cost.
     pub http_limits: HttpLimits,
 }
 
@@ -34,10 +42,12 @@ pub struct Config {
 pub struct WebhookSecret(String);
 
 impl WebhookSecret {
+    /// Wraps `secret` as is; emptiness is checked by `Config::from_settings`, not here.
     pub fn new(secret: impl Into<String>) -> Self {
         Self(secret.into())
     }
 
+    /// The secret itself, for signing and for the guest's environment; keep it out of logs.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -53,7 +63,9 @@ impl std::fmt::Debug for WebhookSecret {
 #[derive(Debug, Error)]
 #[error("invalid configuration: {variable} {reason}")]
 pub struct ConfigError {
+    /// The environment variable at fault, e.g. `PORT`.
     pub variable: &'static str,
+    /// What is wrong with its value and what was expected.
     pub reason: String,
 }
 
@@ -66,15 +78,76 @@ impl ConfigError {
     }
 }
 
-impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
+/// `inlet serve`'s settings, each read from its environment variable (or
+/// the flag of the same name). This is the one list of them: `inlet serve
+/// --help` prints it, and the README's table is checked against that.
+/// Values stay text here, so that a bad one is reported by `Config` as one
+/// line naming its variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// HMAC-SHA256 key for `/webhook`; required and non-empty, or start-up stops.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// The SQLite database file: `sqlite:////data/app.db` and `sqlite:///data/app.db` both mean
+    /// `/data/app.db`; `sqlite:///./app.db` means `./app.db`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// `DEBUG`, `INFO`, `WARNING` (or `WARN`) or `ERROR`, in any case.
+    #[arg(long, env = "LOG_LEVEL", default_value = "INFO")]
+    log_level: String,
+    /// TCP port to listen on; 0 lets the system choose (the `listening` log line names it).
+    #[arg(long, env = "PORT", default_value_t = DEFAULT_PORT.to_string())]
+    port: String,
+    /// Interface to listen on.
+    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
+    bind_address: String,
+    /// The guest `.wasm` component to serve; a replaced file is swapped in while serving.
+    /// Default: `guest.wasm` next to the binary if present, else the `make build` output.
+    #[arg(long, env = "GUEST_COMPONENT")]
+    guest_component: Option<String>,
+    /// Directory of compiled guests (native code: used only when private to this user);
+    /// `off` disables it. Default: `guest-cache/` next to the database.
+    #[arg(long, env = "GUEST_CACHE_DIR")]
+    guest_cache_dir: Option<String>,
+    /// Wall-clock budget of one request in the guest, in milliseconds; past it: 504.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = GuestLimits::default().request_timeout.as_millis().to_string())]
+    request_timeout_ms: String,
+    /// Linear memory one guest instance may grow to, in MiB; past it: 500.
+    #[arg(long, env = "GUEST_MEMORY_MB", default_value_t = (GuestLimits::default().memory_bytes >> 20).to_string())]
+    guest_memory_mb: String,
+    /// Guest instances alive at once; further requests wait for one.
+    #[arg(long, env = "MAX_INSTANCES", default_value_t = GuestLimits::default().max_instances.to_string())]
+    max_instances: String,
+    /// Requests one guest instance serves. 1 is a fresh instance per request; above 1 an
+    /// instance keeps its memory between requests (faster, but one request can read what the
+    /// last left behind).
+    #[arg(long, env = "GUEST_INSTANCE_REUSE", default_value_t = GuestLimits::default().requests_per_instance.to_string())]
+    guest_instance_reuse: String,
+    /// Largest request body in bytes, declared or streamed; past it: 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = HttpLimits::default().max_body_bytes.to_string())]
+    max_body_bytes: String,
+    /// Time a client has to send a request's headers, in milliseconds; also the keep-alive
+    /// idle timeout.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = HttpLimits::default().header_read_timeout.as_millis().to_string())]
+    header_read_timeout_ms: String,
+    /// Open client connections at once; further clients wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = HttpLimits::default().max_connections.to_string())]
+    max_connections: String,
+}
 
-    /// Reads configuration through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let secret = match lookup("WEBHOOK_SECRET") {
+impl Settings {
+    /// The settings from the environment alone (`inlet` without a subcommand).
+    pub fn from_env() -> Self {
+        use clap::{Args, FromArgMatches};
+        let matches = Self::augment_args(clap::Command::new("inlet")).get_matches_from(["inlet"]);
+        Self::from_arg_matches(&matches).expect("every setting has a default or is optional")
+    }
+}
+
+impl Config {
+    /// Checks every setting; the first bad one is the error.
+    pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
+        let secret = match settings.webhook_secret {
             Some(secret) if !secret.is_empty() => WebhookSecret(secret),
             Some(_) => {
                 return Err(ConfigError::new(
@@ -89,62 +162,36 @@ impl Config {
                 ));
             }
         };
-        let database_url = lookup("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let database = parse_database_url(&database_url)?;
+        let database = parse_database_url(&settings.database_url)?;
         Ok(Self {
             secret,
-            guest_cache: guest_cache_dir(lookup("GUEST_CACHE_DIR"), &database),
+            guest_cache: guest_cache_dir(settings.guest_cache_dir, &database),
             database,
-            log_level: parse_log_level(lookup("LOG_LEVEL").as_deref().unwrap_or("INFO"))?,
-            port: parse_number("PORT", lookup("PORT"), DEFAULT_PORT)?,
-            bind_address: parse_bind_address(lookup("BIND_ADDRESS"))?,
-            guest: lookup("GUEST_COMPONENT")
+            log_level: parse_log_level(&settings.log_level)?,
+            port: parse("PORT", &settings.port)?,
+            bind_address: parse_bind_address(&settings.bind_address)?,
+            guest: settings
+                .guest_component
                 .map(PathBuf::from)
                 .unwrap_or_else(default_guest_path),
-            guest_limits: guest_limits(&lookup)?,
-            http_limits: http_limits(&lookup)?,
+            guest_limits: GuestLimits {
+                request_timeout: Duration::from_millis(positive("REQUEST_TIMEOUT_MS", &settings.request_timeout_ms)?),
+                memory_bytes: positive::<usize>("GUEST_MEMORY_MB", &settings.guest_memory_mb)?
+                    .checked_mul(1 << 20)
+                    .ok_or_else(|| ConfigError::new("GUEST_MEMORY_MB", "is too large"))?,
+                max_instances: positive("MAX_INSTANCES", &settings.max_instances)?,
+                requests_per_instance: positive("GUEST_INSTANCE_REUSE", &settings.guest_instance_reuse)?,
+            },
+            http_limits: HttpLimits {
+                max_body_bytes: positive("MAX_BODY_BYTES", &settings.max_body_bytes)?,
+                header_read_timeout: Duration::from_millis(positive(
+                    "HEADER_READ_TIMEOUT_MS",
+                    &settings.header_read_timeout_ms,
+                )?),
+                max_connections: positive("MAX_CONNECTIONS", &settings.max_connections)?,
+            },
         })
     }
-}
-
-fn guest_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<GuestLimits, ConfigError> {
-    let defaults = GuestLimits::default();
-    let default_ms = defaults.request_timeout.as_millis() as u64;
-    let memory_mb = parse_number(
-        "GUEST_MEMORY_MB",
-        lookup("GUEST_MEMORY_MB"),
-        defaults.memory_bytes >> 20,
-    )?;
-    Ok(GuestLimits {
-        request_timeout: Duration::from_millis(parse_number(
-            "REQUEST_TIMEOUT_MS",
-            lookup("REQUEST_TIMEOUT_MS"),
-            default_ms,
-        )?),
-        memory_bytes: memory_mb
-            .checked_mul(1 << 20)
-            .ok_or_else(|| ConfigError::new("GUEST_MEMORY_MB", "is too large"))?,
-        max_instances: parse_number("MAX_INSTANCES", lookup("MAX_INSTANCES"), defaults.max_instances)?,
-        requests_per_instance: parse_number(
-            "GUEST_INSTANCE_REUSE",
-            lookup("GUEST_INSTANCE_REUSE"),
-            defaults.requests_per_instance,
-        )?,
-    })
-}
-
-fn http_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<HttpLimits, ConfigError> {
-    let defaults = HttpLimits::default();
-    let default_ms = defaults.header_read_timeout.as_millis() as u64;
-    Ok(HttpLimits {
-        max_body_bytes: parse_number("MAX_BODY_BYTES", lookup("MAX_BODY_BYTES"), defaults.max_body_bytes)?,
-        header_read_timeout: Duration::from_millis(parse_number(
-            "HEADER_READ_TIMEOUT_MS",
-            lookup("HEADER_READ_TIMEOUT_MS"),
-            default_ms,
-        )?),
-        max_connections: parse_number("MAX_CONNECTIONS", lookup("MAX_CONNECTIONS"), defaults.max_connections)?,
-    })
 }
 
 /// `sqlite:///data/app.db` and `sqlite:////data/app.db` both mean `/data/app.db`
@@ -170,10 +217,7 @@ pub fn parse_database_url(url: &str) -> Result<PathBuf, ConfigError> {
     }
 }
 
-fn parse_bind_address(value: Option<String>) -> Result<IpAddr, ConfigError> {
-    let Some(text) = value else {
-        return Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    };
+fn parse_bind_address(text: &str) -> Result<IpAddr, ConfigError> {
     text.trim().parse().map_err(|_| {
         ConfigError::new(
             "BIND_ADDRESS",
@@ -196,14 +240,15 @@ pub fn parse_log_level(text: &str) -> Result<tracing::Level, ConfigError> {
     }
 }
 
-fn parse_number<T: std::str::FromStr + PartialOrd + Default>(
-    variable: &'static str,
-    value: Option<String>,
-    default: T,
-) -> Result<T, ConfigError> {
-    let Some(text) = value else {
-        return Ok(default);
-    };
+/// A whole number.
+fn parse<T: std::str::FromStr>(variable: &'static str, text: &str) -> Result<T, ConfigError> {
+    text.trim()
+        .parse()
+        .map_err(|_| ConfigError::new(variable, format!("must be a whole number in range (got {text:?})")))
+}
+
+/// A whole number above zero.
+fn positive<T: std::str::FromStr + PartialOrd + Default>(variable: &'static str, text: &str) -> Result<T, ConfigError> {
     match text.trim().parse::<T>() {
         Ok(n) if n > T::default() => Ok(n),
         _ => Err(ConfigError::new(
@@ -238,11 +283,22 @@ fn default_guest_path() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
+    /// The configuration from `vars` alone (not the process environment),
+    /// each passed as the flag of the setting whose variable it is.
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|name| map.get(name).cloned())
+        use clap::{Args, FromArgMatches};
+        let command = Settings::augment_args(clap::Command::new("inlet"));
+        let mut args = vec!["inlet".to_owned()];
+        for (name, value) in vars {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_env().is_some_and(|env| env == *name))
+                .unwrap_or_else(|| panic!("no setting reads {name}"));
+            args.push(format!("--{}={value}", arg.get_long().expect("settings are flags")));
+        }
+        let matches = command.mut_args(|arg| arg.env(None::<&str>)).get_matches_from(args);
+        Config::from_settings(Settings::from_arg_matches(&matches).unwrap())
     }
 
     #[test]
@@ -313,7 +369,7 @@ mod tests {
         );
         for (var, value) in [
             ("PORT", "http"),
-            ("PORT", "0"),
+            ("PORT", "-1"),
             ("PORT", "70000"),
             ("MAX_BODY_BYTES", "-1"),
             ("REQUEST_TIMEOUT_MS", "soon"),

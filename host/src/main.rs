@@ -28,10 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the API (the default). Configured by the environment:
-    /// WEBHOOK_SECRET, DATABASE_URL, LOG_LEVEL, PORT, BIND_ADDRESS, GUEST_COMPONENT,
-    /// GUEST_CACHE_DIR, GUEST_INSTANCE_REUSE and the limits (README: Configuration).
-    Serve,
+    /// Serve the API (the default), configured by the environment variables below.
+    Serve(Box<config::Settings>),
     /// Print the X-Signature for a request body.
     Sign {
         /// The signing key.
@@ -78,8 +76,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(),
+    let command = Cli::parse()
+        .command
+        .unwrap_or_else(|| Command::Serve(Box::new(config::Settings::from_env())));
+    match command {
+        Command::Serve(settings) => serve(*settings),
         Command::Sign { secret, file } => report(commands::sign::run(&secret, file.as_deref())),
         Command::Probe { port, path } => report(commands::probe::run(port, &path)),
         Command::Seed {
@@ -127,8 +128,8 @@ fn seed_database(database: &str, plan: &commands::seed::SeedPlan) -> anyhow::Res
     Ok(())
 }
 
-fn serve() -> ExitCode {
-    let config = match config::Config::from_env() {
+fn serve(settings: config::Settings) -> ExitCode {
+    let config = match config::Config::from_settings(settings) {
         Ok(config) => config,
         Err(error) => {
             telemetry::logging::init(tracing::Level::INFO);

@@ -25,6 +25,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::limits::HttpLimits;
 use crate::runtime::{self, Guest, GuestExit, GuestFailure, GuestReply, GuestSlot, Services};
+use crate::telemetry::metrics::OTHER_ROUTE;
 use crate::telemetry::request_log::{self, LogFields, RequestId, RequestInfo};
 
 /// How long shutdown waits for requests in flight (inside `docker stop`'s
@@ -33,13 +34,23 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = HyperOutgoingBody;
 
+/// The routes the host answers itself (`READY` with the guest's help);
+/// every other path is the guest's.
+const LIVE: &str = "/health/live";
+const METRICS: &str = "/metrics";
+const READY: &str = "/health/ready";
+
 /// Everything a request needs.
 pub struct App {
+    /// The live guest; each request takes a snapshot, so a swap never cuts one off.
     pub guests: Arc<GuestSlot>,
+    /// Storage, metrics and secret shared by every guest instance.
     pub services: Arc<Services>,
     /// One permit per guest instance the pool can hold.
     pub instances: Arc<Semaphore>,
+    /// Permits in `instances`; shutdown waits until it can take them all (no guest running).
     pub max_instances: u32,
+    /// Body size, header timeout and connection cap for clients.
     pub limits: HttpLimits,
 }
 
@@ -125,9 +136,11 @@ impl App {
         };
         let id = info.id.clone();
         let mut response = match info.path.as_str() {
-            "/health/live" => self.host_route(info, request.method(), || json(StatusCode::OK, r#"{"status":"ok"}"#)),
-            "/metrics" => self.host_route(info, request.method(), || self.metrics_response()),
-            "/health/ready" => self.readiness(info, request).await,
+            LIVE => self.host_route(info, LIVE, request.method(), || {
+                json(StatusCode::OK, r#"{"status":"ok"}"#)
+            }),
+            METRICS => self.host_route(info, METRICS, request.method(), || self.metrics_response()),
+            READY => self.readiness(info, request).await,
             _ => self.through_guest(self.guests.current(), info, request).await,
         };
         if let Ok(value) = HeaderValue::from_str(id.as_str()) {
@@ -140,6 +153,7 @@ impl App {
     fn host_route(
         &self,
         info: RequestInfo,
+        route: &'static str,
         method: &Method,
         answer: impl FnOnce() -> Response<Body>,
     ) -> Response<Body> {
@@ -150,7 +164,9 @@ impl App {
             response.headers_mut().insert("allow", HeaderValue::from_static("GET"));
             response
         };
-        self.complete(&info, response.status(), LogFields::default(), None);
+        let mut fields = LogFields::default();
+        fields.name_route(route);
+        self.complete(&info, response.status(), fields, None);
         response
     }
 
@@ -290,9 +306,8 @@ impl App {
 
     fn complete(&self, info: &RequestInfo, status: StatusCode, fields: LogFields, failure: Option<&str>) {
         let latency = request_log::latency_ms(info.started);
-        self.services
-            .metrics
-            .record_request(&info.path, status.as_u16(), latency);
+        let route = fields.route().unwrap_or(OTHER_ROUTE);
+        self.services.metrics.record_request(route, status.as_u16(), latency);
         request_log::finish(info, status.as_u16(), fields, failure);
     }
 }
@@ -318,5 +333,10 @@ fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 
 /// `{"detail": "..."}` like the guest's own errors.
 fn detail_response(status: StatusCode, detail: &str) -> Response<Body> {
-    json(status, serde_json::json!({ "detail": detail }).to_string())
+    json(status, detail_body(detail))
+}
+
+/// The body of the host's own error answers (the guest writes its own).
+pub fn detail_body(detail: &str) -> String {
+    serde_json::json!({ "detail": detail }).to_string()
 }

@@ -8,10 +8,10 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use inlet_signature::SigningKey;
@@ -20,11 +20,13 @@ use tempfile::TempDir;
 
 pub mod swap;
 
+/// The `WEBHOOK_SECRET` every test server is started with; `sign` uses it.
 pub const SECRET: &str = "testsecret";
 
 /// How long a server may take to become live.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The workspace root (the parent of `tests/`): where `target/` and `README.md` are.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -59,7 +61,10 @@ pub fn message(id: &str, from: &str, ts: &str, text: Option<&str>) -> String {
 /// A running `inlet serve`, killed on drop.
 pub struct Server {
     child: Child,
-    pub port: u16,
+    /// The port it bound (it is started with `PORT=0`), once it has said so.
+    port: OnceLock<u16>,
+    /// Log lines of earlier servers in the same directory.
+    earlier_lines: usize,
     dir: TempDir,
     client: ureq::Agent,
 }
@@ -67,16 +72,21 @@ pub struct Server {
 /// A response, fully read.
 #[derive(Debug)]
 pub struct Reply {
+    /// HTTP status code.
     pub status: u16,
+    /// Response headers as (name, value), one pair per value; values decoded lossily as UTF-8.
     pub headers: Vec<(String, String)>,
+    /// The whole body, decoded lossily as UTF-8.
     pub body: String,
 }
 
 impl Reply {
+    /// The body as JSON; panics when it is not.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 
+    /// The first header called `name`, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -106,7 +116,7 @@ impl Server {
 
     /// Spawns a server in `dir` without waiting for it to listen.
     pub fn launch_in(dir: TempDir, env: &[(&str, &str)]) -> Self {
-        let port = free_port();
+        let earlier_lines = std::fs::read_to_string(dir.path().join("stdout.log")).map_or(0, |log| log.lines().count());
         let stdout = File::options()
             .create(true)
             .append(true)
@@ -120,7 +130,7 @@ impl Server {
                 "DATABASE_URL",
                 format!("sqlite:///{}", dir.path().join("app.db").display()),
             )
-            .env("PORT", port.to_string())
+            .env("PORT", "0")
             .env("BIND_ADDRESS", "127.0.0.1")
             .env("GUEST_COMPONENT", guest_wasm())
             .envs(env.iter().copied())
@@ -137,10 +147,38 @@ impl Server {
             .into();
         Self {
             child,
-            port,
+            port: OnceLock::new(),
+            earlier_lines,
             dir,
             client,
         }
+    }
+
+    /// The port the server listens on (it is started with `PORT=0`), from
+    /// the kernel's socket table, so at any `LOG_LEVEL`; waits until it
+    /// listens.
+    pub fn port(&self) -> u16 {
+        *self.port.get_or_init(|| {
+            let deadline = Instant::now() + START_TIMEOUT;
+            while Instant::now() < deadline {
+                if let Some(port) = listening_port(self.pid()) {
+                    return port;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            panic!("inlet did not listen in {START_TIMEOUT:?}; logs:\n{}", self.raw_logs());
+        })
+    }
+
+    /// The port the server's latest `listening` log line names (a restart
+    /// in the same directory appends a new one).
+    pub fn logged_port(&self) -> Option<u16> {
+        let logs = self.raw_logs();
+        let line = logs.lines().skip(self.earlier_lines).find_map(|line| {
+            let line: Value = serde_json::from_str(line).ok()?;
+            (line["msg"] == "listening").then_some(line)
+        })?;
+        line["address"].as_str()?.rsplit_once(':')?.1.parse().ok()
     }
 
     /// Polls `/health/ready` every millisecond until it answers 200; how long
@@ -181,8 +219,9 @@ impl Server {
         );
     }
 
+    /// The full URL of `path_and_query` on this server (waits until the port is known).
     pub fn url(&self, path_and_query: &str) -> String {
-        format!("http://127.0.0.1:{}{path_and_query}", self.port)
+        format!("http://127.0.0.1:{}{path_and_query}", self.port())
     }
 
     /// The directory holding the database (and, by default, the guest cache).
@@ -292,6 +331,24 @@ impl Server {
         }
     }
 
+    /// Sends a request with `send`, then waits until the server has logged
+    /// it. The line is written once the guest has returned, so with
+    /// `GUEST_INSTANCE_REUSE` the next request finds its instance idle (a
+    /// keep-alive client can otherwise be faster than the instance's return).
+    pub fn settled<R>(&self, send: impl FnOnce(&Self) -> R) -> R {
+        let logged = self.request_line_count();
+        let reply = send(self);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.request_line_count() <= logged && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        reply
+    }
+
+    fn request_line_count(&self) -> usize {
+        self.logs().iter().filter(|l| l.get("status").is_some()).count()
+    }
+
     /// Sends `signal` (e.g. `TERM`, `KILL`, `HUP`) to the server.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
@@ -357,10 +414,21 @@ fn end_with_starting_thread(command: &mut Command) {
     }
 }
 
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+/// The TCP port process `pid` listens on, once it does.
+fn listening_port(pid: u32) -> Option<u16> {
+    let sockets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| Some(target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned()))
+        .collect();
+    // Columns: sl, local_address (hex ip:port), rem_address, st (0A: LISTEN), ..., inode (10th).
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).ok()?;
+    table.lines().skip(1).find_map(|row| {
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        let listening = columns.get(3) == Some(&"0A") && sockets.iter().any(|s| Some(&s.as_str()) == columns.get(9));
+        let port = columns.get(1)?.rsplit_once(':')?.1;
+        listening.then(|| u16::from_str_radix(port, 16).ok()).flatten()
+    })
 }
 
 /// The misbehaving guest fixture (`make fixtures`).

@@ -21,6 +21,7 @@ pub fn variant(tag: &str) -> Vec<u8> {
     bytes
 }
 
+/// Lowercase hex SHA-256 of `bytes`, as the server reports a guest's digest.
 pub fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 /// Writes `request` as is and reads until the server closes the connection.
 fn raw(server: &Server, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // A server may answer and close before reading everything we send.
     let _ = stream.write_all(request);
@@ -69,7 +69,7 @@ fn header_abuse() {
 
     // A client that never finishes its headers is cut off.
     let started = Instant::now();
-    let mut slow = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let mut slow = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
     slow.write_all(b"GET /stats HTTP/1.1\r\nHost: t\r\n").unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut rest = Vec::new();
@@ -81,7 +81,7 @@ fn header_abuse() {
     assert!(!String::from_utf8_lossy(&rest).contains(" 200 "));
 
     // An idle keep-alive connection is closed after the same timeout.
-    let mut idle = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let mut idle = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
     idle.write_all(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut first = [0u8; 512];

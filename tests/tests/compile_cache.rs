@@ -2,7 +2,7 @@
 //! from a directory private to its user and only entries it wrote itself;
 //! every refusal costs a compile, never the service.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use inlet_e2e::swap::sha256;
@@ -160,13 +160,10 @@ fn a_group_writable_entry_is_not_loaded() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_cache_owned_by_another_user_is_switched_off() {
     let server = Server::start();
     let dir = cache_dir(&server);
-    if std::fs::metadata(server.dir()).unwrap().uid() != 0 {
-        eprintln!("SKIPPED: only root can hand the cache to another user");
-        return;
-    }
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
     let (server, compilation) = restart(server);
     assert_eq!(compilation, "compiled");

@@ -33,7 +33,7 @@ fn fixture_reusing(requests: &str) -> Server {
 
 /// What the fixture's `/remember` found in guest memory.
 fn remembered(server: &Server) -> String {
-    let response = server.get("/remember");
+    let response = server.settled(|s| s.get("/remember"));
     assert_eq!(response.status, 200);
     response.body
 }
@@ -62,10 +62,10 @@ fn a_fresh_instance_sees_nothing_a_previous_request_wrote() {
 fn a_reused_instance_serves_up_to_its_share_of_requests() {
     let server = Server::start_with(&[("GUEST_INSTANCE_REUSE", "4")]);
     for i in 0..6 {
-        server.deliver(&message(&format!("r{i}"), "+1", "2025-01-15T10:00:00Z", Some("reuse")));
+        server.settled(|s| s.deliver(&message(&format!("r{i}"), "+1", "2025-01-15T10:00:00Z", Some("reuse"))));
     }
     for _ in 0..6 {
-        let page = server.get("/messages?q=reuse");
+        let page = server.settled(|s| s.get("/messages?q=reuse"));
         assert_eq!((page.status, page.json()["total"].as_u64()), (200, Some(6)));
     }
     assert_eq!(instantiations(&server), 3, "12 requests, 4 per instance");
@@ -84,11 +84,12 @@ fn a_reused_instance_serves_up_to_its_share_of_requests() {
 #[test]
 fn an_instance_that_failed_is_not_reused() {
     let server = fixture_reusing("1000");
-    assert_eq!(server.get("/fine").status, 200);
-    assert_eq!(server.get("/fine").status, 200);
+    let fine = |s: &Server| s.get("/fine").status;
+    assert_eq!(server.settled(fine), 200);
+    assert_eq!(server.settled(fine), 200);
     assert_eq!(instantiations(&server), 1);
-    assert_eq!(server.get("/panic").status, 500);
-    assert_eq!(server.get("/fine").status, 200);
+    assert_eq!(server.settled(|s| s.get("/panic").status), 500);
+    assert_eq!(server.settled(fine), 200);
     assert_eq!(instantiations(&server), 2, "the panicked instance was dropped");
 }
 
@@ -96,9 +97,9 @@ fn an_instance_that_failed_is_not_reused() {
 fn each_request_of_a_reused_instance_logs_only_its_own_stderr() {
     let server = fixture_reusing("1000");
     for _ in 0..3 {
-        assert_eq!(server.get("/chatty").status, 200);
+        assert_eq!(server.settled(|s| s.get("/chatty").status), 200);
     }
-    assert_eq!(server.get("/fine").status, 200);
+    assert_eq!(server.settled(|s| s.get("/fine").status), 200);
     let lines = server.request_logs(4);
     let stderr: Vec<_> = lines.iter().map(|line| line["guest_stderr"].as_str()).collect();
     assert_eq!(stderr.len(), 4, "{lines:?}");

@@ -1,6 +1,6 @@
 //! Health, metrics, logs, routing errors, configuration and the CLI tools.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -10,6 +10,11 @@ use serde_json::{Value, json};
 #[test]
 fn health_probes() {
     let server = Server::start();
+    assert_eq!(
+        server.logged_port(),
+        Some(server.port()),
+        "`listening` names the port PORT=0 got"
+    );
     let live = server.get("/health/live");
     assert_eq!((live.status, live.json()), (200, json!({"status": "ok"})));
     let ready = server.get("/health/ready");
@@ -109,6 +114,29 @@ fn unknown_paths_do_not_grow_metric_series() {
     let series = text.lines().filter(|l| l.starts_with("http_requests_total{")).count();
     assert!(series <= 2, "{text}");
     assert!(text.contains(&expected), "{text}");
+}
+
+#[test]
+fn a_swapped_in_guest_counts_its_own_routes_within_a_bound() {
+    // The fixture guest names `/fine`, and `/named/<x>` names `<x>`: routes
+    // the host has never heard of get their own label, up to the bound.
+    let guest = inlet_e2e::misbehaving_guest();
+    let server = Server::start_with(&[("GUEST_COMPONENT", guest.to_str().unwrap())]);
+    assert_eq!(server.get("/fine").status, 200);
+    for i in 0..60 {
+        assert_eq!(server.get(&format!("/named/r{i}")).status, 200);
+    }
+    let expected = "http_requests_total{path=\"/fine\",status=\"200\"} 1".to_owned();
+    let text = server.metrics_showing(std::slice::from_ref(&expected));
+    let named = text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{path=\"r"))
+        .count();
+    assert_eq!(named, 31, "/fine and 31 names fill the 32 guest labels:\n{text}");
+    assert!(
+        text.contains("http_requests_total{path=\"other\",status=\"200\"} 29"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -250,7 +278,7 @@ fn bad_configuration_stops_start_up_with_one_clear_line() {
         ),
     ] {
         let (code, stdout, _) = run_inlet(&["serve"], &env, None);
-        assert_ne!(code, 0, "{env:?}");
+        assert_eq!(code, 2, "{env:?}");
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(lines.len(), 1, "{stdout}");
         let line: Value = serde_json::from_str(lines[0]).unwrap();
@@ -258,6 +286,34 @@ fn bad_configuration_stops_start_up_with_one_clear_line() {
         assert_eq!(line["variable"], variable);
         assert!(line["msg"].as_str().unwrap().contains(variable), "{line}");
     }
+}
+
+#[test]
+fn serve_help_lists_every_setting_and_the_readme_the_same() {
+    let (code, help, _) = run_inlet(&["serve", "--help"], &[], None);
+    assert_eq!(code, 0, "{help}");
+    let in_help: BTreeSet<&str> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['=', ']']).next())
+        .collect();
+    assert!(
+        in_help.contains("WEBHOOK_SECRET") && in_help.contains("MAX_CONNECTIONS"),
+        "{help}"
+    );
+    assert!(help.contains("[default: 10000]"), "defaults are shown: {help}");
+    // The README's configuration table: rows whose first cell is a variable.
+    let readme = std::fs::read_to_string(inlet_e2e::workspace_root().join("README.md")).unwrap();
+    let in_readme: BTreeSet<&str> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `")?.split_once('`'))
+        .map(|(name, _)| name)
+        .filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .collect();
+    assert_eq!(
+        in_readme, in_help,
+        "README's configuration table against `inlet serve --help`"
+    );
 }
 
 #[test]
@@ -319,7 +375,7 @@ fn check_accepts_the_guest_and_rejects_others() {
 #[test]
 fn probe_reports_readiness() {
     let server = Server::start();
-    let port = server.port.to_string();
+    let port = server.port().to_string();
     let (code, stdout, _) = run_inlet(&["probe", "--port", &port], &[], None);
     assert_eq!(code, 0, "{stdout}");
     let (code, _, _) = run_inlet(&["probe"], &[("PORT", &port)], None);

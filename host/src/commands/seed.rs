@@ -19,6 +19,7 @@ pub struct SeedPlan {
     pub senders: u64,
     /// First message's instant; the rest follow evenly, one `step_micros` apart.
     pub start_unix_micros: i64,
+    /// Microseconds between consecutive messages' instants.
     pub step_micros: i64,
     /// Seeds the generator: the same plan always gives the same rows.
     pub seed: u64,
@@ -61,6 +62,8 @@ const WORDS: &[&str] = &[
     "week",
 ];
 
+/// Adds the messages of `plan` to the database at `database` (created if missing).
+/// Fails when `plan.senders` is 0 or the database cannot be written.
 pub fn run(database: &Path, plan: &SeedPlan) -> anyhow::Result<LoadReport> {
     anyhow::ensure!(plan.senders > 0, "--senders must be at least 1");
     let mut rng = fastrand::Rng::with_seed(plan.seed);

@@ -16,6 +16,8 @@ use crate::storage::SqliteStore;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::request_log::latency_ms;
 
+/// Serves until SIGTERM or Ctrl-C, then drains and checkpoints the database.
+/// Fails when storage, the guest or the listening socket cannot be set up.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = Arc::new(SqliteStore::open(&config.database)?);
@@ -52,6 +54,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
+    // The bound address: with `PORT=0` the kernel picks the port.
+    let address = listener.local_addr().unwrap_or(address);
     tracing::info!(%address, startup_ms = latency_ms(started), "listening");
     server::serve(listener, app, shutdown_signal()).await;
     match store.checkpoint().await {

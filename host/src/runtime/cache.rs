@@ -50,6 +50,7 @@ pub enum Compilation {
 }
 
 impl Compilation {
+    /// The `compilation` field of the `guest loaded` and `guest swapped` log lines.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Cached => "cached",

@@ -13,11 +13,17 @@ use crate::limits::GuestLimits;
 /// The compiled-code engine and the linker every guest is checked against.
 #[derive(Clone)]
 pub struct Runtime {
+    /// Compiles guests and runs their instances (pooling allocator, epoch interruption).
     pub engine: Engine,
+    /// Host imports (WASI, `wasi:http`, `inlet:service`) a guest may use; others fail linking.
     pub linker: Linker<Sandbox>,
+    /// The limits the engine's pool was sized for; every guest loaded by it runs under them.
     pub limits: GuestLimits,
+    /// How freed instance memory is reset on this kernel; detected when the runtime is built.
     pub memory_reset: MemoryReset,
+    /// Advances the epoch while guests run, for their yields and deadlines.
     pub ticker: EpochTicker,
+    /// The guest worker threads, apart from the server's.
     pub executor: GuestExecutor,
 }
 
@@ -42,6 +48,7 @@ impl MemoryReset {
         }
     }
 
+    /// The name in the `engine ready` log line's `memory_reset` field.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::CopyDirtyPages => "copy_dirty_pages",
@@ -51,6 +58,8 @@ impl MemoryReset {
 }
 
 impl Runtime {
+    /// Builds the engine for `limits`, starts the ticker and the guest workers, and links the host imports.
+    /// Fails when wasmtime rejects the engine configuration, linking fails or a thread cannot start.
     pub fn new(limits: GuestLimits) -> anyhow::Result<Self> {
         let memory_reset = MemoryReset::detect();
         let engine = Engine::new(&engine_config(&limits, memory_reset))

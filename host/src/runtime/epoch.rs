@@ -15,7 +15,7 @@ use wasmtime::{Engine, EngineWeak};
 
 /// How often the epoch advances while guests run: the longest a computing
 /// guest holds a worker before others get their turn.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Handle to the ticker thread; `running` marks a guest as running.
 #[derive(Clone)]

@@ -53,6 +53,7 @@ impl GuestExecutor {
         })
     }
 
+    /// Runs `task` on the guest workers; the handle yields its output or its panic.
     pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,

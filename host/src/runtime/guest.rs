@@ -22,11 +22,15 @@ use crate::telemetry::request_log::RequestId;
 
 /// A compiled, pre-linked guest ready to instantiate per request.
 pub struct Guest {
+    /// The component linked against the host's imports; instantiated once per fresh instance.
     pub pre: ServicePre<Sandbox>,
     /// Hex SHA-256 of the component file: which build is serving.
     pub sha256: String,
+    /// The component file it was loaded from.
     pub path: PathBuf,
+    /// When it finished loading (compiled or taken from the cache, and checked).
     pub loaded_at: DateTime<Utc>,
+    /// Whether its native code was compiled now or taken from the compile cache.
     pub compilation: Compilation,
     /// The limits of the runtime that loaded it.
     pub limits: GuestLimits,
@@ -105,10 +109,12 @@ impl Guest {
 pub struct GuestSlot(ArcSwap<Guest>);
 
 impl GuestSlot {
+    /// A slot with `guest` live.
     pub fn new(guest: Guest) -> Self {
         Self(ArcSwap::from_pointee(guest))
     }
 
+    /// The live guest; stays valid for the caller even if a swap replaces it meanwhile.
     pub fn current(&self) -> Arc<Guest> {
         self.0.load_full()
     }

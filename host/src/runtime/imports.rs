@@ -3,15 +3,17 @@
 use std::time::Instant;
 
 use crate::bindings::inlet::service::{log, metrics, storage};
-use crate::telemetry::metrics::{StorageOperation, result_label};
-use crate::telemetry::request_log::{self, Level};
+use crate::storage::Operation;
+use crate::telemetry::logging::Level;
+use crate::telemetry::metrics::result_label;
+use crate::telemetry::request_log;
 
 use super::sandbox::{Sandbox, Services};
 
 impl storage::Host for Sandbox {
     async fn insert(&mut self, message: storage::Message) -> Result<storage::InsertOutcome, storage::Error> {
         let services = self.services.clone();
-        let outcome = timed(&services, StorageOperation::Insert, services.store.insert(message)).await;
+        let outcome = timed(&services, Operation::Insert, services.store.insert(message)).await;
         if outcome == Ok(storage::InsertOutcome::Created) {
             self.services.metrics.record_stored();
         }
@@ -20,22 +22,22 @@ impl storage::Host for Sandbox {
 
     async fn list_messages(&mut self, request: storage::PageRequest) -> Result<storage::Page, storage::Error> {
         let services = self.services.clone();
-        timed(&services, StorageOperation::List, services.store.list(request)).await
+        timed(&services, Operation::List, services.store.list(request)).await
     }
 
     async fn stats(&mut self, top_senders: u32) -> Result<storage::MessageStats, storage::Error> {
         let services = self.services.clone();
-        timed(&services, StorageOperation::Stats, services.store.stats(top_senders)).await
+        timed(&services, Operation::Stats, services.store.stats(top_senders)).await
     }
 
     async fn ping(&mut self) -> Result<(), storage::Error> {
         let services = self.services.clone();
-        timed(&services, StorageOperation::Ping, services.store.ping()).await
+        timed(&services, Operation::Ping, services.store.ping()).await
     }
 }
 
 /// Awaits a storage call and records its latency.
-async fn timed<T>(services: &Services, operation: StorageOperation, call: impl Future<Output = T>) -> T {
+async fn timed<T>(services: &Services, operation: Operation, call: impl Future<Output = T>) -> T {
     let started = Instant::now();
     let result = call.await;
     services
@@ -79,5 +81,10 @@ impl metrics::Host for Sandbox {
     fn record_webhook(&mut self, outcome: metrics::WebhookResult) {
         self.services.metrics.record_webhook(outcome);
         self.fields.set("result", result_label(outcome).into());
+    }
+
+    fn name_route(&mut self, route: String) {
+        let label = self.services.metrics.guest_route(&route);
+        self.fields.name_route(label);
     }
 }

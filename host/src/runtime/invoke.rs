@@ -82,6 +82,7 @@ impl GuestFailure {
 pub struct GuestExit {
     /// What the guest attached to the request's log line.
     pub fields: LogFields,
+    /// `Ok` when the guest returned normally, else why it did not.
     pub result: Result<(), GuestFailure>,
 }
 
@@ -90,11 +91,18 @@ pub enum GuestReply {
     /// The guest set a response; `exit` resolves when the guest has finished
     /// writing its body and returned.
     Response {
+        /// Status and headers as the guest set them; the body streams while the guest writes it.
         response: hyper::Response<HyperOutgoingBody>,
+        /// The guest's task on the guest workers; it may still fail after the response was set.
         exit: JoinHandle<GuestExit>,
     },
     /// The guest failed before setting a response.
-    Failed { fields: LogFields, failure: GuestFailure },
+    Failed {
+        /// What the guest attached to the request's log line before failing.
+        fields: LogFields,
+        /// Why it gave no response; `GuestFailure::status` says what to answer.
+        failure: GuestFailure,
+    },
 }
 
 /// Runs `request` in a fresh instance of `guest`, bounded by its limits.

@@ -30,7 +30,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// What made a reload happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
+    /// The watcher saw the guest file change and then hold still.
     FileChanged,
+    /// The process got SIGHUP.
     Signal,
 }
 
@@ -47,13 +49,20 @@ impl Trigger {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
     /// The new guest is live.
-    Swapped { sha256: String },
+    Swapped {
+        /// Hex SHA-256 of the component file now serving.
+        sha256: String,
+    },
     /// The file holds the guest already live.
     Unchanged,
     /// The candidate failed; the previous guest keeps serving.
-    Rejected { reason: String },
+    Rejected {
+        /// The failed step and its cause, as the `guest rejected` log line gives it.
+        reason: String,
+    },
 }
 
+/// Replaces the live guest with the guest file's contents, on a change or SIGHUP.
 pub struct Reloader {
     runtime: Runtime,
     cache: CompileCache,
@@ -72,6 +81,8 @@ fn stamp(path: &Path) -> Stamp {
 }
 
 impl Reloader {
+    /// A reloader of the guest at `path` into `slot`, compiled by `runtime` through `cache`;
+    /// nothing is loaded until `reload` or `watch` runs.
     pub fn new(
         runtime: Runtime,
         cache: CompileCache,

@@ -20,8 +20,11 @@ use crate::telemetry::request_log::{LogFields, RequestId};
 
 /// Process-wide services every sandbox shares.
 pub struct Services {
+    /// Message storage behind the guest's `storage` import.
     pub store: Arc<dyn MessageStore>,
+    /// Process-wide counters the host and the guest's `metrics` import update.
     pub metrics: Arc<Metrics>,
+    /// Put in every instance's environment as `WEBHOOK_SECRET`, for signature checks.
     pub secret: WebhookSecret,
 }
 

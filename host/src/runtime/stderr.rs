@@ -26,7 +26,7 @@ const WRITE_BUDGET: usize = 64 << 10;
 /// The guest's stderr. Clones share one buffer: the sandbox keeps one to
 /// read, WASI hands the others to the guest.
 #[derive(Debug, Clone, Default)]
-pub struct GuestStderr(Arc<Mutex<Captured>>);
+pub(super) struct GuestStderr(Arc<Mutex<Captured>>);
 
 #[derive(Debug, Default)]
 struct Captured {
@@ -38,7 +38,7 @@ impl GuestStderr {
     /// What was written since the last call, as text (invalid UTF-8
     /// replaced, trailing whitespace trimmed, a note of any bytes beyond the
     /// kept ones), or `None` when nothing was.
-    pub fn take(&self) -> Option<String> {
+    pub(super) fn take(&self) -> Option<String> {
         let Captured { kept, dropped } = std::mem::take(&mut *self.lock());
         if kept.is_empty() {
             return None;

@@ -15,7 +15,9 @@ const BATCH: usize = 10_000;
 /// What a load did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LoadReport {
+    /// Messages inserted.
     pub created: u64,
+    /// Messages skipped because their `message_id` was already stored.
     pub duplicates: u64,
 }
 

@@ -7,7 +7,7 @@ use super::StoreError;
 /// Transient conditions (locks, a full disk, an unwritable file) are
 /// `unavailable`, so the caller answers 503 and the sender retries; anything
 /// else is `internal`.
-pub fn classify(error: &rusqlite::Error) -> StoreError {
+pub(super) fn classify(error: &rusqlite::Error) -> StoreError {
     let transient = matches!(
         error.sqlite_error_code(),
         Some(
@@ -28,6 +28,6 @@ pub fn classify(error: &rusqlite::Error) -> StoreError {
 }
 
 /// The store's worker threads are gone (shutting down, or a worker died).
-pub fn stopped() -> StoreError {
+pub(super) fn stopped() -> StoreError {
     StoreError::Unavailable("storage is shutting down".into())
 }

@@ -40,6 +40,32 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// One of `MessageStore`'s operations, as metrics label them and test
+/// stores script failures for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `MessageStore::insert`: storing one webhook message.
+    Insert,
+    /// `MessageStore::list`: one page of messages.
+    List,
+    /// `MessageStore::stats`: the aggregates.
+    Stats,
+    /// `MessageStore::ping`: the readiness check.
+    Ping,
+}
+
+impl Operation {
+    /// The `operation` label of `storage_operation_ms`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Insert => "insert",
+            Self::List => "list",
+            Self::Stats => "stats",
+            Self::Ping => "ping",
+        }
+    }
+}
+
 /// The SQLite-backed store.
 pub struct SqliteStore {
     writer: writer::Writer,

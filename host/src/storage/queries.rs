@@ -13,6 +13,7 @@ use crate::bindings::inlet::service::storage::{
 /// Largest `limit` and `top-senders` the storage interface accepts.
 const MAX_PAGE: u32 = 100;
 
+/// Rejects, as `InvalidArgument`, a `limit` outside 1..=100 or an `offset` above `i64::MAX`.
 pub fn check_page_request(request: &PageRequest) -> Result<(), StoreError> {
     if !(1..=MAX_PAGE).contains(&request.limit) {
         return Err(StoreError::InvalidArgument(format!(
@@ -29,6 +30,7 @@ pub fn check_page_request(request: &PageRequest) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Rejects, as `InvalidArgument`, a `top_senders` outside 1..=100.
 pub fn check_top_senders(top_senders: u32) -> Result<(), StoreError> {
     if (1..=MAX_PAGE).contains(&top_senders) {
         Ok(())
@@ -244,7 +246,7 @@ fn count_since(tx: &Transaction<'_>, since: i64) -> rusqlite::Result<i64> {
 }
 
 /// One page and the filtered total, read in one snapshot.
-pub fn list(conn: &mut Connection, request: &PageRequest, remembered: &SearchCounts) -> rusqlite::Result<Page> {
+pub(super) fn list(conn: &mut Connection, request: &PageRequest, remembered: &SearchCounts) -> rusqlite::Result<Page> {
     let tx = conn.transaction()?;
     let total = count(&tx, &request.filter, remembered)?;
     let messages = if total == 0 {
@@ -311,7 +313,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
 
 /// Totals, top senders (count descending, sender ascending) and the first
 /// and last `ts` by instant, read in one snapshot.
-pub fn stats(conn: &mut Connection, top_senders: u32) -> rusqlite::Result<MessageStats> {
+pub(super) fn stats(conn: &mut Connection, top_senders: u32) -> rusqlite::Result<MessageStats> {
     let tx = conn.transaction()?;
     let (total, senders): (i64, i64) = tx
         .prepare_cached("SELECT messages, senders FROM totals")?

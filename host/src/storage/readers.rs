@@ -11,14 +11,14 @@ use super::{StoreError, errors, schema, text_match};
 
 type ReadJob = Box<dyn FnOnce(&mut Connection) + Send>;
 
-pub struct Readers {
+pub(super) struct Readers {
     jobs: Sender<ReadJob>,
 }
 
 impl Readers {
     /// Starts `count` readers on the database at `path`, which the writer has
     /// already created.
-    pub fn start(path: &Path, count: usize) -> anyhow::Result<Self> {
+    pub(super) fn start(path: &Path, count: usize) -> anyhow::Result<Self> {
         let (jobs, queue) = crossbeam_channel::unbounded::<ReadJob>();
         for index in 0..count {
             let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -34,7 +34,7 @@ impl Readers {
     }
 
     /// Runs `query` on the next free reader.
-    pub async fn run<T: Send + 'static>(
+    pub(super) async fn run<T: Send + 'static>(
         &self,
         query: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {

@@ -9,10 +9,10 @@
 use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever `SCHEMA` changes shape; `ping` checks it.
-pub const VERSION: i64 = 5;
+pub(super) const VERSION: i64 = 5;
 
 /// Width of a `hourly_counts` bucket.
-pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
+pub(super) const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
 /// The text index holds `lower(text)`, which folds ASCII letters only, with
 /// a case-sensitive trigram tokenizer and token positions (`detail = full`):
@@ -180,7 +180,7 @@ const BUSY_TIMEOUT_MS: u32 = 2000;
 /// WAL lets readers run beside the writer; `synchronous=FULL` makes every
 /// commit durable (fsync of the WAL) before its callers hear 200. Group commit
 /// in the writer keeps that affordable.
-pub fn prepare_writer(conn: &mut Connection) -> rusqlite::Result<()> {
+pub(super) fn prepare_writer(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
@@ -228,18 +228,18 @@ fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// Settings for a read-only connection.
-pub fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {
+pub(super) fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"))
 }
 
 /// Whether the schema this binary expects is in place.
-pub fn is_current(conn: &Connection) -> rusqlite::Result<bool> {
+pub(super) fn is_current(conn: &Connection) -> rusqlite::Result<bool> {
     Ok(user_version(conn)? == VERSION)
 }
 
 /// Commits a one-row write, proving the database takes writes now: not
 /// locked by another process, not read-only, not out of space.
-pub fn probe_write(conn: &mut Connection) -> rusqlite::Result<()> {
+pub(super) fn probe_write(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(
         "INSERT INTO health_probe (id, checked_at) VALUES (1, ?1)

@@ -2,9 +2,9 @@
 //! `from` with `since`), remembered so that paging through a search or
 //! polling it does not recheck every match again.
 //!
-//! Counting the rows whose text contains a common word means reading and
-//! checking every candidate the trigram index offers: for a word in a fifth
-//! of a million rows, about half a second. A remembered total stays right up
+//! Counting the rows whose text contains a common word means reading every
+//! match the trigram index offers, which grows with the word's rows (the
+//! benchmark measures it: tests/bench/RESULTS.md). A remembered total stays right up
 //! to the row it was counted through as long as no row was deleted (new rows
 //! get a higher `seq` than any before; SQLite reuses numbers only after the
 //! newest rows were deleted). So a later count adds the rows above that mark,
@@ -33,7 +33,7 @@ const MAX_TAIL: i64 = 50_000;
 
 /// Where the rows stood when a snapshot was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Watermark {
+pub(super) struct Watermark {
     /// Highest `seq`: every row inserted later has a higher one.
     pub newest: i64,
     /// Deletions ever made (`totals.removed`).
@@ -41,7 +41,7 @@ pub struct Watermark {
 }
 
 impl Watermark {
-    pub fn read(tx: &Transaction<'_>) -> rusqlite::Result<Self> {
+    pub(super) fn read(tx: &Transaction<'_>) -> rusqlite::Result<Self> {
         tx.prepare_cached("SELECT COALESCE((SELECT MAX(seq) FROM messages), 0), removed FROM totals")?
             .query_row([], |row| {
                 Ok(Self {
@@ -54,13 +54,13 @@ impl Watermark {
 
 /// A filter's total as counted at a watermark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counted {
+pub(super) struct Counted {
     pub total: i64,
     pub at: Watermark,
 }
 
 /// The remembered totals, shared by every reader.
-pub struct SearchCounts {
+pub(super) struct SearchCounts {
     remembered: Mutex<LruCache<MessageFilter, Counted>>,
 }
 
@@ -80,14 +80,14 @@ impl Default for SearchCounts {
 impl SearchCounts {
     /// The total remembered for `filter` that can be extended to `now`: no
     /// deletion since, and at most `MAX_TAIL` rows inserted since.
-    pub fn extendable(&self, filter: &MessageFilter, now: Watermark) -> Option<Counted> {
+    pub(super) fn extendable(&self, filter: &MessageFilter, now: Watermark) -> Option<Counted> {
         let earlier = *self.lock().get(filter)?;
         let tail = now.newest - earlier.at.newest;
         (earlier.at.removed == now.removed && (0..=MAX_TAIL).contains(&tail)).then_some(earlier)
     }
 
     /// Remembers `counted` unless a newer total is already remembered.
-    pub fn remember(&self, filter: &MessageFilter, counted: Counted) {
+    pub(super) fn remember(&self, filter: &MessageFilter, counted: Counted) {
         if !is_remembered(filter) {
             return;
         }

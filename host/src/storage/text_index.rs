@@ -42,20 +42,20 @@ impl Default for IndexSchedule {
 
 /// Rows waiting for the index, counted by `seq` (rows deleted since count
 /// too, which only makes the writer index a little earlier).
-pub fn backlog(conn: &Connection) -> rusqlite::Result<i64> {
+pub(super) fn backlog(conn: &Connection) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT COALESCE((SELECT MAX(seq) FROM messages), 0) - indexed_through FROM text_index")?
         .query_row([], |row| row.get(0))
 }
 
 /// Indexes up to `rows` of the oldest unindexed rows in one transaction.
-pub fn index_next(conn: &mut Connection, rows: u32) -> rusqlite::Result<()> {
+pub(super) fn index_next(conn: &mut Connection, rows: u32) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     index_within(&tx, rows)?;
     tx.commit()
 }
 
 /// Indexes up to `rows` of the oldest unindexed rows in `tx`.
-pub fn index_within(tx: &Transaction<'_>, rows: u32) -> rusqlite::Result<()> {
+pub(super) fn index_within(tx: &Transaction<'_>, rows: u32) -> rusqlite::Result<()> {
     let through: i64 = tx
         .prepare_cached("SELECT indexed_through FROM text_index")?
         .query_row([], |row| row.get(0))?;

@@ -18,7 +18,7 @@ use rusqlite::types::{FromSqlError, ValueRef};
 const FOLD_ON_STACK: usize = 512;
 
 /// Makes `contains_folded` available on `conn`.
-pub fn register(conn: &Connection) -> rusqlite::Result<()> {
+pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function(
         "contains_folded",
         2,

@@ -22,7 +22,7 @@ use super::text_index::{self, IndexSchedule};
 const FOLD_EVERY: Duration = Duration::from_millis(100);
 
 /// The writer's chores and how far behind they are.
-pub struct Upkeep {
+pub(super) struct Upkeep {
     schedule: IndexSchedule,
     /// Rows waiting for the text index.
     backlog: i64,
@@ -32,7 +32,7 @@ pub struct Upkeep {
 }
 
 impl Upkeep {
-    pub fn new(conn: &Connection, schedule: IndexSchedule) -> Self {
+    pub(super) fn new(conn: &Connection, schedule: IndexSchedule) -> Self {
         Self {
             schedule,
             backlog: text_index::backlog(conn).unwrap_or(0),
@@ -43,13 +43,13 @@ impl Upkeep {
 
     /// How long the writer may wait for a job before `when_idle` has work,
     /// or `None` when nothing is left to do.
-    pub fn idle_deadline(&self) -> Option<Duration> {
+    pub(super) fn idle_deadline(&self) -> Option<Duration> {
         (self.backlog > 0 || self.unfolded).then_some(self.schedule.idle_after)
     }
 
     /// After a group commit: indexes a chunk once a full one waits, and
     /// folds the WAL once `FOLD_EVERY` has passed.
-    pub fn after_commit(&mut self, conn: &mut Connection) {
+    pub(super) fn after_commit(&mut self, conn: &mut Connection) {
         self.unfolded = true;
         self.backlog = text_index::backlog(conn).unwrap_or(0);
         if self.backlog >= i64::from(self.schedule.chunk) {
@@ -62,7 +62,7 @@ impl Upkeep {
 
     /// No job came for a while: indexes the next chunk, or once every row is
     /// indexed, folds the WAL.
-    pub fn when_idle(&mut self, conn: &mut Connection) {
+    pub(super) fn when_idle(&mut self, conn: &mut Connection) {
         if self.backlog > 0 {
             self.index_text(conn);
             self.unfolded = true;

@@ -34,12 +34,12 @@ enum Job {
 
 /// Handle to the writer thread. Dropping it lets the thread finish the queue
 /// and close the database.
-pub struct Writer {
+pub(super) struct Writer {
     jobs: Sender<Job>,
 }
 
 impl Writer {
-    pub fn start(path: &Path, schedule: IndexSchedule) -> anyhow::Result<Self> {
+    pub(super) fn start(path: &Path, schedule: IndexSchedule) -> anyhow::Result<Self> {
         let mut conn =
             Connection::open(path).map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
         schema::prepare_writer(&mut conn)
@@ -55,16 +55,16 @@ impl Writer {
         Ok(Self { jobs })
     }
 
-    pub async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
+    pub(super) async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
         self.submit(|reply| Job::Insert(message, reply)).await
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
         self.submit(Job::Ping).await
     }
 
     /// Commits what is queued, then folds the WAL into the database file.
-    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+    pub(super) async fn checkpoint(&self) -> Result<(), StoreError> {
         self.submit(Job::Checkpoint).await
     }
 

@@ -14,7 +14,42 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
-use super::request_log::Level;
+/// Severity, least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Level {
+    /// Detail for diagnosing; off unless `LOG_LEVEL=DEBUG`.
+    Debug,
+    /// Normal operation: start-up, swaps, one line per request.
+    #[default]
+    Info,
+    /// Something is off but serving goes on.
+    Warn,
+    /// A failure, e.g. a 5xx response, a rejected guest or a failed storage commit.
+    Error,
+}
+
+impl Level {
+    /// The `level` field of a JSON log line: `debug`, `info`, `warn` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl From<tracing::Level> for Level {
+    fn from(level: tracing::Level) -> Self {
+        match level {
+            tracing::Level::ERROR => Self::Error,
+            tracing::Level::WARN => Self::Warn,
+            tracing::Level::INFO => Self::Info,
+            _ => Self::Debug,
+        }
+    }
+}
 
 /// The least severe level written; set once at start-up.
 static THRESHOLD: OnceLock<Level> = OnceLock::new();

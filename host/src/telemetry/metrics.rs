@@ -1,5 +1,7 @@
 //! Prometheus metrics, exposed at `GET /metrics` (names documented in the README).
 
+use std::sync::Mutex;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -8,6 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::bindings::inlet::service::metrics::WebhookResult;
+use crate::storage::Operation;
 
 /// Upper bounds (milliseconds) of the `request_latency_ms` buckets.
 pub const LATENCY_BUCKETS_MS: [f64; 14] = [
@@ -22,17 +25,14 @@ pub const STORAGE_BUCKETS_MS: [f64; 13] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
 ];
 
-/// Every path the service answers, as it appears in the `path` label; any
-/// other path is counted as `OTHER_PATH` so clients cannot grow the series.
-pub const KNOWN_PATHS: [&str; 6] = [
-    "/webhook",
-    "/messages",
-    "/stats",
-    "/health/live",
-    "/health/ready",
-    "/metrics",
-];
-pub const OTHER_PATH: &str = "other";
+/// The `path` label of a request whose guest named no route, or a name past
+/// the bounds below: clients and guests cannot grow the series.
+pub const OTHER_ROUTE: &str = "other";
+/// Most distinct route names guests may add as `path` labels, over the
+/// process's life (the host's own routes are not among them).
+pub const MAX_GUEST_ROUTES: usize = 32;
+/// Longest route name kept as a label, in bytes.
+pub const MAX_ROUTE_BYTES: usize = 64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -60,30 +60,13 @@ struct GuestLabels {
     sha256: String,
 }
 
-/// A storage operation, as the `operation` label of `storage_operation_ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StorageOperation {
-    Insert,
-    List,
-    Stats,
-    Ping,
-}
-
-impl StorageOperation {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Insert => "insert",
-            Self::List => "list",
-            Self::Stats => "stats",
-            Self::Ping => "ping",
-        }
-    }
-}
-
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// The process's Prometheus registry and every series Inlet exports; shared by all requests.
 pub struct Metrics {
     registry: Registry,
+    /// The route names guests have added so far (at most `MAX_GUEST_ROUTES`).
+    guest_routes: Mutex<Vec<&'static str>>,
     http_requests: Family<HttpLabels, Counter>,
     webhook_requests: Family<WebhookLabels, Counter>,
     request_latency: Histogram,
@@ -108,6 +91,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Registers every metric, with each `webhook_requests` result at zero.
     pub fn new() -> Self {
         let http_requests = Family::<HttpLabels, Counter>::default();
         let webhook_requests = Family::<WebhookLabels, Counter>::default();
@@ -163,6 +147,7 @@ impl Metrics {
         }
         Self {
             registry,
+            guest_routes: Mutex::new(Vec::new()),
             http_requests,
             webhook_requests,
             request_latency,
@@ -182,21 +167,45 @@ impl Metrics {
     }
 
     /// Counts a finished request.
-    pub fn record_request(&self, path: &str, status: u16, latency_ms: f64) {
-        let labels = HttpLabels {
-            path: path_label(path),
-            status,
-        };
+    /// A request to `route` (a host route, or one `guest_route` returned)
+    /// ended with `status`.
+    pub fn record_request(&self, route: &'static str, status: u16, latency_ms: f64) {
+        let labels = HttpLabels { path: route, status };
         self.http_requests.get_or_create(&labels).inc();
         self.request_latency.observe(latency_ms);
         self.in_flight.dec();
     }
 
+    /// The label of a route a guest named: the name itself while the names
+    /// stay within their bounds, else `OTHER_ROUTE`.
+    pub fn guest_route(&self, name: &str) -> &'static str {
+        if name.len() > MAX_ROUTE_BYTES {
+            return OTHER_ROUTE;
+        }
+        let mut routes = self
+            .guest_routes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(known) = routes.iter().find(|known| **known == name) {
+            return known;
+        }
+        if routes.len() == MAX_GUEST_ROUTES {
+            return OTHER_ROUTE;
+        }
+        // Labels live as long as the registry; the bounds above cap what
+        // this leaks at `MAX_GUEST_ROUTES` short strings per process.
+        let label: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        routes.push(label);
+        label
+    }
+
+    /// Observes one guest instantiation in `guest_instantiation_ms`.
     pub fn record_instantiation(&self, elapsed_ms: f64) {
         self.instantiation.observe(elapsed_ms);
     }
 
-    pub fn record_storage(&self, operation: StorageOperation, elapsed_ms: f64) {
+    /// Observes one `operation`'s latency in `storage_operation_ms`.
+    pub fn record_storage(&self, operation: Operation, elapsed_ms: f64) {
         self.storage_latency
             .get_or_create(&OperationLabels {
                 operation: operation.label(),
@@ -204,6 +213,7 @@ impl Metrics {
             .observe(elapsed_ms);
     }
 
+    /// Counts one message newly stored (not a duplicate) in `messages_stored_total`.
     pub fn record_stored(&self) {
         self.messages_stored.inc();
     }
@@ -221,6 +231,7 @@ impl Metrics {
             .set(1);
     }
 
+    /// Counts one `POST /webhook` outcome in `webhook_requests_total`, as the guest reported it.
     pub fn record_webhook(&self, result: WebhookResult) {
         self.webhook_requests
             .get_or_create(&WebhookLabels {
@@ -279,15 +290,6 @@ pub fn result_label(result: WebhookResult) -> &'static str {
     }
 }
 
-/// `path` itself when it is a known route, else `OTHER_PATH`.
-pub fn path_label(path: &str) -> &'static str {
-    KNOWN_PATHS
-        .iter()
-        .find(|known| **known == path)
-        .copied()
-        .unwrap_or(OTHER_PATH)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,7 +319,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.request_started();
         metrics.record_instantiation(0.2);
-        metrics.record_storage(StorageOperation::Insert, 0.7);
+        metrics.record_storage(Operation::Insert, 0.7);
         metrics.record_stored();
         metrics.record_guest_loaded("aa");
         metrics.record_guest_loaded("bb");
@@ -338,16 +340,23 @@ mod tests {
     }
 
     #[test]
-    fn unknown_paths_share_one_label() {
+    fn guest_route_names_are_bounded_in_number_and_length() {
         let metrics = Metrics::new();
         for i in 0..100 {
-            metrics.record_request(&format!("/random/{i}"), 404, 1.0);
+            let route = metrics.guest_route(&format!("/random/{i}"));
+            metrics.record_request(route, 404, 1.0);
         }
+        metrics.record_request(metrics.guest_route(&"/long".repeat(20)), 404, 1.0);
+        metrics.record_request(metrics.guest_route("/random/0"), 404, 1.0);
         let text = metrics.render();
         assert!(
-            text.contains("http_requests_total{path=\"other\",status=\"404\"} 100"),
+            text.contains("http_requests_total{path=\"other\",status=\"404\"} 69"),
             "{text}"
         );
-        assert_eq!(text.matches("http_requests_total{").count(), 1);
+        assert!(
+            text.contains("http_requests_total{path=\"/random/0\",status=\"404\"} 2"),
+            "{text}"
+        );
+        assert_eq!(text.matches("http_requests_total{").count(), MAX_GUEST_ROUTES + 1);
     }
 }

@@ -5,39 +5,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use super::logging;
-
-/// Severity, least to most severe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum Level {
-    Debug,
-    #[default]
-    Info,
-    Warn,
-    Error,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Debug => "debug",
-            Self::Info => "info",
-            Self::Warn => "warn",
-            Self::Error => "error",
-        }
-    }
-}
-
-impl From<tracing::Level> for Level {
-    fn from(level: tracing::Level) -> Self {
-        match level {
-            tracing::Level::ERROR => Self::Error,
-            tracing::Level::WARN => Self::Warn,
-            tracing::Level::INFO => Self::Info,
-            _ => Self::Debug,
-        }
-    }
-}
+use super::logging::{self, Level};
 
 /// Identifies one request in logs and in the `X-Request-ID` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +24,7 @@ impl RequestId {
         }
     }
 
+    /// The id as logged and sent back in `X-Request-ID`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -79,16 +48,27 @@ const HOST_KEYS: [&str; 13] = [
     "guest_stderr",
 ];
 
-/// Fields the guest attached, the least level it asked for, and the
-/// separate events it emitted.
+/// Fields the guest attached, the least level it asked for, the separate
+/// events it emitted and the route it named.
 #[derive(Debug, Default)]
 pub struct LogFields {
     fields: Map<String, Value>,
     level: Level,
     events: Vec<(Level, String)>,
+    route: Option<&'static str>,
 }
 
 impl LogFields {
+    /// Which route served the request, as the metrics' `path` label.
+    pub fn name_route(&mut self, route: &'static str) {
+        self.route = Some(route);
+    }
+
+    /// The route named so far, if any.
+    pub fn route(&self) -> Option<&'static str> {
+        self.route
+    }
+
     /// A field the guest asked for; one of `HOST_KEYS` is ignored.
     pub fn annotate(&mut self, key: String, value: Value) {
         if !HOST_KEYS.contains(&key.as_str()) {
@@ -102,6 +82,7 @@ impl LogFields {
         self.fields.insert(key.into(), value);
     }
 
+    /// Raises the line's level to `level`; it never lowers it.
     pub fn escalate(&mut self, level: Level) {
         self.level = self.level.max(level);
     }
@@ -129,9 +110,13 @@ impl LogFields {
 
 /// What the host knows about a request from the moment it arrives.
 pub struct RequestInfo {
+    /// From `X-Request-ID`, or a fresh UUID.
     pub id: RequestId,
+    /// The HTTP method, e.g. `POST`.
     pub method: String,
+    /// The URI's path, without the query.
     pub path: String,
+    /// When the host received the request; `latency_ms` counts from here.
     pub started: Instant,
 }
 
