@@ -5,6 +5,7 @@
 //! The modules without `bindings` in their imports are pure and unit-tested
 //! natively.
 
+mod cursor;
 #[cfg(test)]
 mod fuzz;
 mod http_io;

@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use crate::bindings::inlet::service::storage::{self, MessageFilter, PageRequest};
+use crate::bindings::inlet::service::storage::{self, MessageFilter, PageRequest, Position};
+use crate::cursor::Cursor;
 use crate::query::{self, ListingQuery};
 use crate::response::Response;
 
@@ -12,6 +13,8 @@ struct Page<'a> {
     total: u64,
     limit: u32,
     offset: u64,
+    /// Continues this listing after its last row; `null` when no row follows.
+    next_cursor: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -43,6 +46,10 @@ fn page_request(query: &ListingQuery) -> PageRequest {
         },
         limit: query.limit,
         offset: query.offset,
+        after: query.cursor.as_ref().map(|cursor| Position {
+            unix_micros: cursor.unix_micros,
+            message_id: cursor.message_id.clone(),
+        }),
     }
 }
 
@@ -58,10 +65,19 @@ fn render<'a>(page: &'a storage::Page, query: &ListingQuery) -> Page<'a> {
             text: m.text.as_deref(),
         })
         .collect();
+    let next_cursor = page.messages.last().filter(|_| page.more).map(|last| {
+        Cursor {
+            unix_micros: last.ts.unix_micros,
+            message_id: last.message_id.clone(),
+            filters: query.filters(),
+        }
+        .encode()
+    });
     Page {
         data,
         total: page.total,
         limit: query.limit,
         offset: query.offset,
+        next_cursor,
     }
 }

@@ -1,13 +1,16 @@
-//! The `GET /messages` query string: `limit`, `offset`, `from`, `since`, `q`.
+//! The `GET /messages` query string: `limit`, `offset`, `from`, `since`, `q`,
+//! `cursor`.
 //!
 //! Values are percent-decoded. `+` means a space as in HTML forms, except in
 //! `from`: an MSISDN starts with a literal `+`, and callers (the evaluator's
 //! curl among them) send `?from=+919876543210` without encoding it.
 //! Unknown parameters are ignored; when a parameter repeats, the last wins;
-//! an empty `from`, `since` or `q` filters nothing.
+//! an empty `from`, `since`, `q` or `cursor` filters nothing. A `cursor`
+//! goes with the filters it was issued for and no `offset`.
 
 use percent_encoding::percent_decode_str;
 
+use crate::cursor::{Cursor, Filters};
 use crate::problem::FieldError;
 use crate::timestamp;
 
@@ -24,6 +27,19 @@ pub(crate) struct ListingQuery {
     pub from: Option<String>,
     pub since: Option<timestamp::UtcTimestamp>,
     pub q: Option<String>,
+    /// Where the previous page ended, when the client continues from there.
+    pub cursor: Option<Cursor>,
+}
+
+impl ListingQuery {
+    /// The filters, as a cursor records them.
+    pub(crate) fn filters(&self) -> Filters {
+        Filters {
+            from: self.from.clone(),
+            since_unix_micros: self.since.as_ref().map(|ts| ts.unix_micros),
+            q: self.q.clone(),
+        }
+    }
 }
 
 /// The raw values, decoded but not yet validated.
@@ -34,6 +50,7 @@ struct RawParams {
     from: Option<String>,
     since: Option<String>,
     q: Option<String>,
+    cursor: Option<String>,
 }
 
 /// Parses a query string (without the `?`), collecting every invalid parameter.
@@ -64,16 +81,42 @@ pub(crate) fn parse(query: &str) -> Result<ListingQuery, Vec<FieldError>> {
                 None
             }
         });
+    let token = raw.cursor.filter(|s| !s.is_empty());
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(ListingQuery {
+    let mut query = ListingQuery {
         limit,
         offset,
         from: raw.from.filter(|s| !s.is_empty()),
         since,
         q: raw.q.filter(|s| !s.is_empty()),
-    })
+        cursor: None,
+    };
+    if let Some(token) = token {
+        query.cursor = Some(cursor(&token, &query)?);
+    }
+    Ok(query)
+}
+
+/// The cursor `token` names, if it may continue `query`'s listing.
+fn cursor(token: &str, query: &ListingQuery) -> Result<Cursor, Vec<FieldError>> {
+    let error = |msg: &str| {
+        vec![FieldError::new(
+            "query",
+            Some("cursor"),
+            "value_error",
+            format!("Value error, {msg}"),
+        )]
+    };
+    let cursor = Cursor::decode(token).ok_or_else(|| error("cursor is not one this service issued"))?;
+    if query.offset != 0 {
+        return Err(error("cursor cannot be combined with a non-zero offset"));
+    }
+    if cursor.filters != query.filters() {
+        return Err(error("cursor was issued for other filters (from, since, q)"));
+    }
+    Ok(cursor)
 }
 
 fn collect(query: &str) -> RawParams {
@@ -86,6 +129,7 @@ fn collect(query: &str) -> RawParams {
             "from" => (&mut raw.from, false),
             "since" => (&mut raw.since, true),
             "q" => (&mut raw.q, true),
+            "cursor" => (&mut raw.cursor, true),
             _ => continue,
         };
         *slot = Some(decode(value, plus_is_space));
@@ -220,6 +264,38 @@ mod tests {
             [(r#"["query","offset"]"#.into(), "less_than_equal")]
         );
         assert_eq!(kinds("offset=x"), [(r#"["query","offset"]"#.into(), "int_parsing")]);
+    }
+
+    #[test]
+    fn a_cursor_continues_only_its_own_filters() {
+        let issued = |query: &str| {
+            let query = parse(query).unwrap();
+            Cursor {
+                unix_micros: 7,
+                message_id: "m7".into(),
+                filters: query.filters(),
+            }
+            .encode()
+        };
+        let token = issued("from=+1&q=hi");
+        let continued = parse(&format!("q=hi&from=+1&limit=3&cursor={token}")).unwrap();
+        assert_eq!(
+            continued.cursor.map(|c| (c.unix_micros, c.message_id)),
+            Some((7, "m7".into()))
+        );
+        assert!(parse("cursor=").unwrap().cursor.is_none(), "empty means none");
+        for query in [
+            format!("from=+1&cursor={token}"),
+            format!("from=+2&q=hi&cursor={token}"),
+            format!("from=+1&q=hi&offset=5&cursor={token}"),
+            "cursor=garbage".to_owned(),
+        ] {
+            assert_eq!(
+                kinds(&query),
+                [(r#"["query","cursor"]"#.into(), "value_error")],
+                "{query}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use inlet::bindings::inlet::service::storage::{Message, MessageFilter, PageRequest, Timestamp};
+use inlet::bindings::inlet::service::storage::{Message, MessageFilter, PageRequest, Position, Timestamp};
 use inlet::storage::{IndexSchedule, MessageStore, SqliteStore, bulk};
 use rusqlite::Connection;
 
@@ -113,23 +113,26 @@ fn counted(conn: &Connection, filter: &MessageFilter) -> (u64, Vec<String>) {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    (ids.len() as u64, ids.into_iter().take(100).collect())
+    (ids.len() as u64, ids)
 }
 
 async fn assert_matches_rows(store: &SqliteStore, path: &Path) {
     let conn = Connection::open(path).unwrap();
     for filter in filters() {
-        let (total, first_ids) = counted(&conn, &filter);
+        let (total, ids) = counted(&conn, &filter);
+        let first_ids: Vec<String> = ids.into_iter().take(100).collect();
         let page = store
             .list(PageRequest {
                 filter: filter.clone(),
                 limit: 100,
                 offset: 0,
+                after: None,
             })
             .await
             .unwrap();
         let ids: Vec<String> = page.messages.into_iter().map(|m| m.message_id).collect();
         assert_eq!((page.total, &ids), (total, &first_ids), "filter {filter:?}");
+        assert_eq!(page.more, total > 100, "filter {filter:?}");
     }
     let stats = store.stats(100).await.unwrap();
     let (rows, senders): (i64, i64) = conn
@@ -167,6 +170,47 @@ async fn fast_paths_agree_with_the_rows() {
     assert_eq!((again.created, again.duplicates), (0, 600));
     let store = SqliteStore::open(&path).unwrap();
     assert_matches_rows(&store, &path).await;
+}
+
+#[tokio::test]
+async fn cursor_pages_walk_every_match_once_even_as_rows_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    bulk::load(&path, varied_messages()).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    let conn = Connection::open(&path).unwrap();
+    let mut arrivals = 10_000;
+    for filter in filters().into_iter().step_by(5) {
+        let (total, expected) = counted(&conn, &filter);
+        let (mut seen, mut after) = (Vec::new(), None);
+        loop {
+            let request = PageRequest {
+                filter: filter.clone(),
+                limit: 7,
+                offset: 0,
+                after: after.clone(),
+            };
+            let page = store.list(request).await.unwrap();
+            if after.is_none() {
+                assert_eq!(page.total, total, "filter {filter:?}");
+            }
+            seen.extend(page.messages.iter().map(|m| m.message_id.clone()));
+            let Some(last) = page.messages.last().filter(|_| page.more) else {
+                break;
+            };
+            after = Some(Position {
+                unix_micros: last.ts.unix_micros,
+                message_id: last.message_id.clone(),
+            });
+            // Rows arriving behind the cursor (each earlier than every row
+            // so far) are not part of this walk and shift nothing in it.
+            arrivals += 1;
+            let earliest = -1_000_000 * HOUR - arrivals as i64;
+            let behind = message(arrivals, "+91000000002", earliest, Some("hello école"));
+            store.insert(behind).await.unwrap();
+        }
+        assert_eq!(seen, expected, "filter {filter:?}");
+    }
 }
 
 #[tokio::test]

@@ -135,3 +135,43 @@ fn bad_parameters_are_422() {
     assert_eq!(limits["limit"], 100);
     assert_eq!(server.get("/messages?limit=1&unknown=x").status, 200);
 }
+
+#[test]
+fn cursors_walk_every_match_once_and_only_with_their_filters() {
+    let server = seeded();
+    let page = |query: &str| {
+        let reply = server.get(&format!("/messages?{query}"));
+        assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+        reply.json()
+    };
+    let first = page("limit=2&q=hello");
+    assert_eq!(
+        (ids(&first), &first["total"]),
+        (vec!["m1".to_owned(), "m3".into()], &json!(3))
+    );
+    let cursor = first["next_cursor"].as_str().expect("more rows follow").to_owned();
+    // A message arriving behind the cursor does not shift the next page.
+    server.deliver(&message("m0", "+1", "2025-01-01T00:00:00Z", Some("hello first")));
+    let second = page(&format!("limit=2&q=hello&cursor={cursor}"));
+    assert_eq!(ids(&second), ["m4"]);
+    assert_eq!(second["next_cursor"], Value::Null, "the last page");
+    assert_eq!(second["offset"], 0);
+
+    let walked: Vec<String> = std::iter::successors(Some(page("limit=1")), |previous| {
+        let cursor = previous["next_cursor"].as_str()?;
+        Some(page(&format!("limit=1&cursor={cursor}")))
+    })
+    .flat_map(|p| ids(&p))
+    .collect();
+    assert_eq!(walked, ["m0", "m1", "m2", "m3", "m4", "m5"]);
+
+    for (query, why) in [
+        (format!("q=other&cursor={cursor}"), "other filters"),
+        (format!("q=hello&offset=1&cursor={cursor}"), "a non-zero offset"),
+        ("cursor=not-a-cursor".to_owned(), "malformed"),
+    ] {
+        let reply = server.get(&format!("/messages?{query}"));
+        assert_eq!(reply.status, 422, "{why}: {}", reply.body);
+        assert_eq!(reply.json()["detail"][0]["loc"], json!(["query", "cursor"]), "{why}");
+    }
+}

@@ -223,11 +223,7 @@ fn count_afresh(tx: &Transaction<'_>, filter: &MessageFilter) -> rusqlite::Resul
 /// walk than anything an index would hand over.
 fn count_newer(tx: &Transaction<'_>, filter: &MessageFilter, seq: i64) -> rusqlite::Result<i64> {
     let (condition, mut values) = where_clause(filter, TextSearch::Scan);
-    let condition = if condition.is_empty() {
-        "WHERE seq > ?".to_owned()
-    } else {
-        format!("{condition} AND seq > ?")
-    };
+    let condition = and(condition, "seq > ?");
     values.push(Value::Integer(seq));
     tx.prepare_cached(&format!("SELECT COUNT(*) FROM messages NOT INDEXED {condition}"))?
         .query_row(params_from_iter(values.iter()), |row| row.get(0))
@@ -245,32 +241,50 @@ fn count_since(tx: &Transaction<'_>, since: i64) -> rusqlite::Result<i64> {
     .query_row(params![hour, since, hour_end], |row| row.get(0))
 }
 
+/// `condition` (a `WHERE` clause, or nothing) narrowed by `clause`.
+fn and(condition: String, clause: &str) -> String {
+    if condition.is_empty() {
+        format!("WHERE {clause}")
+    } else {
+        format!("{condition} AND {clause}")
+    }
+}
+
 /// One page and the filtered total, read in one snapshot.
 pub(super) fn list(conn: &mut Connection, request: &PageRequest, remembered: &SearchCounts) -> rusqlite::Result<Page> {
     let tx = conn.transaction()?;
     let total = count(&tx, &request.filter, remembered)?;
-    let messages = if total == 0 {
-        Vec::new()
+    let (messages, more) = if total == 0 {
+        (Vec::new(), false)
     } else {
         page(&tx, request, total)?
     };
     Ok(Page {
         messages,
         total: total as u64,
+        more,
     })
 }
 
-/// The rows of one page, `total` of them matching in all.
-fn page(tx: &Transaction<'_>, request: &PageRequest, total: i64) -> rusqlite::Result<Vec<Message>> {
+/// The rows of one page, `total` of them matching in all, and whether
+/// another matching row follows them (one row more is read to know).
+fn page(tx: &Transaction<'_>, request: &PageRequest, total: i64) -> rusqlite::Result<(Vec<Message>, bool)> {
     let walk = walks_in_order(tx, request, total)?;
     let search = if walk { TextSearch::Scan } else { TextSearch::Indexed };
-    let (condition, mut values) = where_clause(&request.filter, search);
+    let (mut condition, mut values) = where_clause(&request.filter, search);
+    if let Some(after) = &request.after {
+        // A row-value range: both listing indexes seek straight to it.
+        condition = and(condition, "(ts_micros, message_id) > (?, ?)");
+        values.push(Value::Integer(after.unix_micros));
+        values.push(Value::Text(after.message_id.clone()));
+    }
     let source = if walk {
         "messages INDEXED BY messages_by_instant"
     } else {
         "messages"
     };
-    values.push(Value::Integer(request.limit.into()));
+    let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+    values.push(Value::Integer(i64::from(request.limit) + 1));
     values.push(Value::Integer(request.offset as i64));
     // The inner query walks an index that covers the order and `seq`, so
     // rows skipped by a deep offset are never read from the table.
@@ -279,8 +293,12 @@ fn page(tx: &Transaction<'_>, request: &PageRequest, total: i64) -> rusqlite::Re
          WHERE seq IN (SELECT seq FROM {source} {condition} ORDER BY ts_micros, message_id LIMIT ? OFFSET ?)
          ORDER BY ts_micros, message_id"
     ))?;
-    page.query_map(params_from_iter(values.iter()), message_from_row)?
-        .collect()
+    let mut messages = page
+        .query_map(params_from_iter(values.iter()), message_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = messages.len() > limit;
+    messages.truncate(limit);
+    Ok((messages, more))
 }
 
 /// Whether a `q`-only page is better found by walking all rows in order and

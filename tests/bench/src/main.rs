@@ -226,6 +226,14 @@ fn reads(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) ->
             "/messages deep offset",
             format!("/messages?offset={}", cli.rows * 9 / 10),
         ),
+        (
+            "/messages?cursor= at the same depth",
+            format!("/messages?cursor={}", cursor_after(&server, cli.rows * 9 / 10)),
+        ),
+        (
+            "/messages?cursor= the last page",
+            format!("/messages?cursor={}", cursor_after(&server, cli.rows - 2)),
+        ),
     ];
     let first_counts: Vec<std::time::Duration> = (0..cli.repeats)
         .map(|run| first_request(&server, &format!("/messages?q={}", spelling_of("refund", run))))
@@ -238,6 +246,14 @@ fn reads(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) ->
     }
     results.value("peak RSS after reads", peak_rss_mib(&server)?, "MiB");
     Ok(())
+}
+
+/// The `next_cursor` of the page that holds row `offset` alone: a cursor
+/// that continues after it.
+fn cursor_after(server: &Server, offset: u64) -> String {
+    let reply = server.get(&format!("/messages?limit=1&offset={offset}"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["next_cursor"].as_str().expect("a row follows").to_owned()
 }
 
 /// How long one request takes that the server has not seen before.

@@ -34,7 +34,7 @@ use inlet::telemetry::request_log::{LogFields, RequestId};
 use serde_json::Value;
 
 pub use inlet::bindings::inlet::service::storage::{
-    InsertOutcome, Message, MessageFilter, MessageStats, Page, PageRequest, SenderCount, Timestamp,
+    InsertOutcome, Message, MessageFilter, MessageStats, Page, PageRequest, Position, SenderCount, Timestamp,
 };
 pub use inlet::storage::{MessageStore, Operation, SqliteStore, StoreError};
 pub use inlet::telemetry::logging::Level;

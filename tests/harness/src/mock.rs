@@ -90,15 +90,20 @@ impl MessageStore for MockStore {
         state.scripted_failure(Operation::List)?;
         check_page_request(&request)?;
         let matching = state.matching(&request);
-        let messages = matching
+        let after = request.after.as_ref().map(|p| (p.unix_micros, p.message_id.as_str()));
+        let mut messages: Vec<Message> = matching
             .iter()
+            .filter(|m| after.is_none_or(|after| (m.ts.unix_micros, m.message_id.as_str()) > after))
             .skip(usize::try_from(request.offset).unwrap_or(usize::MAX))
-            .take(request.limit as usize)
+            .take(request.limit as usize + 1)
             .map(|m| (*m).clone())
             .collect();
+        let more = messages.len() > request.limit as usize;
+        messages.truncate(request.limit as usize);
         Ok(Page {
             messages,
             total: matching.len() as u64,
+            more,
         })
     }
 

@@ -128,7 +128,7 @@ async fn mock_page_and_stats_render_as_the_spec_shapes_them() {
     assert_eq!(
         page.json(),
         json!({"data": [{"message_id": "b", "from": "+2", "to": "+14155550100", "ts": "2025-01-15T10:00:00Z", "text": null}],
-               "total": 2, "limit": 1, "offset": 1})
+               "total": 2, "limit": 1, "offset": 1, "next_cursor": null})
     );
     assert!(matches!(&page.storage_calls[..], [StorageCall::List(r)] if r.limit == 1 && r.offset == 1));
     let stats = harness.get("/stats").await;
