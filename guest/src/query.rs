@@ -82,6 +82,10 @@ pub(crate) fn parse(query: &str) -> Result<ListingQuery, Vec<FieldError>> {
             }
         });
     let token = raw.cursor.filter(|s| !s.is_empty());
+    let decoded = token.map(|token| cursor_alone(&token, offset)).transpose();
+    if let Err(error) = &decoded {
+        errors.push(error.clone());
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -93,30 +97,30 @@ pub(crate) fn parse(query: &str) -> Result<ListingQuery, Vec<FieldError>> {
         q: raw.q.filter(|s| !s.is_empty()),
         cursor: None,
     };
-    if let Some(token) = token {
-        query.cursor = Some(cursor(&token, &query)?);
+    if let Ok(Some(cursor)) = decoded {
+        if cursor.filters != query.filters() {
+            return Err(vec![cursor_error(
+                "cursor was issued for other filters (from, since, q)",
+            )]);
+        }
+        query.cursor = Some(cursor);
     }
     Ok(query)
 }
 
-/// The cursor `token` names, if it may continue `query`'s listing.
-fn cursor(token: &str, query: &ListingQuery) -> Result<Cursor, Vec<FieldError>> {
-    let error = |msg: &str| {
-        vec![FieldError::new(
-            "query",
-            Some("cursor"),
-            "value_error",
-            format!("Value error, {msg}"),
-        )]
-    };
-    let cursor = Cursor::decode(token).ok_or_else(|| error("cursor is not one this service issued"))?;
-    if query.offset != 0 {
-        return Err(error("cursor cannot be combined with a non-zero offset"));
-    }
-    if cursor.filters != query.filters() {
-        return Err(error("cursor was issued for other filters (from, since, q)"));
+/// The cursor `token` names, if this service issued it and no `offset`
+/// comes with it (whether its filters are this request's is checked once
+/// they are parsed).
+fn cursor_alone(token: &str, offset: u64) -> Result<Cursor, FieldError> {
+    let cursor = Cursor::decode(token).ok_or_else(|| cursor_error("cursor is not one this service issued"))?;
+    if offset != 0 {
+        return Err(cursor_error("cursor cannot be combined with a non-zero offset"));
     }
     Ok(cursor)
+}
+
+fn cursor_error(msg: &str) -> FieldError {
+    FieldError::new("query", Some("cursor"), "value_error", format!("Value error, {msg}"))
 }
 
 fn collect(query: &str) -> RawParams {
@@ -296,6 +300,7 @@ mod tests {
                 "{query}"
             );
         }
+        assert_eq!(kinds("limit=0&cursor=garbage").len(), 2, "reported beside other errors");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::limits::HttpLimits;
 use crate::runtime::{self, Guest, GuestExit, GuestFailure, GuestReply, GuestSlot, Services};
-use crate::telemetry::metrics::OTHER_ROUTE;
+use crate::telemetry::metrics::{HOST_LIVE, HOST_METRICS, OTHER_ROUTE};
 use crate::telemetry::request_log::{self, LogFields, RequestId, RequestInfo};
 
 /// How long shutdown waits for requests in flight (inside `docker stop`'s
@@ -34,10 +34,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = HyperOutgoingBody;
 
-/// The routes the host answers itself (`READY` with the guest's help);
-/// every other path is the guest's.
-const LIVE: &str = "/health/live";
-const METRICS: &str = "/metrics";
+/// The route the host answers with the guest's help; `HOST_LIVE` and
+/// `HOST_METRICS` it answers alone, and every other path is the guest's.
 const READY: &str = "/health/ready";
 
 /// Everything a request needs.
@@ -136,10 +134,10 @@ impl App {
         };
         let id = info.id.clone();
         let mut response = match info.path.as_str() {
-            LIVE => self.host_route(info, LIVE, request.method(), || {
+            HOST_LIVE => self.host_route(info, HOST_LIVE, request.method(), || {
                 json(StatusCode::OK, r#"{"status":"ok"}"#)
             }),
-            METRICS => self.host_route(info, METRICS, request.method(), || self.metrics_response()),
+            HOST_METRICS => self.host_route(info, HOST_METRICS, request.method(), || self.metrics_response()),
             READY => self.readiness(info, request).await,
             _ => self.through_guest(self.guests.current(), info, request).await,
         };

@@ -150,7 +150,7 @@ impl TrustedDir {
     fn store(&self, name: &str, component: &Component) -> anyhow::Result<()> {
         let compiled = component.serialize().map_err(anyhow::Error::from)?;
         let mac = self.mac(name, &compiled).finalize().into_bytes();
-        let partial = self.path.join(format!("{name}.partial-{}", std::process::id()));
+        let partial = partial_path(&self.path.join(name));
         let mut file = private_file(&partial)?;
         file.write_all(&mac)?;
         file.write_all(&compiled)?;
@@ -176,8 +176,11 @@ fn read_or_make_key(path: &Path) -> anyhow::Result<[u8; KEY_BYTES]> {
     if !path.exists() {
         let mut key = [0u8; KEY_BYTES];
         getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for the cache key: {e}"))?;
-        let partial = path.with_extension(format!("partial-{}", std::process::id()));
-        private_file(&partial)?.write_all(&key)?;
+        let partial = partial_path(path);
+        let mut file = private_file(&partial)?;
+        file.write_all(&key)?;
+        // Durable before it is linked in: a crash must not leave a short key.
+        file.sync_all()?;
         let linked = fs::hard_link(&partial, path);
         fs::remove_file(&partial)?;
         match linked {
@@ -197,6 +200,15 @@ fn read_or_make_key(path: &Path) -> anyhow::Result<[u8; KEY_BYTES]> {
     let mut key = [0u8; KEY_BYTES];
     file.read_exact(&mut key).context("the cache key is truncated")?;
     Ok(key)
+}
+
+/// A fresh name beside `path` to write it under before it is moved into
+/// place. Random, not the process id: in a container the host is always
+/// pid 1, and a file left by a killed run must not block the next.
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".partial-{:016x}", fastrand::u64(..)));
+    path.with_file_name(name)
 }
 
 /// A new file only this user can read or write.

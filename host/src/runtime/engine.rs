@@ -87,17 +87,16 @@ impl Runtime {
 /// Bytes of a freed instance's tables reset with `memset` instead of
 /// `madvise`. A guest's tables are a few KiB, so this covers them whole: the
 /// system call, its TLB shootdown on the other core and the page faults on
-/// reuse go away (hello guest here: about 9k -> 11.5k req/s, peak RSS
-/// unchanged).
+/// reuse go away, at no cost in resident memory.
 const TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
 
 /// Most bytes of a freed instance's linear memory copied back instead of
 /// decommitted, when only written pages are copied (`CopyDirtyPages`); any
-/// more is decommitted as before. Hello guest here: 11.3k -> 19k req/s,
-/// duplicates 6.8k -> 9k, peak RSS under ingest +13 MiB (one working set per
-/// warm slot); 1 MiB measured the same as this, so the smaller bound. Without
-/// the scan the same setting would `memset` the first bytes whether written
-/// or not (1 MiB: 329 MiB RSS, slower), so it is only used with it.
+/// more is decommitted as before. It makes a fresh instance much cheaper for
+/// one working set of resident memory per warm slot; a larger bound measured
+/// no faster, so the smaller one. Without the scan the same setting would
+/// `memset` the first bytes whether written or not (more memory and slower),
+/// so it is only used with it.
 const MEMORY_KEEP_RESIDENT_BYTES: usize = 256 << 10;
 
 /// The pooling allocator keeps instance slots (memories, tables) mapped and

@@ -27,9 +27,8 @@ pub(super) const MICROS_PER_HOUR: i64 = 3_600_000_000;
 /// indexing transaction adds a segment, and merging them four by four cost
 /// about as much as indexing the text. Those merges run a little after each
 /// indexing transaction rather than all at once when a level fills up
-/// (`crisismerge` 64, which by default equals 16): indexing 200k rows in
-/// 512-row chunks, the slowest chunk took 14 ms instead of 290 ms, and a
-/// group commit waiting behind it as long.
+/// (`crisismerge` 64, which by default equals 16), so that no one chunk, and
+/// no group commit waiting behind it, takes many times longer than the rest.
 ///
 /// Rows at or below `text_index.indexed_through` are in the text index; the
 /// insert trigger indexes a new row at once only when its `seq` is that low,
@@ -165,10 +164,9 @@ DROP TABLE messages_v1;
 
 /// The writer's page cache: the index pages inserts land on stay in memory
 /// instead of being read back through the OS. It fills as the database
-/// grows and counts in the resident memory: 32 MiB put the peak under ingest
-/// at 92 MiB, 16 MiB at 73 MiB with the same ingest rate (the pages inserts
-/// revisit are the few last leaves of each index; random ids miss beyond
-/// either size at a million rows).
+/// grows and counts in the resident memory, and twice this size measured no
+/// faster (the pages inserts revisit are the few last leaves of each index;
+/// random ids miss beyond either size at a million rows).
 const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
 /// How long a connection waits on another's lock before reporting busy.

@@ -3,9 +3,7 @@
 //!
 //! Indexing a row in its own small group commit cost as much as the rest of
 //! the insert: FTS5 writes a new segment and its structure record on every
-//! commit (13-row commits: 4.8 WAL pages a row with the index, 3.6 without;
-//! 5.6k vs 12.1k rows/s). Indexed 512 rows at a time it costs a tenth of
-//! that. So the writer indexes the oldest unindexed rows in chunks: after a
+//! commit. Indexed 512 rows at a time it costs a fraction of that. So the writer indexes the oldest unindexed rows in chunks: after a
 //! commit that leaves a full chunk waiting, and whenever it has been idle
 //! for a moment.
 //!
@@ -30,8 +28,8 @@ pub struct IndexSchedule {
 }
 
 impl Default for IndexSchedule {
-    /// 512-row chunks index at about 100k rows/s here (13-row chunks: 9k),
-    /// and one takes about 5 ms, which bounds what an insert behind it waits.
+    /// 512-row chunks index an order of magnitude faster than small ones,
+    /// and one chunk's time bounds what an insert waiting behind it waits.
     fn default() -> Self {
         Self {
             chunk: 512,

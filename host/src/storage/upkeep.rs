@@ -6,11 +6,11 @@
 //! a write transaction begins with every frame already copied back. A
 //! checkpoint running beside the writer never gets there under sustained
 //! load, because commits keep adding frames while it copies, so the WAL grew
-//! without bound (2.3 GB in 20 s of ingest here), every commit extended the
-//! file, and its fdatasync wrote the inode as well. A passive checkpoint run
-//! between two commits copies everything, and the next commit reuses the
-//! WAL's space: ingest at 32 connections went from 7.1–8.0k to 8.9–10.4k
-//! req/s (median 9.4k), for a pause of about 5 ms (p90 9 ms) every 100 ms.
+//! without bound (gigabytes within seconds of ingest), every commit extended
+//! the file, and its fdatasync wrote the inode as well. A passive checkpoint
+//! run between two commits copies everything, and the next commit reuses the
+//! WAL's space: a faster ingest, for a pause of a few milliseconds every
+//! `FOLD_EVERY`.
 
 use std::time::{Duration, Instant};
 

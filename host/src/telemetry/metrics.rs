@@ -33,6 +33,10 @@ pub const OTHER_ROUTE: &str = "other";
 pub const MAX_GUEST_ROUTES: usize = 32;
 /// Longest route name kept as a label, in bytes.
 pub const MAX_ROUTE_BYTES: usize = 64;
+/// The host's own routes, which it answers and counts itself.
+pub const HOST_LIVE: &str = "/health/live";
+/// See `HOST_LIVE`.
+pub const HOST_METRICS: &str = "/metrics";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -179,7 +183,7 @@ impl Metrics {
     /// The label of a route a guest named: the name itself while the names
     /// stay within their bounds, else `OTHER_ROUTE`.
     pub fn guest_route(&self, name: &str) -> &'static str {
-        if name.len() > MAX_ROUTE_BYTES {
+        if !is_route_name(name) {
             return OTHER_ROUTE;
         }
         let mut routes = self
@@ -279,6 +283,16 @@ pub const ALL_RESULTS: [WebhookResult; 5] = [
     WebhookResult::StorageError,
 ];
 
+/// A name fit for a label: short, of characters the exposition format needs
+/// no escape for (prometheus-client writes label values as they are), and
+/// not one of the host's own routes, whose counts a guest must not join.
+fn is_route_name(name: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "/_.-".contains(c);
+    (1..=MAX_ROUTE_BYTES).contains(&name.len())
+        && name.chars().all(allowed)
+        && ![OTHER_ROUTE, HOST_LIVE, HOST_METRICS].contains(&name)
+}
+
 /// The `result` label (and log value) of an outcome.
 pub fn result_label(result: WebhookResult) -> &'static str {
     match result {
@@ -347,6 +361,9 @@ mod tests {
             metrics.record_request(route, 404, 1.0);
         }
         metrics.record_request(metrics.guest_route(&"/long".repeat(20)), 404, 1.0);
+        for forged in ["/metrics", "/health/live", "other", "a\"b", "line\nbreak", ""] {
+            assert_eq!(metrics.guest_route(forged), OTHER_ROUTE, "{forged:?}");
+        }
         metrics.record_request(metrics.guest_route("/random/0"), 404, 1.0);
         let text = metrics.render();
         assert!(
