@@ -19,6 +19,13 @@ fn last_line(server: &Server, msg: &str) -> Option<Value> {
     server.logs().into_iter().rev().find(|l| l["msg"] == msg)
 }
 
+/// Why the latest start refused a cache entry (its warning's `reason`).
+fn refused_entry(server: &Server) -> String {
+    let warning = last_line(server, "compile cache entry not used; compiling").expect("a warning");
+    assert_eq!(warning["level"], "warn");
+    warning["reason"].as_str().expect("a reason").to_owned()
+}
+
 fn cache_dir(server: &Server) -> PathBuf {
     server.dir().join("guest-cache")
 }
@@ -72,8 +79,7 @@ fn a_truncated_entry_is_compiled_over() {
     std::fs::write(&entry, &bytes[..bytes.len() / 2]).unwrap();
     let (server, compilation) = restart(server);
     assert_eq!(compilation, "compiled");
-    let warning = last_line(&server, "compile cache entry not used; compiling").expect("a warning");
-    assert_eq!(warning["level"], "warn");
+    refused_entry(&server);
     let (_, compilation) = restart(server);
     assert_eq!(compilation, "cached", "the entry was written again");
 }
@@ -89,11 +95,8 @@ fn an_entry_from_another_host_is_not_loaded() {
     std::fs::write(&target, &planted).unwrap();
     let (ours, compilation) = restart(ours);
     assert_eq!(compilation, "compiled");
-    let warning = last_line(&ours, "compile cache entry not used; compiling").expect("a warning");
-    assert!(
-        warning["reason"].as_str().unwrap().contains("not written by this host"),
-        "{warning}"
-    );
+    let reason = refused_entry(&ours);
+    assert!(reason.contains("not written by this host"), "{reason}");
 }
 
 #[test]
@@ -120,11 +123,8 @@ fn an_entry_under_another_guests_name_is_not_loaded() {
         200,
         "the fixture serves, not the real guest"
     );
-    let warning = last_line(&server, "compile cache entry not used; compiling").expect("a warning");
-    assert!(
-        warning["reason"].as_str().unwrap().contains("not written by this host"),
-        "{warning}"
-    );
+    let reason = refused_entry(&server);
+    assert!(reason.contains("not written by this host"), "{reason}");
 }
 
 #[test]
@@ -149,14 +149,8 @@ fn a_group_writable_entry_is_not_loaded() {
     std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o664)).unwrap();
     let (server, compilation) = restart(server);
     assert_eq!(compilation, "compiled");
-    let warning = last_line(&server, "compile cache entry not used; compiling").expect("a warning");
-    assert!(
-        warning["reason"]
-            .as_str()
-            .unwrap()
-            .contains("writable by group or others"),
-        "{warning}"
-    );
+    let reason = refused_entry(&server);
+    assert!(reason.contains("writable by group or others"), "{reason}");
 }
 
 #[test]
