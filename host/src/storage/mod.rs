@@ -7,6 +7,8 @@
 
 pub mod bulk;
 mod errors;
+mod folding;
+pub use folding::fold;
 mod queries;
 pub use queries::{check_page_request, check_top_senders};
 mod readers;
@@ -14,7 +16,6 @@ mod schema;
 mod search_counts;
 mod text_index;
 pub use text_index::IndexSchedule;
-mod text_match;
 mod upkeep;
 mod writer;
 

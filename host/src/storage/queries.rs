@@ -5,7 +5,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Row, Transaction, params, params_from_iter};
 
 use super::search_counts::{Counted, SearchCounts, Watermark};
-use super::{StoreError, schema};
+use super::{StoreError, fold, schema};
 use crate::bindings::inlet::service::storage::{
     Message, MessageFilter, MessageStats, Page, PageRequest, SenderCount, Timestamp,
 };
@@ -79,16 +79,17 @@ fn where_clause(filter: &MessageFilter, search: TextSearch) -> (String, Vec<Valu
         values.push(Value::Integer(since));
     }
     if let Some(needle) = &filter.text_contains {
-        let query = TextQuery::for_needle(needle).filter(|_| search == TextSearch::Indexed);
+        let needle = fold(needle);
+        let query = TextQuery::for_needle(&needle).filter(|_| search == TextSearch::Indexed);
         if let Some(query) = &query {
-            conditions.push(format!("seq IN {INDEXED_TEXT_ROWS}"));
-            values.extend(query.parameters(needle));
+            conditions.push(format!("seq IN {}", indexed_text_rows()));
+            values.extend(query.parameters(&needle));
         }
         // A scan, or an index query that only narrows the candidates, needs
-        // every row checked (see `text_match`).
+        // every row checked.
         if query.is_none_or(|query| query.matches == IndexMatches::Candidates) {
-            conditions.push("contains_folded(text, ?)".into());
-            values.push(Value::Text(needle.clone()));
+            conditions.push(HOLDS_NEEDLE.into());
+            values.push(Value::Text(needle));
         }
     }
     if conditions.is_empty() {
@@ -98,16 +99,24 @@ fn where_clause(filter: &MessageFilter, search: TextSearch) -> (String, Vec<Valu
     }
 }
 
+/// The exact test behind `q`, given the folded needle: both sides folded by
+/// `folding::fold`, so containment is a comparison of bytes. A NULL text
+/// holds nothing; every text holds the empty needle.
+const HOLDS_NEEDLE: &str = "instr(text_folded, ?) > 0";
+
 /// The row numbers a `TextQuery` finds: its matches among the rows the text
 /// index covers, and the newer rows that hold the needle. Parameters: the
-/// FTS5 query, then the needle (`TextQuery::parameters`).
-const INDEXED_TEXT_ROWS: &str = "(
-    SELECT rowid FROM message_text WHERE message_text MATCH ?
-    UNION ALL
-    SELECT seq FROM messages WHERE seq > (SELECT indexed_through FROM text_index) AND contains_folded(text, ?))";
+/// FTS5 query, then the folded needle (`TextQuery::parameters`).
+fn indexed_text_rows() -> String {
+    format!(
+        "(SELECT rowid FROM message_text WHERE message_text MATCH ?
+          UNION ALL
+          SELECT seq FROM messages WHERE seq > (SELECT indexed_through FROM text_index) AND {HOLDS_NEEDLE})"
+    )
+}
 
-/// An FTS5 query over the trigram index (which holds `lower(text)`) for a
-/// `q` needle.
+/// An FTS5 query over the trigram index (which holds `text_folded`) for a
+/// folded `q` needle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TextQuery {
     fts: String,
@@ -124,21 +133,20 @@ enum IndexMatches {
 }
 
 impl TextQuery {
-    /// The needle, ASCII-lowered like the index, as one phrase: its trigrams
+    /// The folded needle as one phrase: its trigrams
     /// at consecutive positions, which is exactly containment. A needle
     /// longer than `MAX_PHRASE_CHARS`, or holding a NUL, becomes up to
     /// `MAX_TRIGRAMS` of its trigrams without a NUL that must all occur.
     /// `None` when the needle is too short for trigrams, so a scan has to
     /// decide.
     fn for_needle(needle: &str) -> Option<Self> {
-        let needle = needle.to_ascii_lowercase();
         let chars: Vec<char> = needle.chars().collect();
         if chars.len() < 3 {
             return None;
         }
         if chars.len() <= MAX_PHRASE_CHARS && !chars.contains(&'\0') {
             return Some(Self {
-                fts: quoted(&needle),
+                fts: quoted(needle),
                 matches: IndexMatches::Exactly,
             });
         }
@@ -160,7 +168,7 @@ impl TextQuery {
         })
     }
 
-    /// The values `INDEXED_TEXT_ROWS` binds.
+    /// The values `indexed_text_rows` binds.
     fn parameters(&self, needle: &str) -> [Value; 2] {
         [Value::Text(self.fts.clone()), Value::Text(needle.to_owned())]
     }
@@ -207,11 +215,12 @@ fn count_afresh(tx: &Transaction<'_>, filter: &MessageFilter) -> rusqlite::Resul
         since_unix_micros: None,
         text_contains: Some(needle),
     } = filter
-        && let Some(query) = TextQuery::for_needle(needle).filter(|query| query.matches == IndexMatches::Exactly)
+        && let needle = fold(needle)
+        && let Some(query) = TextQuery::for_needle(&needle).filter(|query| query.matches == IndexMatches::Exactly)
     {
         return tx
-            .prepare_cached(&format!("SELECT COUNT(*) FROM {INDEXED_TEXT_ROWS}"))?
-            .query_row(params_from_iter(query.parameters(needle)), |row| row.get(0));
+            .prepare_cached(&format!("SELECT COUNT(*) FROM {}", indexed_text_rows()))?
+            .query_row(params_from_iter(query.parameters(&needle)), |row| row.get(0));
     }
     let (condition, values) = where_clause(filter, TextSearch::Indexed);
     tx.prepare_cached(&format!("SELECT COUNT(*) FROM messages {condition}"))?

@@ -7,7 +7,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use super::{StoreError, errors, schema, text_match};
+use super::{StoreError, errors, schema};
 
 type ReadJob = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -24,7 +24,6 @@ impl Readers {
             let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .map_err(|e| anyhow::anyhow!("cannot open database {} for reading: {e}", path.display()))?;
             schema::prepare_reader(&conn)?;
-            text_match::register(&conn)?;
             let queue = queue.clone();
             thread::Builder::new()
                 .name(format!("sqlite-reader-{index}"))

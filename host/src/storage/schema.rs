@@ -8,20 +8,22 @@
 
 use rusqlite::{Connection, Transaction};
 
+use super::folding;
+
 /// Bumped whenever `SCHEMA` changes shape; `ping` checks it.
-pub(super) const VERSION: i64 = 5;
+pub(super) const VERSION: i64 = 6;
 
 /// Width of a `hourly_counts` bucket.
 pub(super) const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
-/// The text index holds `lower(text)`, which folds ASCII letters only, with
-/// a case-sensitive trigram tokenizer and token positions (`detail = full`):
-/// a phrase query of a lowered needle then matches exactly the rows whose
-/// text contains it as `q` defines it, so a search is counted from the index
-/// alone (see `queries`). FTS5's own case folding would fold non-ASCII
-/// letters as well. Since the index does not hold the content's own text,
-/// it is filled and emptied by explicit inserts and `'delete'` commands only,
-/// never by `'rebuild'`.
+/// `text_folded` is `text` folded as `q` compares it (see `folding`), written
+/// by the writer. The text index holds it, with a case-sensitive trigram
+/// tokenizer and token positions (`detail = full`): a phrase query of a
+/// folded needle then matches exactly the rows whose text contains it as `q`
+/// defines it, so a search is counted from the index alone (see `queries`).
+/// FTS5's own case folding is not Unicode's full lowercase mapping. The
+/// index is filled and emptied by explicit inserts and `'delete'` commands,
+/// since it covers only the rows up to `text_index.indexed_through`.
 ///
 /// The text index merges its segments 16 at a time instead of 4: each
 /// indexing transaction adds a segment, and merging them four by four cost
@@ -52,7 +54,8 @@ CREATE TABLE IF NOT EXISTS messages (
     ts          TEXT NOT NULL,
     text        TEXT,
     created_at  TEXT NOT NULL,
-    ts_micros   INTEGER NOT NULL
+    ts_micros   INTEGER NOT NULL,
+    text_folded TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_instant ON messages (ts_micros, message_id);
 CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (from_msisdn, ts_micros, message_id);
@@ -74,7 +77,7 @@ CREATE TABLE IF NOT EXISTS hourly_counts (
     messages INTEGER NOT NULL
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS message_text USING fts5 (
-    text, content = 'messages', content_rowid = 'seq', tokenize = 'trigram case_sensitive 1',
+    text_folded, content = 'messages', content_rowid = 'seq', tokenize = 'trigram case_sensitive 1',
     detail = full, columnsize = 0
 );
 INSERT INTO message_text (message_text, rank) VALUES ('automerge', 16);
@@ -95,8 +98,8 @@ CREATE TRIGGER IF NOT EXISTS messages_counted AFTER INSERT ON messages BEGIN
         CASE WHEN new.ts_micros >= 0 THEN new.ts_micros / 3600000000
              ELSE (new.ts_micros + 1) / 3600000000 - 1 END, 1)
         ON CONFLICT (hour) DO UPDATE SET messages = messages + 1;
-    INSERT INTO message_text (rowid, text)
-        SELECT new.seq, lower(new.text) WHERE new.seq <= (SELECT indexed_through FROM text_index);
+    INSERT INTO message_text (rowid, text_folded)
+        SELECT new.seq, new.text_folded WHERE new.seq <= (SELECT indexed_through FROM text_index);
 END;
 
 CREATE TRIGGER IF NOT EXISTS messages_uncounted AFTER DELETE ON messages BEGIN
@@ -109,8 +112,8 @@ CREATE TRIGGER IF NOT EXISTS messages_uncounted AFTER DELETE ON messages BEGIN
     UPDATE hourly_counts SET messages = messages - 1 WHERE hour =
         CASE WHEN old.ts_micros >= 0 THEN old.ts_micros / 3600000000
              ELSE (old.ts_micros + 1) / 3600000000 - 1 END;
-    INSERT INTO message_text (message_text, rowid, text)
-        SELECT 'delete', old.seq, lower(old.text) WHERE old.seq <= (SELECT indexed_through FROM text_index);
+    INSERT INTO message_text (message_text, rowid, text_folded)
+        SELECT 'delete', old.seq, old.text_folded WHERE old.seq <= (SELECT indexed_through FROM text_index);
 END;
 
 CREATE TABLE IF NOT EXISTS health_probe (
@@ -125,13 +128,21 @@ const COUNT_DELETIONS: &str = "
 ALTER TABLE totals ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
 ";
 
-/// Versions 2 to 4 indexed `text` as it is, folded by FTS5 and without
-/// positions. Their index and the triggers that keep it are replaced; the
-/// rows it covered are indexed again (`INDEX_COVERED_ROWS`).
+/// Versions 2 to 5 indexed `text` itself (2 to 4 folded by FTS5, without
+/// positions; 5 as `lower(text)`, which folds ASCII letters only). Their
+/// index and the triggers that keep it are replaced; the rows it covered
+/// are indexed again (`INDEX_COVERED_ROWS`) once `text_folded` is filled.
 const DROP_TEXT_INDEX: &str = "
 DROP TRIGGER IF EXISTS messages_counted;
 DROP TRIGGER IF EXISTS messages_uncounted;
 DROP TABLE IF EXISTS message_text;
+";
+
+/// Versions 2 to 5 had no `text_folded`: one pass fills it (`inlet_fold`
+/// is registered on the writer's connection, see `folding`).
+const ADD_FOLDED_TEXT: &str = "
+ALTER TABLE messages ADD COLUMN text_folded TEXT;
+UPDATE messages SET text_folded = inlet_fold(text) WHERE text IS NOT NULL;
 ";
 
 /// Marks every row as covered by the text index: true of version 2, which
@@ -140,11 +151,10 @@ const ALL_ROWS_INDEXED: &str = "
 UPDATE text_index SET indexed_through = (SELECT COALESCE(MAX(seq), 0) FROM messages);
 ";
 
-/// Indexes the rows a migrated database counts as indexed (about 6 s for a
-/// million rows here, once).
+/// Indexes the rows a migrated database counts as indexed (once).
 const INDEX_COVERED_ROWS: &str = "
-INSERT INTO message_text (rowid, text)
-    SELECT seq, lower(text) FROM messages WHERE seq <= (SELECT indexed_through FROM text_index);
+INSERT INTO message_text (rowid, text_folded)
+    SELECT seq, text_folded FROM messages WHERE seq <= (SELECT indexed_through FROM text_index);
 ";
 
 /// Version 1 kept only the messages table (implicit rowid, no aggregates).
@@ -156,8 +166,8 @@ DROP INDEX IF EXISTS messages_by_sender;
 ALTER TABLE messages RENAME TO messages_v1;
 ";
 const COPY_FROM_1: &str = "
-INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros)
-    SELECT message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros
+INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded)
+    SELECT message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, inlet_fold(text)
     FROM messages_v1 ORDER BY ts_micros, message_id;
 DROP TABLE messages_v1;
 ";
@@ -185,6 +195,7 @@ pub(super) fn prepare_writer(conn: &mut Connection) -> rusqlite::Result<()> {
          PRAGMA cache_size = -{WRITER_CACHE_KIB};
          PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"
     ))?;
+    folding::register(conn)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     apply(&tx)?;
     tx.commit()
@@ -205,8 +216,8 @@ fn apply(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     }
     match found {
         1 => tx.execute_batch(MIGRATE_FROM_1)?,
-        2 | 3 => tx.execute_batch(&format!("{COUNT_DELETIONS}{DROP_TEXT_INDEX}"))?,
-        4 => tx.execute_batch(DROP_TEXT_INDEX)?,
+        2 | 3 => tx.execute_batch(&format!("{COUNT_DELETIONS}{DROP_TEXT_INDEX}{ADD_FOLDED_TEXT}"))?,
+        4 | 5 => tx.execute_batch(&format!("{DROP_TEXT_INDEX}{ADD_FOLDED_TEXT}"))?,
         _ => {}
     }
     tx.execute_batch(SCHEMA)?;

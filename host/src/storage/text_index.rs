@@ -64,7 +64,7 @@ pub(super) fn index_within(tx: &Transaction<'_>, rows: u32) -> rusqlite::Result<
         return Ok(());
     };
     tx.prepare_cached(
-        "INSERT INTO message_text (rowid, text) SELECT seq, lower(text) FROM messages WHERE seq > ?1 AND seq <= ?2",
+        "INSERT INTO message_text (rowid, text_folded) SELECT seq, text_folded FROM messages WHERE seq > ?1 AND seq <= ?2",
     )?
     .execute(params![through, last])?;
     tx.prepare_cached("UPDATE text_index SET indexed_through = ?1")?

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::text_index::IndexSchedule;
 use super::upkeep::Upkeep;
-use super::{StoreError, errors, schema};
+use super::{StoreError, errors, folding, schema};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
 
 /// Most inserts committed together; bounds one transaction's latency.
@@ -152,8 +152,8 @@ pub(super) fn insert_all<'a>(
     let mut outcomes = Vec::new();
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (message_id) DO NOTHING",
         )?;
         for m in messages {
@@ -164,7 +164,8 @@ pub(super) fn insert_all<'a>(
                 m.ts.text,
                 m.text,
                 created_at,
-                m.ts.unix_micros
+                m.ts.unix_micros,
+                m.text.as_deref().map(folding::fold)
             ])?;
             outcomes.push(if changed == 1 {
                 InsertOutcome::Created
