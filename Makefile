@@ -11,7 +11,7 @@ DATABASE_URL ?= sqlite:///./app.db
 LOG_LEVEL ?= INFO
 PORT ?= 8000
 
-.PHONY: build guest host fixtures wasm-target run test test-guest lint up down logs test-docker bench bench-smoke
+.PHONY: build guest host fixtures wasm-target run test test-api test-guest lint up down logs test-docker bench bench-smoke
 
 # `docker compose` (v2) where installed, else the v1 `docker-compose`.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
@@ -44,6 +44,18 @@ run: build
 TEST_ARGS ?= $(if $(filter 0,$(shell id -u)),--include-ignored)
 test: build fixtures
 	$(CARGO) test --release --locked --workspace -- $(TEST_ARGS)
+
+## test-api: the contract checks that need more than Rust: the /docs page in headless
+## Chromium lists every operation, and schemathesis (pinned: tests/api/requirements.txt)
+## runs from /openapi.json with every check on. Needs python3-venv and chromium.
+API_VENV := target/api-venv
+test-api: build $(API_VENV)/installed
+	$(API_VENV)/bin/python tests/api/run.py
+
+$(API_VENV)/installed: tests/api/requirements.txt
+	python3 -m venv $(API_VENV)
+	$(API_VENV)/bin/pip install -q -r tests/api/requirements.txt
+	touch $@
 
 ## test-guest: only the guest-in-isolation tests (mock host imports, no server)
 test-guest: guest fixtures

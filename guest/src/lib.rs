@@ -10,6 +10,7 @@ mod cursor;
 mod fuzz;
 mod http_io;
 mod listing;
+mod openapi;
 mod payload;
 mod problem;
 mod query;
@@ -62,12 +63,13 @@ fn respond(request: &IncomingRequest) -> Response {
     match router::route(&method, &path) {
         Err(response) => response,
         Ok(Route::Webhook) => match http_io::read_body(request) {
-            Ok(body) => webhook::handle(http_io::header(request, "x-signature").as_deref(), &body),
+            Ok(body) => webhook::handle(http_io::header(request, webhook::SIGNATURE_HEADER).as_deref(), &body),
             Err(_) => Response::detail(400, "could not read the request body"),
         },
         Ok(Route::Messages) => listing::handle(&query),
         Ok(Route::Stats) => stats::handle(),
         Ok(Route::Ready) => readiness::handle(),
+        Ok(Route::OpenApi) => openapi::handle(),
     }
 }
 

@@ -1,28 +1,42 @@
 //! `GET /messages`: one filtered page plus the filtered total.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::bindings::inlet::service::storage::{self, MessageFilter, PageRequest, Position};
 use crate::cursor::Cursor;
 use crate::query::{self, ListingQuery};
 use crate::response::Response;
 
-#[derive(Serialize)]
-struct Page<'a> {
+/// One page of a listing, in the order of `ts` (as an instant), then `message_id`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Page<'a> {
+    /// The page's messages.
     data: Vec<MessageView<'a>>,
+    /// How many messages match the filters, on every page.
     total: u64,
+    /// The `limit` applied.
     limit: u32,
+    /// The `offset` applied.
     offset: u64,
     /// Continues this listing after its last row; `null` when no row follows.
+    #[schema(required)]
     next_cursor: Option<String>,
 }
 
-#[derive(Serialize)]
-struct MessageView<'a> {
+/// A stored message, as it was delivered.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MessageView<'a> {
+    /// The sender's id for it, unique.
     message_id: &'a str,
+    /// The sender's MSISDN.
     from: &'a str,
+    /// The recipient's MSISDN.
     to: &'a str,
+    /// When it was sent, exactly as delivered (ISO-8601 UTC).
     ts: &'a str,
+    /// Its text; `null` when it had none.
+    #[schema(required)]
     text: Option<&'a str>,
 }
 

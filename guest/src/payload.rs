@@ -8,6 +8,9 @@ use crate::timestamp::{self, UtcTimestamp};
 /// The longest accepted `text`, in characters (Unicode scalar values).
 pub(crate) const MAX_TEXT_CHARS: usize = 4096;
 
+/// What `from` and `to` must match (`is_msisdn`), as a JSON Schema pattern.
+pub(crate) const MSISDN_PATTERN: &str = r"^\+[0-9]+$";
+
 /// A webhook message that passed every rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct InboundMessage {
@@ -134,7 +137,7 @@ fn msisdn(name: &'static str) -> impl Fn(Option<String>) -> Result<Option<String
             "body",
             Some(name),
             "string_pattern_mismatch",
-            r"String should match pattern '^\+[0-9]+$'",
+            format!("String should match pattern '{MSISDN_PATTERN}'"),
         )),
         other => Ok(other),
     }

@@ -2,13 +2,16 @@
 //! `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// One reason a request was rejected with 422.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub(crate) struct FieldError {
-    /// Where the error is: `["body", field]` or `["query", parameter]`.
+    /// Where the error is: `["body"]`, `["body", field]` or `["query", parameter]`.
     pub loc: Vec<String>,
+    /// What is wrong, for people.
     pub msg: String,
+    /// What is wrong, for programs (pydantic's error types, e.g. `missing`).
     #[serde(rename = "type")]
     pub kind: &'static str,
 }
@@ -26,8 +29,9 @@ impl FieldError {
     }
 }
 
-/// The 422 body.
-#[derive(Debug, Serialize)]
+/// The 422 body: every reason the request was rejected.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ValidationProblem<'a> {
+    #[schema(value_type = Vec<FieldError>)]
     pub detail: &'a [FieldError],
 }

@@ -1,12 +1,29 @@
 //! HTTP responses as the guest builds them, before they reach `wasi:http`.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::bindings::inlet::service::storage;
 use crate::problem::{FieldError, ValidationProblem};
 
 /// Seconds a client should wait before retrying after a storage failure.
-const RETRY_AFTER_SECONDS: &str = "1";
+pub(crate) const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// The body of every error but a validation error.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Detail<'a> {
+    /// What went wrong, e.g. `invalid signature`.
+    detail: &'a str,
+}
+
+/// The body of a request that was done, e.g. a stored (or already stored)
+/// message.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Acknowledged {
+    /// `ok`.
+    #[schema(value_type = String, example = "ok")]
+    pub status: &'static str,
+}
 
 /// A complete response: status, extra headers and a JSON body.
 #[derive(Debug)]
@@ -30,7 +47,7 @@ impl Response {
 
     /// `{"detail": "<detail>"}`, the shape of every non-validation error.
     pub(crate) fn detail(status: u16, detail: &str) -> Self {
-        Self::json(status, &serde_json::json!({ "detail": detail }))
+        Self::json(status, &Detail { detail })
     }
 
     /// 422 with every validation error.
@@ -49,7 +66,7 @@ impl Response {
 
     /// 503 with `Retry-After`: a transient condition the client may retry.
     pub(crate) fn unavailable(detail: &str) -> Self {
-        Self::detail(503, detail).with_header("retry-after", RETRY_AFTER_SECONDS)
+        Self::detail(503, detail).with_header("retry-after", RETRY_AFTER_SECONDS.to_string())
     }
 
     pub(crate) fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {

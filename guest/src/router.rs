@@ -9,10 +9,11 @@ pub(crate) enum Route {
     Messages,
     Stats,
     Ready,
+    OpenApi,
 }
 
 impl Route {
-    const ALL: [Self; 4] = [Self::Webhook, Self::Messages, Self::Stats, Self::Ready];
+    pub(crate) const ALL: [Self; 5] = [Self::Webhook, Self::Messages, Self::Stats, Self::Ready, Self::OpenApi];
 
     /// The route at `path`, whatever the method.
     pub(crate) fn at(path: &str) -> Option<Self> {
@@ -26,13 +27,14 @@ impl Route {
             Self::Messages => "/messages",
             Self::Stats => "/stats",
             Self::Ready => "/health/ready",
+            Self::OpenApi => "/openapi.json",
         }
     }
 
-    fn method(self) -> &'static str {
+    pub(crate) fn method(self) -> &'static str {
         match self {
             Self::Webhook => "POST",
-            Self::Messages | Self::Stats | Self::Ready => "GET",
+            Self::Messages | Self::Stats | Self::Ready | Self::OpenApi => "GET",
         }
     }
 }
@@ -57,6 +59,7 @@ mod tests {
         assert_eq!(route("GET", "/messages").unwrap(), Route::Messages);
         assert_eq!(route("GET", "/stats").unwrap(), Route::Stats);
         assert_eq!(route("GET", "/health/ready").unwrap(), Route::Ready);
+        assert_eq!(route("GET", "/openapi.json").unwrap(), Route::OpenApi);
     }
 
     #[test]

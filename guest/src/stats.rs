@@ -1,6 +1,7 @@
 //! `GET /stats`: totals, the top senders and the time range.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::bindings::inlet::service::storage;
 use crate::response::Response;
@@ -8,18 +9,31 @@ use crate::response::Response;
 /// How many senders `messages_per_sender` lists.
 const TOP_SENDERS: u32 = 10;
 
-#[derive(Serialize)]
-struct StatsView<'a> {
+/// What is stored, in aggregate.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Stats)]
+pub(crate) struct StatsView<'a> {
+    /// Messages stored.
     total_messages: u64,
+    /// Distinct senders.
     senders_count: u64,
+    /// The senders with the most messages (at most 10), most first; ties by sender.
     messages_per_sender: Vec<SenderView<'a>>,
+    /// The earliest `ts` by instant; `null` when nothing is stored.
+    #[schema(required)]
     first_message_ts: Option<&'a str>,
+    /// The latest `ts` by instant; `null` when nothing is stored.
+    #[schema(required)]
     last_message_ts: Option<&'a str>,
 }
 
-#[derive(Serialize)]
-struct SenderView<'a> {
+/// One sender's count.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SenderCount)]
+pub(crate) struct SenderView<'a> {
+    /// The sender's MSISDN.
     from: &'a str,
+    /// Messages from it.
     count: u64,
 }
 

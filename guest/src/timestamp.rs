@@ -5,6 +5,11 @@
 
 use chrono::{NaiveDate, NaiveTime};
 
+/// The shape `parse` accepts, as a JSON Schema pattern (the calendar check
+/// is `format: date-time`'s): the OpenAPI document states it.
+pub(crate) const PATTERN: &str =
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z$";
+
 /// A timestamp that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UtcTimestamp {

@@ -6,7 +6,10 @@ use crate::bindings::inlet::service::log::{self, FieldValue, Level};
 use crate::bindings::inlet::service::metrics::{self, WebhookResult};
 use crate::bindings::inlet::service::storage::{self, InsertOutcome};
 use crate::payload::{self, InboundMessage};
-use crate::response::Response;
+use crate::response::{Acknowledged, Response};
+
+/// The header carrying the body's signature.
+pub(crate) const SIGNATURE_HEADER: &str = "x-signature";
 
 /// Where the secret comes from: the host puts it, and nothing else of its
 /// own, in the guest's WASI environment.
@@ -66,7 +69,7 @@ fn signature_is_valid(header: Option<&str>, body: &[u8]) -> bool {
 }
 
 fn ok() -> Response {
-    Response::json(200, &serde_json::json!({ "status": "ok" }))
+    Response::json(200, &Acknowledged { status: "ok" })
 }
 
 /// Records the outcome (the host logs it as `result` too) and the log fields.

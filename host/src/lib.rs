@@ -5,6 +5,7 @@
 pub mod bindings;
 pub mod commands;
 pub mod config;
+pub mod docs;
 pub mod limits;
 pub mod runtime;
 pub mod server;

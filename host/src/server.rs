@@ -1,5 +1,5 @@
 //! The HTTP front: accepts connections, answers the host's own endpoints
-//! (`/health/live`, `/metrics`), bounds request bodies and hands everything
+//! (`/health/live`, `/metrics`, `/docs`), bounds request bodies and hands everything
 //! else to a fresh guest instance. Logs and metrics for every request are
 //! written here, once the response is done.
 
@@ -23,9 +23,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::docs::{Asset, Docs};
 use crate::limits::HttpLimits;
 use crate::runtime::{self, Guest, GuestExit, GuestFailure, GuestReply, GuestSlot, Services};
-use crate::telemetry::metrics::{HOST_LIVE, HOST_METRICS, OTHER_ROUTE};
+use crate::telemetry::metrics::{HOST_DOCS, HOST_LIVE, HOST_METRICS, OTHER_ROUTE};
 use crate::telemetry::request_log::{self, LogFields, RequestId, RequestInfo};
 
 /// How long shutdown waits for requests in flight (inside `docker stop`'s
@@ -34,8 +35,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = HyperOutgoingBody;
 
-/// The route the host answers with the guest's help; `HOST_LIVE` and
-/// `HOST_METRICS` it answers alone, and every other path is the guest's.
+/// The route the host answers with the guest's help; `HOST_LIVE`,
+/// `HOST_METRICS` and `HOST_DOCS` (with its files) it answers alone, and
+/// every other path is the guest's.
 const READY: &str = "/health/ready";
 
 /// Everything a request needs.
@@ -50,6 +52,8 @@ pub struct App {
     pub max_instances: u32,
     /// Body size, header timeout and connection cap for clients.
     pub limits: HttpLimits,
+    /// The API docs page.
+    pub docs: Docs,
 }
 
 /// Serves `listener` until `shutdown` resolves, then waits (bounded) for
@@ -138,6 +142,13 @@ impl App {
                 json(StatusCode::OK, r#"{"status":"ok"}"#)
             }),
             HOST_METRICS => self.host_route(info, HOST_METRICS, request.method(), || self.metrics_response()),
+            HOST_DOCS => self.host_route(info, HOST_DOCS, request.method(), || {
+                typed(StatusCode::OK, "text/html; charset=utf-8", self.docs.page().to_owned())
+            }),
+            path if path.strip_prefix(HOST_DOCS).is_some_and(|rest| rest.starts_with('/')) => {
+                let file = self.docs.asset(path);
+                self.host_route(info, HOST_DOCS, request.method(), || docs_file(file))
+            }
             READY => self.readiness(info, request).await,
             _ => self.through_guest(self.guests.current(), info, request).await,
         };
@@ -321,12 +332,24 @@ fn full(text: impl Into<Bytes>) -> Body {
 }
 
 fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    typed(status, "application/json", body)
+}
+
+fn typed(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+/// One of the docs page's files, or 404.
+fn docs_file(file: Option<Asset>) -> Response<Body> {
+    match file {
+        Some(file) => typed(StatusCode::OK, file.content_type, file.bytes),
+        None => detail_response(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 /// `{"detail": "..."}` like the guest's own errors.

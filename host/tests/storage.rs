@@ -139,7 +139,11 @@ fn counted(conn: &Connection, filter: &MessageFilter) -> (u64, Vec<String>) {
         (Some(_), None) => false,
         (Some(needle), Some(text)) => text.to_lowercase().contains(&needle.to_lowercase()),
     };
-    let ids: Vec<String> = rows.into_iter().filter(|(_, text)| holds(text)).map(|(id, _)| id).collect();
+    let ids: Vec<String> = rows
+        .into_iter()
+        .filter(|(_, text)| holds(text))
+        .map(|(id, _)| id)
+        .collect();
     (ids.len() as u64, ids)
 }
 

@@ -392,7 +392,8 @@ fn read_reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
         .iter()
         .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let body = response.body_mut().read_to_string().expect("response body");
+    // Lossy: the docs page's icons are not text.
+    let body = String::from_utf8_lossy(&response.body_mut().read_to_vec().expect("response body")).into_owned();
     Reply { status, headers, body }
 }
 

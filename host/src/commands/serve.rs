@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
+use crate::docs::Docs;
 use crate::runtime::{CompileCache, Guest, GuestSlot, Reloader, Runtime, Services};
 use crate::server::{self, App};
 use crate::storage::SqliteStore;
@@ -49,6 +50,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         instances: Arc::new(Semaphore::new(config.guest_limits.max_instances as usize)),
         max_instances: config.guest_limits.max_instances,
         limits: config.http_limits,
+        docs: Docs::new()?,
     });
     let address = SocketAddr::from((config.bind_address, config.port));
     let listener = TcpListener::bind(address)

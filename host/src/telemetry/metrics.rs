@@ -37,6 +37,8 @@ pub const MAX_ROUTE_BYTES: usize = 64;
 pub const HOST_LIVE: &str = "/health/live";
 /// See `HOST_LIVE`.
 pub const HOST_METRICS: &str = "/metrics";
+/// See `HOST_LIVE`: the API docs page, and its files below it (see `docs`).
+pub const HOST_DOCS: &str = "/docs";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -290,7 +292,7 @@ fn is_route_name(name: &str) -> bool {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "/_.-".contains(c);
     (1..=MAX_ROUTE_BYTES).contains(&name.len())
         && name.chars().all(allowed)
-        && ![OTHER_ROUTE, HOST_LIVE, HOST_METRICS].contains(&name)
+        && ![OTHER_ROUTE, HOST_LIVE, HOST_METRICS, HOST_DOCS].contains(&name)
 }
 
 /// The `result` label (and log value) of an outcome.

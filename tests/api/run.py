@@ -1,0 +1,171 @@
+"""The API contract checks that need tools beyond Rust: `make test-api`.
+
+Starts the release `inlet` with the real guest on a loopback port and a
+fresh database, then:
+
+1. opens `/docs` in headless Chromium and checks that the page lists every
+   operation `/openapi.json` describes (so the page loads, renders the
+   guest's document and fetches nothing from outside);
+2. runs schemathesis from `/openapi.json` with every check on, the webhook
+   bodies signed by `hooks.py`: no 5xx, every status and body as documented,
+   invalid input rejected and valid input accepted.
+
+Exits non-zero on the first failure. Environment: CHROMIUM (default
+`chromium`), SCHEMATHESIS_SEED and SCHEMATHESIS_EXAMPLES to vary the run.
+"""
+
+import html.parser
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+HERE = pathlib.Path(__file__).resolve().parent
+SECRET = "schemathesis-secret"
+# Bounds on every wait: the server's start and each tool's whole run.
+START_SECONDS = 30
+BROWSER_SECONDS = 120
+SCHEMATHESIS_SECONDS = 900
+
+
+def main():
+    with tempfile.TemporaryDirectory() as data, start_server(pathlib.Path(data)) as base:
+        check_docs_page(base)
+        run_schemathesis(base)
+    print("test-api: the docs page and schemathesis found no failure")
+
+
+class start_server:
+    """The server as a context manager yielding its base URL."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __enter__(self):
+        env = dict(
+            os.environ,
+            WEBHOOK_SECRET=SECRET,
+            DATABASE_URL=f"sqlite:///{self.data}/app.db",
+            PORT="0",
+            BIND_ADDRESS="127.0.0.1",
+            LOG_LEVEL="INFO",
+            GUEST_COMPONENT=str(ROOT / "target/wasm32-wasip2/release/inlet_guest.wasm"),
+        )
+        self.log = open(self.data / "server.log", "w+")
+        self.process = subprocess.Popen(
+            [str(ROOT / "target/release/inlet"), "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        base = f"http://127.0.0.1:{self.port()}"
+        wait_ready(base)
+        return base
+
+    def port(self):
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                sys.exit(f"inlet exited with {self.process.returncode}:\n{self.logged()}")
+            for line in self.logged().splitlines():
+                entry = json.loads(line)
+                if entry.get("msg") == "listening":
+                    return entry["address"].rsplit(":", 1)[1]
+            time.sleep(0.1)
+        sys.exit(f"inlet did not say where it listens:\n{self.logged()}")
+
+    def logged(self):
+        self.log.seek(0)
+        return self.log.read()
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        self.process.wait(timeout=START_SECONDS)
+        self.log.close()
+        return False
+
+
+def wait_ready(base):
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/health/ready", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit("inlet did not become ready")
+
+
+class Operations(html.parser.HTMLParser):
+    """The (method, path) of every operation block Swagger UI rendered."""
+
+    def __init__(self):
+        super().__init__()
+        self.found = set()
+        self.method = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        classes = (attrs.get("class") or "").split()
+        for name in classes:
+            if name.startswith("opblock-") and name[len("opblock-"):] in ("get", "post"):
+                self.method = name[len("opblock-"):]
+        if "data-path" in attrs and self.method:
+            self.found.add((self.method, attrs["data-path"]))
+
+
+def check_docs_page(base):
+    with urllib.request.urlopen(f"{base}/openapi.json", timeout=10) as response:
+        document = json.load(response)
+    described = {(method, path) for path, item in document["paths"].items() for method in item}
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [
+                os.environ.get("CHROMIUM", "chromium"),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=20000",
+                "--dump-dom",
+                f"{base}/docs",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=BROWSER_SECONDS,
+            check=True,
+        ).stdout
+    parser = Operations()
+    parser.feed(dom)
+    if parser.found != described:
+        sys.exit(f"/docs lists {sorted(parser.found)}, the document describes {sorted(described)}")
+    print(f"/docs lists all {len(described)} operations")
+
+
+def run_schemathesis(base):
+    command = [
+        str(pathlib.Path(sys.executable).parent / "schemathesis"),
+        "run",
+        f"{base}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        os.environ.get("SCHEMATHESIS_EXAMPLES", "300"),
+        "--seed",
+        os.environ.get("SCHEMATHESIS_SEED", "1"),
+        "--no-color",
+    ]
+    env = dict(os.environ, WEBHOOK_SECRET=SECRET, SCHEMATHESIS_HOOKS="hooks", PYTHONPATH=str(HERE))
+    # Its cache of found failures goes under target/, not into the tree.
+    result = subprocess.run(command, env=env, cwd=ROOT / "target", timeout=SCHEMATHESIS_SECONDS)
+    if result.returncode != 0:
+        sys.exit(f"schemathesis found failures (exit {result.returncode})")
+
+
+if __name__ == "__main__":
+    main()
