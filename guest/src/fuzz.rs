@@ -60,7 +60,9 @@ fn signature_header() {
             let key = SigningKey::new("fuzz-secret");
             let verified = Signature::from_header(header).is_some_and(|s| key.verifies(body, &s));
             if verified {
-                assert_eq!(header.trim().to_ascii_lowercase(), key.sign(body));
+                let header = header.trim();
+                let digits = header.strip_prefix("sha256=").unwrap_or(header);
+                assert_eq!(digits.to_ascii_lowercase(), key.sign(body));
             }
             let good = Signature::from_header(&key.sign(body)).expect("our own signature decodes");
             assert!(key.verifies(body, &good));

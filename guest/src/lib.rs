@@ -63,7 +63,10 @@ fn respond(request: &IncomingRequest) -> Response {
     match router::route(&method, &path) {
         Err(response) => response,
         Ok(Route::Webhook) => match http_io::read_body(request) {
-            Ok(body) => webhook::handle(http_io::header(request, webhook::SIGNATURE_HEADER).as_deref(), &body),
+            Ok(body) => {
+                let signature = webhook::SignatureFields::read(|name| http_io::header(request, name));
+                webhook::handle(&signature, &body)
+            }
             Err(_) => Response::detail(400, "could not read the request body"),
         },
         Ok(Route::Messages) => listing::handle(&query),

@@ -9,10 +9,13 @@
 //! answers on the guest's routes: 413 for a body over `MAX_BODY_BYTES`, 504
 //! past the request deadline and 500 when the guest fails, all as `Detail`.
 
+use inlet_signature::{hex_hmac, standard};
 use serde_json::{Value, json};
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::path::{
+    HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn, PathItem,
+};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::{Response as ApiResponse, ResponseBuilder};
 use utoipa::openapi::schema::{
@@ -24,12 +27,11 @@ use crate::listing::{MessageView, Page};
 use crate::payload::{MAX_TEXT_CHARS, MSISDN_PATTERN};
 use crate::problem::{FieldError, ValidationProblem};
 use crate::query::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
-use crate::readiness::Ready;
 use crate::response::{Acknowledged, Detail, RETRY_AFTER_SECONDS, Response};
 use crate::router::Route;
 use crate::stats::{SenderView, StatsView};
 use crate::timestamp;
-use crate::webhook::SIGNATURE_HEADER;
+use crate::webhook::{HUB_SIGNATURE, X_SIGNATURE};
 
 /// The document as JSON.
 pub(crate) fn handle() -> Response {
@@ -92,7 +94,7 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<MessageView<'static>>()
         .schema_from::<StatsView<'static>>()
         .schema_from::<SenderView<'static>>()
-        .schema_from::<Ready>()
+        .schema("Ready", ready())
         .build()
 }
 
@@ -103,7 +105,7 @@ fn operation(route: Route) -> Option<Operation> {
         Route::Webhook => webhook(),
         Route::Messages => messages(),
         Route::Stats => stats(),
-        Route::Ready => ready(),
+        Route::Ready => ready_operation(),
         Route::OpenApi => return None,
     };
     Some(operation)
@@ -116,32 +118,26 @@ fn webhook() -> Operation {
         .build();
     guest_operation("ingest", "Store a signed message, exactly once")
         .description(Some(
-            "The signature is checked before the body is parsed. A message whose `message_id` is \
-             already stored is acknowledged without change.",
+            "Signed by one of three schemes, each an HMAC-SHA256 over the raw body under any configured \
+             secret: `X-Signature`, `X-Hub-Signature-256`, or Standard Webhooks (`webhook-id`, \
+             `webhook-timestamp` within `WEBHOOK_TOLERANCE_SECONDS`, `webhook-signature`; `svix-*` \
+             too). The strongest scheme present decides: Standard Webhooks, then \
+             `X-Hub-Signature-256`, then `X-Signature`. The signature is checked before the body is \
+             parsed. A message whose `message_id` is already stored is acknowledged without change.",
         ))
-        .parameter(
-            ParameterBuilder::new()
-                .name(SIGNATURE_HEADER)
-                .parameter_in(ParameterIn::Header)
-                .required(Required::True)
-                .description(Some(
-                    "Lowercase hex of HMAC-SHA256 over the raw body, keyed with `WEBHOOK_SECRET`.",
-                ))
-                .schema(Some(string().pattern(Some("^[0-9a-f]{64}$")))),
-        )
+        .parameters(Some(signature_headers()))
         .request_body(Some(body))
         .response("200", json_response("Stored, or already stored", "Acknowledged"))
         .response("400", json_response("The body could not be read", "Detail"))
         .response(
             "401",
-            json_response("Signature missing or wrong; nothing stored", "Detail"),
-        )
-        .response(
-            "413",
-            json_response("The body is larger than `MAX_BODY_BYTES`", "Detail"),
+            json_response(
+                "No configured secret verifies the signature (or none is configured); nothing stored",
+                "Detail",
+            ),
         )
         .response("422", validation_response())
-        .response("503", unavailable_response())
+        .response("503", unavailable_response("Storage unavailable; nothing stored"))
         .build()
 }
 
@@ -173,6 +169,43 @@ fn webhook_message() -> Schema {
             "ts": "2025-01-15T10:00:00Z", "text": "Hello"
         })])
         .into()
+}
+
+/// The signature headers, all optional: which are present picks the scheme.
+fn signature_headers() -> Vec<Parameter> {
+    let header = |name: &str, description: &str, schema: ObjectBuilder| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(schema))
+            .build()
+    };
+    let [id, timestamp, signature] = standard::HEADER_NAMES;
+    vec![
+        header(
+            X_SIGNATURE,
+            "Hex HMAC-SHA256 of the raw body, either case, optionally after `sha256=`.",
+            string().pattern(Some(hex_hmac::X_SIGNATURE_PATTERN)),
+        ),
+        header(
+            HUB_SIGNATURE,
+            "`sha256=` and the hex HMAC-SHA256 of the raw body (Meta, GitHub).",
+            string().pattern(Some(hex_hmac::HUB_SIGNATURE_PATTERN)),
+        ),
+        header(id, "Standard Webhooks: the message's id.", string().min_length(Some(1))),
+        header(
+            timestamp,
+            "Standard Webhooks: Unix seconds of this attempt.",
+            string().pattern(Some(standard::TIMESTAMP_PATTERN)),
+        ),
+        header(
+            signature,
+            "Standard Webhooks: space-separated `v1,<base64>` entries over `id.timestamp.body`.",
+            string().min_length(Some(1)),
+        ),
+    ]
 }
 
 fn messages() -> Operation {
@@ -227,22 +260,50 @@ fn messages() -> Operation {
         ))
         .response("200", json_response("One page", "Page"))
         .response("422", validation_response())
-        .response("503", unavailable_response())
+        .response("503", unavailable_response("Storage unavailable"))
         .build()
 }
 
 fn stats() -> Operation {
     guest_operation("stats", "Totals, top senders and the time range")
         .response("200", json_response("The aggregates", "Stats"))
-        .response("503", unavailable_response())
+        .response("503", unavailable_response("Storage unavailable"))
         .build()
 }
 
-fn ready() -> Operation {
+fn ready_operation() -> Operation {
     guest_operation("ready", "Whether this host can serve: storage reachable, a secret set")
         .response("200", json_response("Ready", "Ready"))
-        .response("503", unavailable_response())
+        .response(
+            "503",
+            unavailable_response("Not ready: storage unavailable, or no webhook secret configured"),
+        )
         .build()
+}
+
+/// `/health/ready`'s 200 as a client gets it: the guest's `ready`, to
+/// which the host adds the guest it serves.
+fn ready() -> Schema {
+    let guest = ObjectBuilder::new()
+        .description(Some("The guest component this host serves."))
+        .property(
+            "sha256",
+            string().description(Some("Hex SHA-256 of the component file.")),
+        )
+        .required("sha256")
+        .property(
+            "loaded_at",
+            string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .required("loaded_at")
+        .property("path", string().description(Some("The file it was loaded from.")))
+        .required("path");
+    ObjectBuilder::new()
+        .property("status", string().examples([json!("ready")]))
+        .required("status")
+        .property("guest", guest)
+        .required("guest")
+        .into()
 }
 
 fn live() -> Operation {
@@ -274,6 +335,10 @@ fn guest_operation(id: &str, summary: &str) -> OperationBuilder {
     OperationBuilder::new()
         .operation_id(Some(id))
         .summary(Some(summary))
+        .response(
+            "413",
+            json_response("The body is larger than `MAX_BODY_BYTES`", "Detail"),
+        )
         .response(
             "500",
             json_response("The guest failed; details are in the log", "Detail"),
@@ -322,7 +387,7 @@ fn validation_response() -> ApiResponse {
     json_response("Invalid input: every reason, FastAPI's shape", "ValidationProblem")
 }
 
-fn unavailable_response() -> ApiResponse {
+fn unavailable_response(description: &str) -> ApiResponse {
     let retry_after = HeaderBuilder::new()
         .schema(
             ObjectBuilder::new()
@@ -332,7 +397,7 @@ fn unavailable_response() -> ApiResponse {
         .description(Some("Seconds to wait before retrying"))
         .build();
     ResponseBuilder::new()
-        .description("Storage unavailable (or no secret configured): retry later")
+        .description(format!("{description}: retry later"))
         .content("application/json", json_content("Detail"))
         .header("retry-after", retry_after)
         .build()

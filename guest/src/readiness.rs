@@ -1,24 +1,20 @@
 //! `GET /health/ready`: this guest can serve, storage answers, and a secret is set.
 
 use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::bindings::inlet::service::storage;
 use crate::response::Response;
 use crate::webhook;
 
-/// Ready to serve. The host adds `guest`: the loaded component's `sha256`,
-/// `loaded_at` and `path`.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Ready {
-    /// `ready`.
-    #[schema(value_type = String, example = "ready")]
+/// Ready to serve (the host adds the guest it loaded: see `openapi`).
+#[derive(Serialize)]
+struct Ready {
     status: &'static str,
 }
 
 pub(crate) fn handle() -> Response {
-    if webhook::signing_key().is_none() {
-        return Response::unavailable("WEBHOOK_SECRET is not set");
+    if webhook::secrets().is_empty() {
+        return Response::unavailable("no webhook secret is configured");
     }
     match storage::ping() {
         Ok(()) => Response::json(200, &Ready { status: "ready" }),

@@ -1,6 +1,6 @@
 //! `POST /webhook`: verify the signature, validate, store exactly once.
 
-use inlet_signature::{Signature, SigningKey};
+use inlet_signature::{Rejection, Scheme, SignatureHeaders, standard};
 
 use crate::bindings::inlet::service::log::{self, FieldValue, Level};
 use crate::bindings::inlet::service::metrics::{self, WebhookResult};
@@ -8,21 +8,67 @@ use crate::bindings::inlet::service::storage::{self, InsertOutcome};
 use crate::payload::{self, InboundMessage};
 use crate::response::{Acknowledged, Response};
 
-/// The header carrying the body's signature.
-pub(crate) const SIGNATURE_HEADER: &str = "x-signature";
+/// `X-Signature`: the hex HMAC of the body.
+pub(crate) const X_SIGNATURE: &str = "x-signature";
+/// `X-Hub-Signature-256`: Meta's and GitHub's `sha256=<hex>`.
+pub(crate) const HUB_SIGNATURE: &str = "x-hub-signature-256";
+/// The names Svix senders give Standard Webhooks' headers (id, timestamp,
+/// signature), accepted as well.
+const SVIX_HEADERS: [&str; 3] = ["svix-id", "svix-timestamp", "svix-signature"];
 
-/// Where the secret comes from: the host puts it, and nothing else of its
-/// own, in the guest's WASI environment.
-const SECRET_VARIABLE: &str = "WEBHOOK_SECRET";
+/// Where the secrets come from: the host puts them, one per line, and the
+/// tolerance, and nothing else of its own, in the guest's WASI environment.
+const SECRETS_VARIABLE: &str = "WEBHOOK_SECRETS";
+/// Seconds a Standard Webhooks timestamp may be from now, either way.
+const TOLERANCE_VARIABLE: &str = "WEBHOOK_TOLERANCE_SECONDS";
+/// The tolerance when the host gives none (every reference library's).
+const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
 
-pub(crate) fn handle(signature: Option<&str>, body: &[u8]) -> Response {
-    if !signature_is_valid(signature, body) {
-        log::escalate(Level::Error);
-        return finish(
-            WebhookResult::InvalidSignature,
-            None,
-            Response::detail(401, "invalid signature"),
-        );
+/// A request's signature headers, as received.
+#[derive(Debug, Default)]
+pub(crate) struct SignatureFields {
+    x_signature: Option<String>,
+    hub_signature: Option<String>,
+    standard: [Option<String>; 3],
+}
+
+impl SignatureFields {
+    /// Reads them through `header`, which gives a header's value by its
+    /// lowercase name.
+    pub(crate) fn read(header: impl Fn(&str) -> Option<String>) -> Self {
+        Self {
+            x_signature: header(X_SIGNATURE),
+            hub_signature: header(HUB_SIGNATURE),
+            standard: std::array::from_fn(|i| header(standard::HEADER_NAMES[i]).or_else(|| header(SVIX_HEADERS[i]))),
+        }
+    }
+
+    fn headers(&self) -> SignatureHeaders<'_> {
+        let [id, timestamp, signature] = self.standard.each_ref().map(Option::as_deref);
+        SignatureHeaders {
+            x_signature: self.x_signature.as_deref(),
+            hub_signature_256: self.hub_signature.as_deref(),
+            standard: signature.map(|signature| standard::Headers {
+                id: id.unwrap_or_default(),
+                timestamp: timestamp.unwrap_or_default(),
+                signature,
+            }),
+        }
+    }
+}
+
+pub(crate) fn handle(signature: &SignatureFields, body: &[u8]) -> Response {
+    match verify(signature, body) {
+        Ok(scheme) => log::annotate("scheme", &FieldValue::Text(scheme.label().to_owned())),
+        Err(rejection) => {
+            log::escalate(Level::Error);
+            log::annotate("signature", &FieldValue::Text(rejection_label(rejection).to_owned()));
+            return finish(
+                WebhookResult::InvalidSignature,
+                None,
+                Response::detail(401, "invalid signature"),
+            );
+        }
     }
     let message = match payload::parse(body) {
         Ok(message) => message,
@@ -51,20 +97,42 @@ pub(crate) fn handle(signature: Option<&str>, body: &[u8]) -> Response {
     }
 }
 
-/// The key webhooks are signed with, when one is configured.
-pub(crate) fn signing_key() -> Option<SigningKey> {
-    std::env::var(SECRET_VARIABLE)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .map(SigningKey::new)
+/// The secrets webhooks may be signed with; empty when none is configured,
+/// and then every request is unauthorized.
+pub(crate) fn secrets() -> Vec<String> {
+    std::env::var(SECRETS_VARIABLE)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
-/// A missing secret verifies nothing: every request is then unauthorized.
-fn signature_is_valid(header: Option<&str>, body: &[u8]) -> bool {
-    let signature = header.and_then(Signature::from_header);
-    match (signing_key(), signature) {
-        (Some(key), Some(signature)) => key.verifies(body, &signature),
-        _ => false,
+fn verify(signature: &SignatureFields, body: &[u8]) -> Result<Scheme, Rejection> {
+    inlet_signature::verify(&signature.headers(), body, &secrets(), clock())
+}
+
+/// Now, from the host's wall clock, and the tolerance it configured.
+fn clock() -> standard::Clock {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    standard::Clock {
+        now_unix: i64::try_from(now).unwrap_or(i64::MAX),
+        tolerance_seconds: std::env::var(TOLERANCE_VARIABLE)
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(DEFAULT_TOLERANCE_SECONDS),
+    }
+}
+
+/// What the log line says about a refused signature (never which secret).
+fn rejection_label(rejection: Rejection) -> &'static str {
+    match rejection {
+        Rejection::Missing => "missing",
+        Rejection::Malformed(_) => "malformed",
+        Rejection::Mismatch(_) => "mismatch",
+        Rejection::OutsideTolerance => "outside_tolerance",
     }
 }
 

@@ -9,16 +9,24 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::limits::{GuestLimits, HttpLimits};
+use crate::secrets::SecretSource;
 
 /// The default database: the file `/data/app.db`, where the Docker volume is.
 const DEFAULT_DATABASE_URL: &str = "sqlite:////data/app.db";
 const DEFAULT_PORT: u16 = 8000;
+/// How far a Standard Webhooks timestamp may be from now (every reference
+/// library's value).
+pub const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
 
 /// Everything `inlet serve` needs to start.
 #[derive(Clone)]
 pub struct Config {
-    /// HMAC key of `/webhook` signatures (`WEBHOOK_SECRET`); never empty.
-    pub secret: WebhookSecret,
+    /// Where the keys of `/webhook` signatures come from (`WEBHOOK_SECRET`,
+    /// `WEBHOOK_SECRET_FILE`); at least one of them is set.
+    pub secrets: SecretSource,
+    /// How far a Standard Webhooks timestamp may be from now, in seconds
+    /// (`WEBHOOK_TOLERANCE_SECONDS`).
+    pub tolerance_seconds: u64,
     /// SQLite database file, from `DATABASE_URL`; its directory is created if missing.
     pub database: PathBuf,
     /// Least severe level logged for Inlet's own events (`LOG_LEVEL`); dependencies log `warn` and up.
@@ -37,7 +45,7 @@ pub struct Config {
     pub http_limits: HttpLimits,
 }
 
-/// `WEBHOOK_SECRET`: never printed, not even by `Debug`.
+/// A webhook secret: never printed, not even by `Debug`.
 #[derive(Clone)]
 pub struct WebhookSecret(String);
 
@@ -85,9 +93,17 @@ impl ConfigError {
 /// line naming its variable.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// HMAC-SHA256 key for `/webhook`; required and non-empty, or start-up stops.
+    /// HMAC-SHA256 key for `/webhook`; non-empty when set. This or `WEBHOOK_SECRET_FILE` is
+    /// required, or start-up stops.
     #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
+    /// A file of further secrets, one per line (`#` comments); re-read when it changes, so
+    /// secrets rotate without a restart. Any configured secret verifies a request.
+    #[arg(long, env = "WEBHOOK_SECRET_FILE")]
+    webhook_secret_file: Option<String>,
+    /// Seconds a Standard Webhooks `webhook-timestamp` may be from now, either way.
+    #[arg(long, env = "WEBHOOK_TOLERANCE_SECONDS", default_value_t = DEFAULT_TOLERANCE_SECONDS.to_string())]
+    webhook_tolerance_seconds: String,
     /// The SQLite database file: `sqlite:////data/app.db` and `sqlite:///data/app.db` both mean
     /// `/data/app.db`; `sqlite:///./app.db` means `./app.db`.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
@@ -147,24 +163,11 @@ impl Settings {
 impl Config {
     /// Checks every setting; the first bad one is the error.
     pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
-        let secret = match settings.webhook_secret {
-            Some(secret) if !secret.is_empty() => WebhookSecret(secret),
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "WEBHOOK_SECRET",
-                    "is empty; set it to the webhook signing key",
-                ));
-            }
-            None => {
-                return Err(ConfigError::new(
-                    "WEBHOOK_SECRET",
-                    "is not set; set it to the webhook signing key",
-                ));
-            }
-        };
+        let secrets = secret_source(settings.webhook_secret, settings.webhook_secret_file)?;
         let database = parse_database_url(&settings.database_url)?;
         Ok(Self {
-            secret,
+            secrets,
+            tolerance_seconds: parse("WEBHOOK_TOLERANCE_SECONDS", &settings.webhook_tolerance_seconds)?,
             guest_cache: guest_cache_dir(settings.guest_cache_dir, &database),
             database,
             log_level: parse_log_level(&settings.log_level)?,
@@ -191,6 +194,26 @@ impl Config {
                 max_connections: positive("MAX_CONNECTIONS", &settings.max_connections)?,
             },
         })
+    }
+}
+
+/// `WEBHOOK_SECRET` (non-empty when set) and `WEBHOOK_SECRET_FILE`; one is
+/// needed. Whether the file holds a secret is checked when it is read.
+fn secret_source(inline: Option<String>, file: Option<String>) -> Result<SecretSource, ConfigError> {
+    let file = file.filter(|f| !f.is_empty()).map(PathBuf::from);
+    match inline {
+        Some(secret) if secret.is_empty() => Err(ConfigError::new(
+            "WEBHOOK_SECRET",
+            "is empty; set it to the webhook signing key",
+        )),
+        None if file.is_none() => Err(ConfigError::new(
+            "WEBHOOK_SECRET",
+            "is not set; set it to the webhook signing key, or WEBHOOK_SECRET_FILE to a file of keys",
+        )),
+        inline => Ok(SecretSource {
+            inline: inline.map(WebhookSecret),
+            file,
+        }),
     }
 }
 
@@ -386,6 +409,20 @@ mod tests {
     #[test]
     fn secret_is_redacted_in_debug() {
         let c = config(&[("WEBHOOK_SECRET", "hunter2")]).unwrap();
-        assert!(!format!("{:?}", c.secret).contains("hunter2"));
+        assert!(!format!("{:?}", c.secrets).contains("hunter2"));
+    }
+
+    #[test]
+    fn a_secret_file_alone_is_enough_and_the_tolerance_is_read() {
+        let c = config(&[("WEBHOOK_SECRET_FILE", "/run/secrets/webhook")]).unwrap();
+        assert!(c.secrets.inline.is_none());
+        assert_eq!(c.secrets.file.as_deref(), Some(Path::new("/run/secrets/webhook")));
+        assert_eq!(c.tolerance_seconds, DEFAULT_TOLERANCE_SECONDS);
+        let c = config(&[("WEBHOOK_SECRET", "s"), ("WEBHOOK_TOLERANCE_SECONDS", "60")]).unwrap();
+        assert_eq!(c.tolerance_seconds, 60);
+        let error = config(&[("WEBHOOK_SECRET", "s"), ("WEBHOOK_TOLERANCE_SECONDS", "-5")])
+            .err()
+            .unwrap();
+        assert_eq!(error.variable, "WEBHOOK_TOLERANCE_SECONDS");
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod docs;
 pub mod limits;
 pub mod runtime;
+pub mod secrets;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

@@ -30,14 +30,8 @@ struct Cli {
 enum Command {
     /// Serve the API (the default), configured by the environment variables below.
     Serve(Box<config::Settings>),
-    /// Print the X-Signature for a request body.
-    Sign {
-        /// The signing key.
-        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
-        secret: String,
-        /// The body; `-` or nothing reads stdin.
-        file: Option<PathBuf>,
-    },
+    /// Print a request body's signature: X-Signature, X-Hub-Signature-256 or Standard Webhooks.
+    Sign(commands::sign::SignArgs),
     /// Exit 0 when the server on this machine is ready (for health checks).
     Probe {
         /// Port the server listens on.
@@ -81,7 +75,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Serve(Box::new(config::Settings::from_env())));
     match command {
         Command::Serve(settings) => serve(*settings),
-        Command::Sign { secret, file } => report(commands::sign::run(&secret, file.as_deref())),
+        Command::Sign(args) => report(commands::sign::run(&args)),
         Command::Probe { port, path } => report(commands::probe::run(port, &path)),
         Command::Seed {
             database,

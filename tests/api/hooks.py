@@ -5,20 +5,24 @@ Loaded with SCHEMATHESIS_HOOKS=hooks (this directory on PYTHONPATH); the
 secret comes from WEBHOOK_SECRET, the same one the server under test has.
 """
 
+import base64
 import hashlib
 import hmac
 import json
 import os
 import re
+import time
 
 import schemathesis
 from schemathesis.generation import GenerationMode
 
 SECRET = os.environ["WEBHOOK_SECRET"].encode()
-SIGNATURE = "x-signature"
-# What the document allows as a signature: a value it calls invalid is kept,
-# so that a request meant to be rejected still is.
-WELL_FORMED = re.compile(r"[0-9a-f]{64}")
+# What the document calls well formed (the patterns of /openapi.json): a
+# value it calls malformed is kept, so a request meant to be rejected still is.
+X_SIGNATURE = re.compile(r"(sha256=)?[0-9a-fA-F]{64}")
+HUB_SIGNATURE = re.compile(r"sha256=[0-9a-fA-F]{64}")
+TIMESTAMP = re.compile(r"[0-9]{1,18}")
+NON_EMPTY = re.compile(r".+", re.DOTALL)
 
 
 @schemathesis.hook
@@ -32,18 +36,47 @@ def before_call(ctx, case, kwargs):
 
 
 def sign(case, kwargs):
-    """Sends the body as these exact bytes, signed, unless the generated
-    signature is one the document calls malformed."""
-    if not case.media_type or "json" not in case.media_type or case.body is None:
-        return
-    if case.headers is None or not WELL_FORMED.fullmatch(str(case.headers.get(SIGNATURE, ""))):
+    """Sends the body as these exact bytes and signs it in the scheme the
+    server will pick (the strongest present), unless a generated signature
+    header is malformed."""
+    if not case.media_type or "json" not in case.media_type or case.body is None or case.headers is None:
         return
     try:
         body = json.dumps(case.body).encode()
     except (TypeError, ValueError):
         return
     kwargs["data"] = body
-    case.headers[SIGNATURE] = hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+    headers = case.headers
+    if not well_formed(headers):
+        return
+    if "webhook-signature" in headers:
+        if headers.get("webhook-id") and "webhook-timestamp" in headers:
+            message_id = headers["webhook-id"]
+            timestamp = str(int(time.time()))
+            signed = f"{message_id}.{timestamp}.".encode() + body
+            digest = hmac.new(SECRET, signed, hashlib.sha256).digest()
+            headers["webhook-timestamp"] = timestamp
+            headers["webhook-signature"] = "v1," + base64.b64encode(digest).decode()
+    elif "x-hub-signature-256" in headers:
+        headers["x-hub-signature-256"] = "sha256=" + hex_hmac(body)
+    elif "x-signature" in headers:
+        headers["x-signature"] = hex_hmac(body)
+
+
+def well_formed(headers):
+    """Whether every signature header present matches its documented shape."""
+    shapes = {
+        "x-signature": X_SIGNATURE,
+        "x-hub-signature-256": HUB_SIGNATURE,
+        "webhook-timestamp": TIMESTAMP,
+        "webhook-id": NON_EMPTY,
+        "webhook-signature": NON_EMPTY,
+    }
+    return all(shape.fullmatch(str(headers[name])) for name, shape in shapes.items() if name in headers)
+
+
+def hex_hmac(body):
+    return hmac.new(SECRET, body, hashlib.sha256).hexdigest()
 
 
 def is_positive(case):

@@ -60,8 +60,12 @@ class start_server:
         self.process = subprocess.Popen(
             [str(ROOT / "target/release/inlet"), "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
-        base = f"http://127.0.0.1:{self.port()}"
-        wait_ready(base)
+        try:
+            base = f"http://127.0.0.1:{self.port()}"
+            wait_ready(base)
+        except BaseException:
+            self.__exit__()
+            raise
         return base
 
     def port(self):
@@ -70,7 +74,10 @@ class start_server:
             if self.process.poll() is not None:
                 sys.exit(f"inlet exited with {self.process.returncode}:\n{self.logged()}")
             for line in self.logged().splitlines():
-                entry = json.loads(line)
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line still being written
                 if entry.get("msg") == "listening":
                     return entry["address"].rsplit(":", 1)[1]
             time.sleep(0.1)
@@ -81,6 +88,9 @@ class start_server:
         return self.log.read()
 
     def __exit__(self, *exc):
+        if self.process.poll() is not None:
+            self.log.close()
+            return False
         self.process.terminate()
         self.process.wait(timeout=START_SECONDS)
         self.log.close()
@@ -130,6 +140,9 @@ def check_docs_page(base):
                 "--no-sandbox",
                 "--disable-gpu",
                 "--no-first-run",
+                # Any address but the server's fails to resolve: the page
+                # must render from what the host serves alone.
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                 f"--user-data-dir={profile}",
                 "--virtual-time-budget=20000",
                 "--dump-dom",

@@ -246,9 +246,15 @@ impl Server {
 
     /// `POST /webhook` with `body` and, when given, `X-Signature`.
     pub fn webhook(&self, body: &str, signature: Option<&str>) -> Reply {
+        let headers: Vec<(&str, &str)> = signature.map(|s| ("X-Signature", s)).into_iter().collect();
+        self.webhook_with(body, &headers)
+    }
+
+    /// `POST /webhook` with `body` and these headers (a signature scheme's).
+    pub fn webhook_with(&self, body: &str, headers: &[(&str, &str)]) -> Reply {
         let mut request = self.client.post(self.url("/webhook")).content_type("application/json");
-        if let Some(signature) = signature {
-            request = request.header("X-Signature", signature);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         read_reply(request.send(body).unwrap_or_else(|e| panic!("POST /webhook: {e}")))
     }

@@ -1,86 +1,203 @@
-//! Webhook signatures: `X-Signature` is the lowercase hex of HMAC-SHA256 over
-//! the raw request body, keyed with `WEBHOOK_SECRET`.
+//! Webhook signatures as senders make them, verified against every
+//! configured secret (several during a rotation).
+//!
+//! Three schemes, each an HMAC-SHA256 over the raw body bytes:
+//!
+//! - `X-Signature: <hex>` (Inlet's own): either case, optionally `sha256=`.
+//! - `X-Hub-Signature-256: sha256=<hex>` (Meta, GitHub).
+//! - Standard Webhooks (`webhook-id`, `webhook-timestamp`,
+//!   `webhook-signature`; Svix's `svix-*` names too), see [`standard`]:
+//!   signed content `id.timestamp.body`, and a timestamp that must be
+//!   within a tolerance of the verifier's clock.
+//!
+//! When a delivery carries headers of several schemes, the strongest one
+//! present decides alone: Standard Webhooks (it also binds the time), then
+//! `X-Hub-Signature-256`, then `X-Signature`. Comparisons take the same
+//! time wherever the bytes differ.
 //!
 //! Shared by the guest (verification), the host (`inlet sign`) and the tests.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+pub mod hex_hmac;
+pub mod standard;
 
-type HmacSha256 = Hmac<Sha256>;
+pub use hex_hmac::{Signature, SigningKey};
 
-/// A signature as sent by the caller: the decoded bytes of the hex header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signature(Vec<u8>);
+/// Which scheme verified a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `X-Signature`.
+    XSignature,
+    /// `X-Hub-Signature-256`.
+    HubSignature256,
+    /// Standard Webhooks.
+    StandardWebhooks,
+}
 
-impl Signature {
-    /// Decodes a header value; `None` when it is not hex. Either hex case is
-    /// accepted: the digest is what matters, not its spelling.
-    pub fn from_header(value: &str) -> Option<Self> {
-        hex::decode(value.trim()).ok().map(Self)
+impl Scheme {
+    /// The name logs and `inlet sign --scheme` use.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::XSignature => "x-signature",
+            Self::HubSignature256 => "hub-signature-256",
+            Self::StandardWebhooks => "standard-webhooks",
+        }
     }
 }
 
-/// The key that signs webhook bodies (`WEBHOOK_SECRET`).
-pub struct SigningKey(Vec<u8>);
+/// Why a delivery was not verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// It carries no signature header of any scheme.
+    Missing,
+    /// The deciding scheme's headers are not in its format.
+    Malformed(Scheme),
+    /// No configured secret made its signature.
+    Mismatch(Scheme),
+    /// Its Standard Webhooks timestamp is outside the tolerance.
+    OutsideTolerance,
+}
 
-impl SigningKey {
-    /// A key from the raw bytes of `secret`; any length, including empty, is accepted.
-    pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        Self(secret.into())
-    }
+/// The signature headers a delivery carried, by scheme.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignatureHeaders<'a> {
+    /// `X-Signature`.
+    pub x_signature: Option<&'a str>,
+    /// `X-Hub-Signature-256`.
+    pub hub_signature_256: Option<&'a str>,
+    /// Standard Webhooks' three headers, when `webhook-signature` (or
+    /// `svix-signature`) is present.
+    pub standard: Option<standard::Headers<'a>>,
+}
 
-    /// Whether `signature` is the HMAC-SHA256 of `body` under this key.
-    /// The comparison takes the same time wherever the bytes differ.
-    pub fn verifies(&self, body: &[u8], signature: &Signature) -> bool {
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
-        mac.update(body);
-        mac.verify_slice(&signature.0).is_ok()
+/// Verifies `body` as delivered with `headers` against every secret in
+/// `secrets` (raw text, as configured); `clock` bounds Standard Webhooks'
+/// timestamp.
+pub fn verify<S: AsRef<str>>(
+    headers: &SignatureHeaders<'_>,
+    body: &[u8],
+    secrets: &[S],
+    clock: standard::Clock,
+) -> Result<Scheme, Rejection> {
+    if let Some(standard) = &headers.standard {
+        return standard::verify(standard, body, secrets, clock).map(|()| Scheme::StandardWebhooks);
     }
-
-    /// The lowercase hex signature of `body`, as a sender computes it.
-    pub fn sign(&self, body: &[u8]) -> String {
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
-        mac.update(body);
-        hex::encode(mac.finalize().into_bytes())
+    let (scheme, value) = match (headers.hub_signature_256, headers.x_signature) {
+        (Some(value), _) => (Scheme::HubSignature256, value),
+        (None, Some(value)) => (Scheme::XSignature, value),
+        (None, None) => return Err(Rejection::Missing),
+    };
+    let signature = match scheme {
+        Scheme::HubSignature256 => Signature::from_hub_header(value),
+        _ => Signature::from_header(value),
     }
+    .ok_or(Rejection::Malformed(scheme))?;
+    secrets
+        .iter()
+        .any(|secret| SigningKey::new(secret.as_ref()).verifies(body, &signature))
+        .then_some(scheme)
+        .ok_or(Rejection::Mismatch(scheme))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const BODY: &[u8] =
-        br#"{"message_id":"m1","from":"+919876543210","to":"+14155550100","ts":"2025-01-15T10:00:00Z","text":"Hello"}"#;
+    const BODY: &[u8] = br#"{"message_id":"m1"}"#;
+    const CLOCK: standard::Clock = standard::Clock {
+        now_unix: 1_700_000_000,
+        tolerance_seconds: 300,
+    };
+
+    fn hex(secret: &str) -> String {
+        SigningKey::new(secret).sign(BODY)
+    }
 
     #[test]
-    fn known_vector() {
-        // RFC 4231 test case 2.
-        let key = SigningKey::new("Jefe");
+    fn any_configured_secret_verifies() {
+        let signature = hex("new");
+        let headers = SignatureHeaders {
+            x_signature: Some(&signature),
+            ..Default::default()
+        };
+        assert_eq!(verify(&headers, BODY, &["old", "new"], CLOCK), Ok(Scheme::XSignature));
         assert_eq!(
-            key.sign(b"what do ya want for nothing?"),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            verify(&headers, BODY, &["old"], CLOCK),
+            Err(Rejection::Mismatch(Scheme::XSignature))
+        );
+        let none: [&str; 0] = [];
+        assert_eq!(
+            verify(&headers, BODY, &none, CLOCK),
+            Err(Rejection::Mismatch(Scheme::XSignature))
         );
     }
 
     #[test]
-    fn verifies_own_signature_in_either_case() {
-        let key = SigningKey::new("testsecret");
-        let hex = key.sign(BODY);
-        assert!(key.verifies(BODY, &Signature::from_header(&hex).unwrap()));
-        let upper = hex.to_uppercase();
-        assert!(key.verifies(BODY, &Signature::from_header(&upper).unwrap()));
+    fn x_signature_takes_either_case_and_a_prefix() {
+        let lower = hex("s");
+        for value in [
+            lower.clone(),
+            lower.to_uppercase(),
+            format!("sha256={lower}"),
+            format!("sha256={}", lower.to_uppercase()),
+        ] {
+            let headers = SignatureHeaders {
+                x_signature: Some(&value),
+                ..Default::default()
+            };
+            assert_eq!(verify(&headers, BODY, &["s"], CLOCK), Ok(Scheme::XSignature), "{value}");
+        }
     }
 
     #[test]
-    fn rejects_wrong_key_body_length_and_junk() {
-        let key = SigningKey::new("testsecret");
-        let good = key.sign(BODY);
-        let other_key = SigningKey::new("other").sign(BODY);
-        assert!(!key.verifies(BODY, &Signature::from_header(&other_key).unwrap()));
-        assert!(!key.verifies(b"{}", &Signature::from_header(&good).unwrap()));
-        assert!(!key.verifies(BODY, &Signature::from_header(&good[..62]).unwrap()));
-        assert!(!key.verifies(BODY, &Signature::from_header("").unwrap()));
-        assert!(Signature::from_header("123").is_none());
-        assert!(Signature::from_header("zz").is_none());
+    fn hub_signature_needs_its_prefix() {
+        let bare = hex("s");
+        let prefixed = format!("sha256={bare}");
+        for (value, expected) in [
+            (&prefixed, Ok(Scheme::HubSignature256)),
+            (&bare, Err(Rejection::Malformed(Scheme::HubSignature256))),
+        ] {
+            let headers = SignatureHeaders {
+                hub_signature_256: Some(value),
+                ..Default::default()
+            };
+            assert_eq!(verify(&headers, BODY, &["s"], CLOCK), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn the_strongest_scheme_present_decides() {
+        let good = hex("s");
+        let hub = format!("sha256={}", hex("wrong"));
+        // A valid X-Signature does not rescue a wrong X-Hub-Signature-256.
+        let headers = SignatureHeaders {
+            x_signature: Some(&good),
+            hub_signature_256: Some(&hub),
+            standard: None,
+        };
+        assert_eq!(
+            verify(&headers, BODY, &["s"], CLOCK),
+            Err(Rejection::Mismatch(Scheme::HubSignature256))
+        );
+        let headers = SignatureHeaders {
+            x_signature: Some(&good),
+            standard: Some(standard::Headers {
+                id: "msg_1",
+                timestamp: "1700000000",
+                signature: "v1,AAAA",
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            verify(&headers, BODY, &["s"], CLOCK),
+            Err(Rejection::Mismatch(Scheme::StandardWebhooks))
+        );
+    }
+
+    #[test]
+    fn no_signature_is_missing() {
+        assert_eq!(
+            verify(&SignatureHeaders::default(), BODY, &["s"], CLOCK),
+            Err(Rejection::Missing)
+        );
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::docs::Docs;
 use crate::runtime::{CompileCache, Guest, GuestSlot, Reloader, Runtime, Services};
+use crate::secrets::Secrets;
 use crate::server::{self, App};
 use crate::storage::SqliteStore;
 use crate::telemetry::metrics::Metrics;
@@ -21,6 +22,8 @@ use crate::telemetry::request_log::latency_ms;
 /// Fails when storage, the guest or the listening socket cannot be set up.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
+    let secrets = Arc::new(Secrets::load(config.secrets.clone())?);
+    tokio::spawn(secrets.clone().watch());
     let store = Arc::new(SqliteStore::open(&config.database)?);
     tracing::info!(database = %config.database.display(), "storage ready");
     let runtime = Runtime::new(config.guest_limits)?;
@@ -39,7 +42,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let services = Arc::new(Services {
         store: store.clone(),
         metrics,
-        secret: config.secret.clone(),
+        secrets: secrets.clone(),
+        tolerance_seconds: config.tolerance_seconds,
     });
     let guests = Arc::new(GuestSlot::new(guest));
     let reloader = Reloader::new(runtime, cache, config.guest.clone(), guests.clone(), services.clone());

@@ -1,8 +1,9 @@
 //! What one guest instance can reach: its `Store` data.
 //!
 //! A fresh sandbox per request: WASI with no files, no network, no outgoing
-//! HTTP, only `WEBHOOK_SECRET` in its environment and stderr kept for the log
-//! line, plus the Inlet imports bound to this request's log line.
+//! HTTP, only `WEBHOOK_SECRETS` (one per line) and `WEBHOOK_TOLERANCE_SECONDS`
+//! in its environment and stderr kept for the log line, plus the Inlet
+//! imports bound to this request's log line.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::stderr::GuestStderr;
-use crate::config::WebhookSecret;
+use crate::secrets::Secrets;
 use crate::storage::MessageStore;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::request_log::{LogFields, RequestId};
@@ -24,8 +25,11 @@ pub struct Services {
     pub store: Arc<dyn MessageStore>,
     /// Process-wide counters the host and the guest's `metrics` import update.
     pub metrics: Arc<Metrics>,
-    /// Put in every instance's environment as `WEBHOOK_SECRET`, for signature checks.
-    pub secret: WebhookSecret,
+    /// The current set goes into every new instance's environment as
+    /// `WEBHOOK_SECRETS`, for signature checks.
+    pub secrets: Arc<Secrets>,
+    /// Put in every instance's environment as `WEBHOOK_TOLERANCE_SECONDS`.
+    pub tolerance_seconds: u64,
 }
 
 /// The data of one request's `Store`.
@@ -47,7 +51,8 @@ impl Sandbox {
     pub fn new(services: Arc<Services>, request_id: RequestId, deadline: Instant, memory_bytes: usize) -> Self {
         let stderr = GuestStderr::default();
         let wasi = WasiCtx::builder()
-            .env("WEBHOOK_SECRET", services.secret.expose())
+            .env("WEBHOOK_SECRETS", services.secrets.current().expose_lines())
+            .env("WEBHOOK_TOLERANCE_SECONDS", services.tolerance_seconds.to_string())
             .stderr(stderr.clone())
             .build();
         Self {

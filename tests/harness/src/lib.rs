@@ -25,10 +25,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use inlet::config::WebhookSecret;
+use inlet::config::{DEFAULT_TOLERANCE_SECONDS, WebhookSecret};
 pub use inlet::limits::GuestLimits;
 pub use inlet::runtime::GuestFailure;
 use inlet::runtime::{self, CompileCache, Guest, GuestReply, Runtime, Services};
+use inlet::secrets::Secrets;
 use inlet::telemetry::metrics::{self, Metrics};
 use inlet::telemetry::request_log::{LogFields, RequestId};
 use serde_json::Value;
@@ -159,7 +160,8 @@ impl Harness {
         let services = Arc::new(Services {
             store: self.store.clone(),
             metrics: metrics.clone(),
-            secret: self.secret.clone(),
+            secrets: Arc::new(Secrets::fixed(std::slice::from_ref(&self.secret)).expect("one secret")),
+            tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
         });
         let id = RequestId::from_header(None);
         let request = hyper::Request::from_parts(parts, body);

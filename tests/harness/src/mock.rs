@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use inlet::storage::{check_page_request, check_top_senders};
+use inlet::storage::{check_page_request, check_top_senders, fold};
 
 use crate::{
     InsertOutcome, Message, MessageStats, MessageStore, Operation, Page, PageRequest, SenderCount, StoreError,
@@ -56,7 +56,8 @@ impl State {
     /// Messages matching `filter`, by instant then id.
     fn matching(&self, request: &PageRequest) -> Vec<&Message> {
         let filter = &request.filter;
-        let needle = filter.text_contains.as_ref().map(|n| n.to_ascii_lowercase());
+        // The same folding as every real store (`inlet::storage::fold`).
+        let needle = filter.text_contains.as_deref().map(fold);
         let mut found: Vec<&Message> = self
             .messages
             .values()
@@ -64,7 +65,7 @@ impl State {
             .filter(|m| filter.since_unix_micros.is_none_or(|since| m.ts.unix_micros >= since))
             .filter(|m| match (&needle, &m.text) {
                 (None, _) => true,
-                (Some(needle), Some(text)) => text.to_ascii_lowercase().contains(needle.as_str()),
+                (Some(needle), Some(text)) => fold(text).contains(needle.as_str()),
                 (Some(_), None) => false,
             })
             .collect();

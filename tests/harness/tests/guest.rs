@@ -159,6 +159,12 @@ fn shared_cases() -> Vec<Step> {
             Some("50% off_now"),
         )),
         Step::Webhook(body("m4", "+447700900123", "2025-01-15T09:30:00Z", None)),
+        Step::Webhook(body(
+            "m5",
+            "+447700900123",
+            "2025-01-15T11:00:00Z",
+            Some("ΟΔΟΣ École İSTANBUL"),
+        )),
         Step::Webhook(body("m1", "+1", "2025-01-15T09:00:00Z", Some("dup"))),
         Step::Webhook("not json".into()),
     ];
@@ -169,6 +175,9 @@ fn shared_cases() -> Vec<Step> {
         "/messages?from=+919876543210",
         "/messages?since=2025-01-15T09:30:00.2Z",
         "/messages?q=HELLO",
+        "/messages?q=%C3%A9cole",
+        "/messages?q=%CE%BF%CE%B4%CE%BF%CF%82",
+        "/messages?q=i%CC%87stanbul",
         "/messages?q=%25",
         "/messages?q=_",
         "/messages?limit=0",
@@ -205,6 +214,14 @@ async fn guest_behaves_the_same_on_the_mock_and_on_sqlite() {
     }
     let created = on_sqlite.iter().filter(|(status, _)| *status == 200).count();
     assert!(created > 10, "the session exercised real work: {on_sqlite:?}");
+    // Unicode case folding found the mixed-script message on both.
+    for (step, (_, body)) in shared_cases().iter().zip(&on_sqlite) {
+        if let Step::Get(query) = step
+            && query.contains("%C3%A9cole")
+        {
+            assert!(body.contains(r#""total":1"#), "{query}: {body}");
+        }
+    }
 }
 
 #[tokio::test]
