@@ -12,7 +12,11 @@ use crate::{payload, query, timestamp};
 
 #[test]
 fn webhook_payload() {
+    let msisdn = regex::Regex::new(payload::MSISDN_PATTERN).expect("a valid pattern");
     bolero::check!().for_each(|bytes: &[u8]| {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            assert_eq!(payload::is_msisdn(text), msisdn.is_match(text), "{text:?}");
+        }
         if let Ok(message) = payload::parse(bytes) {
             assert!(!message.message_id.is_empty());
             assert!(payload::is_msisdn(&message.from) && payload::is_msisdn(&message.to));
@@ -41,8 +45,12 @@ fn listing_query() {
 
 #[test]
 fn utc_timestamp() {
+    let documented = regex::Regex::new(timestamp::PATTERN).expect("a valid pattern");
     bolero::check!().for_each(|bytes: &[u8]| {
         let Ok(text) = std::str::from_utf8(bytes) else { return };
+        // The document's pattern admits every accepted timestamp; what it
+        // refuses, the parser refuses too (the calendar is `format`'s part).
+        assert!(timestamp::parse(text).is_err() || documented.is_match(text), "{text:?}");
         if let Ok(ts) = timestamp::parse(text) {
             assert!(text.ends_with('Z') && text.as_bytes()[10] == b'T');
             let instant = chrono::DateTime::from_timestamp_micros(ts.unix_micros).expect("a representable instant");
@@ -54,6 +62,7 @@ fn utc_timestamp() {
 
 #[test]
 fn signature_header() {
+    let documented = regex::Regex::new(inlet_signature::hex_hmac::X_SIGNATURE_PATTERN).expect("a valid pattern");
     bolero::check!()
         .with_type::<(Vec<u8>, String)>()
         .for_each(|(body, header)| {
@@ -65,6 +74,9 @@ fn signature_header() {
                 assert_eq!(digits.to_ascii_lowercase(), key.sign(body));
             }
             let good = Signature::from_header(&key.sign(body)).expect("our own signature decodes");
+            // Well formed as the document says (around the whitespace it trims).
+            let well_formed = documented.is_match(header.trim());
+            assert_eq!(Signature::from_header(header).is_some(), well_formed, "{header:?}");
             assert!(key.verifies(body, &good));
         });
 }

@@ -67,8 +67,7 @@ pub(crate) fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, BodyError>
 /// there is nobody left to tell.
 pub(crate) fn send(out: ResponseOutparam, response: Response) {
     let headers = Fields::new();
-    let content_type = [b"application/json".to_vec()];
-    let _ = headers.set("content-type", &content_type);
+    let _ = headers.set("content-type", &[response.content_type.as_bytes().to_vec()]);
     let _ = headers.set("content-length", &[response.body.len().to_string().into_bytes()]);
     for (name, value) in &response.headers {
         let _ = headers.append(name, value.as_bytes());

@@ -20,6 +20,7 @@ mod router;
 mod stats;
 mod timestamp;
 mod webhook;
+mod whatsapp;
 
 /// The `inlet:service/service` world's bindings, public so that a test
 /// guest can embed this one (see `handle`); documented in the WIT.
@@ -62,17 +63,24 @@ fn respond(request: &IncomingRequest) -> Response {
     }
     match router::route(&method, &path) {
         Err(response) => response,
-        Ok(Route::Webhook) => match http_io::read_body(request) {
-            Ok(body) => {
-                let signature = webhook::SignatureFields::read(|name| http_io::header(request, name));
-                webhook::handle(&signature, &body)
-            }
-            Err(_) => Response::detail(400, "could not read the request body"),
-        },
+        Ok(Route::Webhook) => signed(request, webhook::handle),
         Ok(Route::Messages) => listing::handle(&query),
         Ok(Route::Stats) => stats::handle(),
         Ok(Route::Ready) => readiness::handle(),
         Ok(Route::OpenApi) => openapi::handle(),
+        Ok(Route::WhatsApp) if method == "GET" => whatsapp::verify_subscription(&query),
+        Ok(Route::WhatsApp) => signed(request, whatsapp::handle),
+    }
+}
+
+/// A signed delivery: its body and signature headers, handed to `handle`.
+fn signed(request: &IncomingRequest, handle: fn(&webhook::SignatureFields, &[u8]) -> Response) -> Response {
+    match http_io::read_body(request) {
+        Ok(body) => handle(
+            &webhook::SignatureFields::read(|name| http_io::header(request, name)),
+            &body,
+        ),
+        Err(_) => Response::detail(400, "could not read the request body"),
     }
 }
 

@@ -29,7 +29,8 @@ pub(crate) struct Page<'a> {
 pub(crate) struct MessageView<'a> {
     /// The sender's id for it, unique.
     message_id: &'a str,
-    /// The sender's MSISDN.
+    /// The sender's MSISDN (for a WhatsApp user who shares no number, their
+    /// business-scoped user id).
     from: &'a str,
     /// The recipient's MSISDN.
     to: &'a str,

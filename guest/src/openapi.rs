@@ -19,7 +19,8 @@ use utoipa::openapi::path::{
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::{Response as ApiResponse, ResponseBuilder};
 use utoipa::openapi::schema::{
-    AnyOf, AnyOfBuilder, ComponentsBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
+    AllOfBuilder, AnyOf, AnyOfBuilder, ArrayBuilder, ComponentsBuilder, KnownFormat, ObjectBuilder, Schema,
+    SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required};
 
@@ -32,6 +33,7 @@ use crate::router::Route;
 use crate::stats::{SenderView, StatsView};
 use crate::timestamp;
 use crate::webhook::{HUB_SIGNATURE, X_SIGNATURE};
+use crate::whatsapp::{MAX_MESSAGES, MAX_TIMESTAMP_DIGITS, OBJECT, TEXT_PARTS, max_timestamp};
 
 /// The document as JSON.
 pub(crate) fn handle() -> Response {
@@ -40,8 +42,9 @@ pub(crate) fn handle() -> Response {
 
 /// The whole API, as JSON.
 ///
-/// utoipa holds a bound as a `usize`, 32 bits on wasm32, so `offset`'s
-/// 64-bit maximum is written into the JSON instead.
+/// utoipa holds a bound as a pointer-sized integer, 32 bits on wasm32, so
+/// the 64-bit maxima (`offset`, a WhatsApp `timestamp`) are written into
+/// the JSON instead.
 pub(crate) fn document() -> Value {
     let mut document = serde_json::to_value(openapi()).expect("the document serializes");
     let offset = document["paths"][Route::Messages.path()]["get"]["parameters"]
@@ -50,17 +53,18 @@ pub(crate) fn document() -> Value {
     if let Some(offset) = offset {
         offset["schema"]["maximum"] = json!(MAX_OFFSET);
     }
+    let message = "/components/schemas/WhatsAppNotification/properties/entry/items/properties/changes/items\
+                   /properties/value/properties/messages/items/allOf/0";
+    if let Some(message) = document.pointer_mut(message) {
+        message["properties"]["timestamp"]["maximum"] = json!(max_timestamp());
+    }
     document
 }
 
 fn openapi() -> OpenApi {
     let mut paths = PathsBuilder::new();
     for route in Route::ALL {
-        let method = match route.method() {
-            "POST" => HttpMethod::Post,
-            _ => HttpMethod::Get,
-        };
-        if let Some(operation) = operation(route) {
+        for (method, operation) in operations(route) {
             paths = paths.path(route.path(), PathItem::new(method, operation));
         }
     }
@@ -86,6 +90,7 @@ fn openapi() -> OpenApi {
 fn components() -> utoipa::openapi::Components {
     ComponentsBuilder::new()
         .schema("WebhookMessage", webhook_message())
+        .schema("WhatsAppNotification", whatsapp_notification())
         .schema_from::<Acknowledged>()
         .schema_from::<Detail<'static>>()
         .schema_from::<FieldError>()
@@ -98,17 +103,20 @@ fn components() -> utoipa::openapi::Components {
         .build()
 }
 
-/// The operation a guest route offers; `None` for the document itself,
-/// which does not describe itself (as in FastAPI).
-fn operation(route: Route) -> Option<Operation> {
-    let operation = match route {
-        Route::Webhook => webhook(),
-        Route::Messages => messages(),
-        Route::Stats => stats(),
-        Route::Ready => ready_operation(),
-        Route::OpenApi => return None,
-    };
-    Some(operation)
+/// The operations a guest route offers, one per method it answers; none
+/// for the document itself, which does not describe itself (as in FastAPI).
+fn operations(route: Route) -> Vec<(HttpMethod, Operation)> {
+    match route {
+        Route::Webhook => vec![(HttpMethod::Post, webhook())],
+        Route::Messages => vec![(HttpMethod::Get, messages())],
+        Route::Stats => vec![(HttpMethod::Get, stats())],
+        Route::Ready => vec![(HttpMethod::Get, ready_operation())],
+        Route::OpenApi => Vec::new(),
+        Route::WhatsApp => vec![
+            (HttpMethod::Get, whatsapp_handshake()),
+            (HttpMethod::Post, whatsapp_delivery()),
+        ],
+    }
 }
 
 fn webhook() -> Operation {
@@ -206,6 +214,144 @@ fn signature_headers() -> Vec<Parameter> {
             string().min_length(Some(1)),
         ),
     ]
+}
+
+fn whatsapp_handshake() -> Operation {
+    let query = |name: &str, description: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(string()))
+    };
+    let challenge = ContentBuilder::new().schema(Some(string())).build();
+    guest_operation("whatsapp_verify", "Meta's webhook subscription handshake")
+        .parameter(query("hub.mode", "`subscribe`."))
+        .parameter(query("hub.verify_token", "Must equal `WHATSAPP_VERIFY_TOKEN`."))
+        .parameter(query("hub.challenge", "Echoed back when the token matches."))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("Verified: the challenge, as plain text")
+                .content("text/plain", challenge)
+                .build(),
+        )
+        .response("403", json_response("Not verified", "Detail"))
+        .build()
+}
+
+fn whatsapp_delivery() -> Operation {
+    let body = json_content("WhatsAppNotification");
+    guest_operation(
+        "whatsapp_ingest",
+        "Store a WhatsApp Cloud API delivery, exactly once per message",
+    )
+    .description(Some(
+        "Verified by `X-Hub-Signature-256` under any configured secret. Every message of the \
+             delivery is stored in one transaction, or none; a redelivery stores nothing new. \
+             Status updates are counted in `whatsapp_statuses_total`, not stored. The body may be \
+             up to `WHATSAPP_MAX_BODY_BYTES`.",
+    ))
+    .parameter(
+        ParameterBuilder::new()
+            .name(HUB_SIGNATURE)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "`sha256=` and the hex HMAC-SHA256 of the raw body under Meta's app secret.",
+            ))
+            .schema(Some(string().pattern(Some(hex_hmac::HUB_SIGNATURE_PATTERN)))),
+    )
+    .request_body(Some(
+        RequestBodyBuilder::new()
+            .required(Some(Required::True))
+            .content("application/json", body)
+            .build(),
+    ))
+    .response("200", json_response("Stored, or already stored", "Acknowledged"))
+    .response("400", json_response("The body could not be read", "Detail"))
+    .response(
+        "401",
+        json_response(
+            "No configured secret verifies `X-Hub-Signature-256`; nothing stored",
+            "Detail",
+        ),
+    )
+    .response(
+        "413",
+        json_response("The body is larger than `WHATSAPP_MAX_BODY_BYTES`", "Detail"),
+    )
+    .response("422", validation_response())
+    .response("503", unavailable_response("Storage unavailable; nothing stored"))
+    .build()
+}
+
+/// What `POST /webhook/whatsapp` accepts (validated by `whatsapp`): Meta's
+/// notification, the parts Inlet reads; anything else is ignored.
+fn whatsapp_notification() -> Schema {
+    let text_part = |field: &str| ObjectBuilder::new().property(field, string().max_length(Some(MAX_TEXT_CHARS)));
+    let mut message = ObjectBuilder::new()
+        .property(
+            "id",
+            string()
+                .min_length(Some(1))
+                .description(Some("The `wamid`: the message id.")),
+        )
+        .required("id")
+        .property(
+            "from",
+            string()
+                .pattern(Some("^[0-9]+$"))
+                .description(Some("The sender's number, digits only; stored with a `+`.")),
+        )
+        .property(
+            "from_user_id",
+            string().min_length(Some(1)).description(Some(
+                "The sender's business-scoped user id, when no number is shared: stored as `from`.",
+            )),
+        )
+        .property(
+            "timestamp",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Integer]))
+                .pattern(Some(format!("^[0-9]{{1,{MAX_TIMESTAMP_DIGITS}}}$")))
+                .minimum(Some(0))
+                .description(Some("Unix seconds.")),
+        )
+        .required("timestamp")
+        .property("type", string());
+    for (part, field) in TEXT_PARTS {
+        message = message.property(part, text_part(field));
+    }
+    let either_sender = AnyOfBuilder::new()
+        .item(ObjectBuilder::new().required("from"))
+        .item(ObjectBuilder::new().required("from_user_id"));
+    let message = AllOfBuilder::new().item(message).item(either_sender);
+    let value = ObjectBuilder::new()
+        .property(
+            "metadata",
+            ObjectBuilder::new()
+                .property("display_phone_number", string().pattern(Some("[0-9]")))
+                .required("display_phone_number"),
+        )
+        .required("metadata")
+        .property(
+            "messages",
+            ArrayBuilder::new().items(message).max_items(Some(MAX_MESSAGES)),
+        )
+        .property("statuses", ArrayBuilder::new().items(ObjectBuilder::new()));
+    let change = ObjectBuilder::new().property("value", value).required("value");
+    let entry = ObjectBuilder::new().property("changes", ArrayBuilder::new().items(change));
+    ObjectBuilder::new()
+        .description(Some(
+            "Meta's notification: every `entry[].changes[].value.messages[]` element becomes one \
+             message (`text.body`, or a media `caption`, as its text); `statuses[]` are counted.",
+        ))
+        .property("object", string().enum_values(Some([OBJECT])))
+        .required("object")
+        .property("entry", ArrayBuilder::new().items(entry))
+        .into()
 }
 
 fn messages() -> Operation {
@@ -411,13 +557,13 @@ mod tests {
     fn every_guest_route_is_described_with_its_method() {
         let document = document();
         for route in Route::ALL.into_iter().filter(|route| *route != Route::OpenApi) {
-            let method = route.method().to_ascii_lowercase();
-            assert!(
-                document["paths"][route.path()][&method].is_object(),
-                "{} {} is not described",
-                route.method(),
-                route.path()
-            );
+            for method in route.methods() {
+                assert!(
+                    document["paths"][route.path()][method.to_ascii_lowercase()].is_object(),
+                    "{method} {} is not described",
+                    route.path()
+                );
+            }
         }
         assert_eq!(document["openapi"], "3.1.0");
     }
@@ -436,11 +582,61 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_patterns_agree_with_the_validators() {
+        let timestamp = regex::Regex::new(timestamp::PATTERN).unwrap();
+        for text in [
+            "2025-01-15T10:00:00Z",
+            "1969-12-31T23:59:59.999999999Z",
+            "0000-01-01T00:00:00.5Z",
+            "2025-01-15T10:00:00z",
+            "2025-01-15T10:00Z",
+            "2025-01-15T10:00:00+00:00",
+            "2025-01-15 10:00:00Z",
+            "2025-01-15T24:00:00Z",
+            "2025-01-15T10:00:60Z",
+            "2025-13-01T10:00:00Z",
+            "2025-01-15T10:00:00.1234567891Z",
+            "2025-01-15T10:00:00.Z",
+        ] {
+            let accepted = crate::timestamp::parse(text).is_ok();
+            assert_eq!(timestamp.is_match(text), accepted, "{text}");
+        }
+        let msisdn = regex::Regex::new(MSISDN_PATTERN).unwrap();
+        for text in ["+1", "+919876543210", "1", "+", "+1a", " +1", "+1\n", "++1", "+١"] {
+            assert_eq!(msisdn.is_match(text), crate::payload::is_msisdn(text), "{text}");
+        }
+        let x_signature = regex::Regex::new(hex_hmac::X_SIGNATURE_PATTERN).unwrap();
+        let hub = regex::Regex::new(hex_hmac::HUB_SIGNATURE_PATTERN).unwrap();
+        let hex = "ab".repeat(32);
+        for (text, x, h) in [
+            (hex.clone(), true, false),
+            (hex.to_uppercase(), true, false),
+            (format!("sha256={hex}"), true, true),
+            (hex[..62].to_owned(), false, false),
+            (format!("sha1={hex}"), false, false),
+        ] {
+            assert_eq!(x_signature.is_match(&text), x, "{text}");
+            assert_eq!(hub.is_match(&text), h, "{text}");
+            // Whatever is well formed decodes to a signature of the right length.
+            if x {
+                assert!(inlet_signature::Signature::from_header(&text).is_some());
+            }
+            if h {
+                assert!(inlet_signature::Signature::from_hub_header(&text).is_some());
+            }
+        }
+    }
+
+    #[test]
     fn limits_come_from_the_validators() {
         let document = document();
         let parameters = &document["paths"]["/messages"]["get"]["parameters"];
         assert_eq!(parameters[0]["schema"]["maximum"], MAX_LIMIT);
         assert_eq!(parameters[1]["schema"]["maximum"], MAX_OFFSET);
+        let timestamp = document
+            .pointer("/components/schemas/WhatsAppNotification/properties/entry/items/properties/changes/items/properties/value/properties/messages/items/allOf/0/properties/timestamp")
+            .expect("the message schema");
+        assert_eq!(timestamp["maximum"], crate::whatsapp::max_timestamp());
         let text = &document["components"]["schemas"]["WebhookMessage"]["properties"]["text"];
         assert_eq!(text["maxLength"], MAX_TEXT_CHARS);
     }

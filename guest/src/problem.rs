@@ -18,6 +18,15 @@ pub(crate) struct FieldError {
 
 impl FieldError {
     /// An error at `source` (`body` or `query`), optionally under `field`.
+    /// An error at a nested place of the body: `loc` after `"body"`.
+    pub(crate) fn at(loc: impl IntoIterator<Item = String>, kind: &'static str, msg: impl Into<String>) -> Self {
+        Self {
+            loc: std::iter::once("body".to_owned()).chain(loc).collect(),
+            msg: msg.into(),
+            kind,
+        }
+    }
+
     pub(crate) fn new(source: &str, field: Option<&str>, kind: &'static str, msg: impl Into<String>) -> Self {
         let mut loc = vec![source.to_owned()];
         loc.extend(field.map(str::to_owned));

@@ -141,7 +141,9 @@ fn collect(query: &str) -> RawParams {
     raw
 }
 
-fn decode(text: &str, plus_is_space: bool) -> String {
+/// A query string's key or value, percent-decoded (`+` as a space when
+/// `plus_is_space`), invalid UTF-8 replaced.
+pub(crate) fn decode(text: &str, plus_is_space: bool) -> String {
     let spaced;
     let text = if plus_is_space {
         spaced = text.replace('+', " ");

@@ -25,11 +25,13 @@ pub(crate) struct Acknowledged {
     pub status: &'static str,
 }
 
-/// A complete response: status, extra headers and a JSON body.
+/// A complete response: status, extra headers and a body (JSON unless
+/// `content_type` says otherwise).
 #[derive(Debug)]
 pub(crate) struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
+    pub content_type: &'static str,
     pub body: Vec<u8>,
 }
 
@@ -41,7 +43,18 @@ impl Response {
         Self {
             status,
             headers: Vec::new(),
+            content_type: "application/json",
             body,
+        }
+    }
+
+    /// `status` with `text` as a plain-text body.
+    pub(crate) fn plain(status: u16, text: String) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            content_type: "text/plain; charset=utf-8",
+            body: text.into_bytes(),
         }
     }
 

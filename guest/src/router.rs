@@ -10,10 +10,18 @@ pub(crate) enum Route {
     Stats,
     Ready,
     OpenApi,
+    WhatsApp,
 }
 
 impl Route {
-    pub(crate) const ALL: [Self; 5] = [Self::Webhook, Self::Messages, Self::Stats, Self::Ready, Self::OpenApi];
+    pub(crate) const ALL: [Self; 6] = [
+        Self::Webhook,
+        Self::Messages,
+        Self::Stats,
+        Self::Ready,
+        Self::OpenApi,
+        Self::WhatsApp,
+    ];
 
     /// The route at `path`, whatever the method.
     pub(crate) fn at(path: &str) -> Option<Self> {
@@ -28,13 +36,16 @@ impl Route {
             Self::Stats => "/stats",
             Self::Ready => "/health/ready",
             Self::OpenApi => "/openapi.json",
+            Self::WhatsApp => "/webhook/whatsapp",
         }
     }
 
-    pub(crate) fn method(self) -> &'static str {
+    /// The methods it answers (`Allow` lists them on a 405).
+    pub(crate) fn methods(self) -> &'static [&'static str] {
         match self {
-            Self::Webhook => "POST",
-            Self::Messages | Self::Stats | Self::Ready | Self::OpenApi => "GET",
+            Self::Webhook => &["POST"],
+            Self::Messages | Self::Stats | Self::Ready | Self::OpenApi => &["GET"],
+            Self::WhatsApp => &["GET", "POST"],
         }
     }
 }
@@ -42,10 +53,10 @@ impl Route {
 /// The route for `method` and `path`, or the 404/405 answer.
 pub(crate) fn route(method: &str, path: &str) -> Result<Route, Response> {
     let route = Route::at(path).ok_or_else(|| Response::detail(404, "Not Found"))?;
-    if method == route.method() {
+    if route.methods().contains(&method) {
         Ok(route)
     } else {
-        Err(Response::detail(405, "Method Not Allowed").with_header("allow", route.method()))
+        Err(Response::detail(405, "Method Not Allowed").with_header("allow", route.methods().join(", ")))
     }
 }
 
@@ -60,6 +71,8 @@ mod tests {
         assert_eq!(route("GET", "/stats").unwrap(), Route::Stats);
         assert_eq!(route("GET", "/health/ready").unwrap(), Route::Ready);
         assert_eq!(route("GET", "/openapi.json").unwrap(), Route::OpenApi);
+        assert_eq!(route("GET", "/webhook/whatsapp").unwrap(), Route::WhatsApp);
+        assert_eq!(route("POST", "/webhook/whatsapp").unwrap(), Route::WhatsApp);
     }
 
     #[test]
@@ -70,5 +83,7 @@ mod tests {
         assert_eq!(wrong.status, 405);
         assert_eq!(wrong.headers, [("allow", "POST".to_owned())]);
         assert_eq!(route("DELETE", "/messages").unwrap_err().status, 405);
+        let both = route("PUT", "/webhook/whatsapp").unwrap_err();
+        assert_eq!(both.headers, [("allow", "GET, POST".to_owned())]);
     }
 }

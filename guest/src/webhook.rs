@@ -1,6 +1,6 @@
 //! `POST /webhook`: verify the signature, validate, store exactly once.
 
-use inlet_signature::{Rejection, Scheme, SignatureHeaders, standard};
+use inlet_signature::{Rejection, SignatureHeaders, standard};
 
 use crate::bindings::inlet::service::log::{self, FieldValue, Level};
 use crate::bindings::inlet::service::metrics::{self, WebhookResult};
@@ -43,6 +43,14 @@ impl SignatureFields {
         }
     }
 
+    /// `X-Hub-Signature-256` alone: the one scheme Meta signs with.
+    fn hub_only(&self) -> SignatureHeaders<'_> {
+        SignatureHeaders {
+            hub_signature_256: self.hub_signature.as_deref(),
+            ..SignatureHeaders::default()
+        }
+    }
+
     fn headers(&self) -> SignatureHeaders<'_> {
         let [id, timestamp, signature] = self.standard.each_ref().map(Option::as_deref);
         SignatureHeaders {
@@ -58,17 +66,8 @@ impl SignatureFields {
 }
 
 pub(crate) fn handle(signature: &SignatureFields, body: &[u8]) -> Response {
-    match verify(signature, body) {
-        Ok(scheme) => log::annotate("scheme", &FieldValue::Text(scheme.label().to_owned())),
-        Err(rejection) => {
-            log::escalate(Level::Error);
-            log::annotate("signature", &FieldValue::Text(rejection_label(rejection).to_owned()));
-            return finish(
-                WebhookResult::InvalidSignature,
-                None,
-                Response::detail(401, "invalid signature"),
-            );
-        }
+    if let Err(refused) = authenticate(&signature.headers(), body) {
+        return refused;
     }
     let message = match payload::parse(body) {
         Ok(message) => message,
@@ -108,8 +107,29 @@ pub(crate) fn secrets() -> Vec<String> {
         .collect()
 }
 
-fn verify(signature: &SignatureFields, body: &[u8]) -> Result<Scheme, Rejection> {
-    inlet_signature::verify(&signature.headers(), body, &secrets(), clock())
+/// A WhatsApp delivery's check: `X-Hub-Signature-256` under any secret.
+pub(crate) fn verify_hub(signature: &SignatureFields, body: &[u8]) -> Result<(), Response> {
+    authenticate(&signature.hub_only(), body)
+}
+
+/// Verifies the signature in `headers`, saying in the log which scheme did
+/// or why none did; a refusal is the 401 to answer (counted as such).
+fn authenticate(headers: &SignatureHeaders<'_>, body: &[u8]) -> Result<(), Response> {
+    match inlet_signature::verify(headers, body, &secrets(), clock()) {
+        Ok(scheme) => {
+            log::annotate("scheme", &FieldValue::Text(scheme.label().to_owned()));
+            Ok(())
+        }
+        Err(rejection) => {
+            log::escalate(Level::Error);
+            log::annotate("signature", &FieldValue::Text(rejection_label(rejection).to_owned()));
+            Err(finish(
+                WebhookResult::InvalidSignature,
+                None,
+                Response::detail(401, "invalid signature"),
+            ))
+        }
+    }
 }
 
 /// Now, from the host's wall clock, and the tolerance it configured.

@@ -27,6 +27,8 @@ pub struct Config {
     /// How far a Standard Webhooks timestamp may be from now, in seconds
     /// (`WEBHOOK_TOLERANCE_SECONDS`).
     pub tolerance_seconds: u64,
+    /// What Meta's handshake must present (`WHATSAPP_VERIFY_TOKEN`), if set.
+    pub whatsapp_verify_token: Option<WebhookSecret>,
     /// SQLite database file, from `DATABASE_URL`; its directory is created if missing.
     pub database: PathBuf,
     /// Least severe level logged for Inlet's own events (`LOG_LEVEL`); dependencies log `warn` and up.
@@ -139,9 +141,17 @@ pub struct Settings {
     /// last left behind).
     #[arg(long, env = "GUEST_INSTANCE_REUSE", default_value_t = GuestLimits::default().requests_per_instance.to_string())]
     guest_instance_reuse: String,
-    /// Largest request body in bytes, declared or streamed; past it: 413.
+    /// Largest request body in bytes, declared or streamed; past it: 413 (except on
+    /// `/webhook/whatsapp`).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = HttpLimits::default().max_body_bytes.to_string())]
     max_body_bytes: String,
+    /// Largest body of a WhatsApp Cloud API delivery (`/webhook/whatsapp`), in bytes.
+    #[arg(long, env = "WHATSAPP_MAX_BODY_BYTES", default_value_t = HttpLimits::default().max_whatsapp_body_bytes.to_string())]
+    whatsapp_max_body_bytes: String,
+    /// The token Meta's webhook handshake must present (`hub.verify_token`); unset, every
+    /// handshake is refused.
+    #[arg(long, env = "WHATSAPP_VERIFY_TOKEN", hide_env_values = true)]
+    whatsapp_verify_token: Option<String>,
     /// Time a client has to send a request's headers, in milliseconds; also the keep-alive
     /// idle timeout.
     #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = HttpLimits::default().header_read_timeout.as_millis().to_string())]
@@ -168,6 +178,10 @@ impl Config {
         Ok(Self {
             secrets,
             tolerance_seconds: parse("WEBHOOK_TOLERANCE_SECONDS", &settings.webhook_tolerance_seconds)?,
+            whatsapp_verify_token: settings
+                .whatsapp_verify_token
+                .filter(|token| !token.is_empty())
+                .map(WebhookSecret),
             guest_cache: guest_cache_dir(settings.guest_cache_dir, &database),
             database,
             log_level: parse_log_level(&settings.log_level)?,
@@ -187,6 +201,7 @@ impl Config {
             },
             http_limits: HttpLimits {
                 max_body_bytes: positive("MAX_BODY_BYTES", &settings.max_body_bytes)?,
+                max_whatsapp_body_bytes: positive("WHATSAPP_MAX_BODY_BYTES", &settings.whatsapp_max_body_bytes)?,
                 header_read_timeout: Duration::from_millis(positive(
                     "HEADER_READ_TIMEOUT_MS",
                     &settings.header_read_timeout_ms,
@@ -205,6 +220,11 @@ fn secret_source(inline: Option<String>, file: Option<String>) -> Result<SecretS
         Some(secret) if secret.is_empty() => Err(ConfigError::new(
             "WEBHOOK_SECRET",
             "is empty; set it to the webhook signing key",
+        )),
+        // Guests receive the secrets one per line.
+        Some(secret) if secret.contains(['\n', '\r']) => Err(ConfigError::new(
+            "WEBHOOK_SECRET",
+            "holds a line break; put several secrets in WEBHOOK_SECRET_FILE, one per line",
         )),
         None if file.is_none() => Err(ConfigError::new(
             "WEBHOOK_SECRET",
@@ -410,6 +430,12 @@ mod tests {
     fn secret_is_redacted_in_debug() {
         let c = config(&[("WEBHOOK_SECRET", "hunter2")]).unwrap();
         assert!(!format!("{:?}", c.secrets).contains("hunter2"));
+    }
+
+    #[test]
+    fn a_secret_with_a_line_break_is_refused() {
+        let error = config(&[("WEBHOOK_SECRET", "one\ntwo")]).err().unwrap();
+        assert_eq!(error.variable, "WEBHOOK_SECRET");
     }
 
     #[test]

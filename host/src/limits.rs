@@ -43,12 +43,31 @@ impl Default for GuestLimits {
     }
 }
 
+/// The guest's route for WhatsApp Cloud API deliveries, which may be larger
+/// than other bodies.
+pub const WHATSAPP_ROUTE: &str = "/webhook/whatsapp";
+
+impl HttpLimits {
+    /// The body limit of a request to `path`.
+    pub fn max_body_bytes_for(&self, path: &str) -> u64 {
+        if path == WHATSAPP_ROUTE {
+            self.max_whatsapp_body_bytes
+        } else {
+            self.max_body_bytes
+        }
+    }
+}
+
 /// Client-facing limits: what one connection or request may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Largest request body (`MAX_BODY_BYTES`), checked from
     /// `Content-Length` and while the body streams: 413.
     pub max_body_bytes: u64,
+    /// Largest request body on `WHATSAPP_ROUTE` (`WHATSAPP_MAX_BODY_BYTES`),
+    /// where Meta sends up to 3 MB in one delivery; `max_body_bytes` does not
+    /// apply there.
+    pub max_whatsapp_body_bytes: u64,
     /// Time a client has to send a request's headers
     /// (`HEADER_READ_TIMEOUT_MS`); slower connections are closed. The clock
     /// also runs while a keep-alive connection waits for its next request,
@@ -63,6 +82,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: 1 << 20,
+            max_whatsapp_body_bytes: 4 << 20,
             header_read_timeout: Duration::from_secs(5),
             max_connections: 1024,
         }

@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use crate::config::WebhookSecret;
 
 /// How often the secret file is checked for a change (a rotation reaches
-/// every new request within about twice this).
+/// every new guest instance within about twice this).
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where the secrets come from.
@@ -70,6 +70,9 @@ impl std::fmt::Debug for SecretSet {
 pub struct Secrets {
     source: SecretSource,
     current: ArcSwap<SecretSet>,
+    /// The file's stamp when it was first read, so that a change right
+    /// after start-up is not missed.
+    loaded: Stamp,
 }
 
 /// A file's identity and content version, as the watcher compares them.
@@ -78,11 +81,13 @@ type Stamp = Option<(u64, i64, i64, u64)>;
 impl Secrets {
     /// Loads the set once; an unreadable file or no secret at all is an error.
     pub fn load(source: SecretSource) -> anyhow::Result<Self> {
+        let loaded = source.file.as_deref().and_then(stamp);
         let set = read(&source)?;
         tracing::info!(secrets = set.count(), "webhook secrets loaded");
         Ok(Self {
             source,
             current: ArcSwap::from_pointee(set),
+            loaded,
         })
     }
 
@@ -96,6 +101,7 @@ impl Secrets {
                 file: None,
             },
             current: ArcSwap::from_pointee(set),
+            loaded: None,
         })
     }
 
@@ -110,7 +116,7 @@ impl Secrets {
         let Some(path) = self.source.file.clone() else {
             return;
         };
-        let mut seen = stamp(&path);
+        let mut seen = self.loaded;
         let mut ticks = tokio::time::interval(POLL_INTERVAL);
         loop {
             ticks.tick().await;

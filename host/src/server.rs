@@ -24,7 +24,7 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::docs::{Asset, Docs};
-use crate::limits::HttpLimits;
+use crate::limits::{HttpLimits, WHATSAPP_ROUTE};
 use crate::runtime::{self, Guest, GuestExit, GuestFailure, GuestReply, GuestSlot, Services};
 use crate::telemetry::metrics::{HOST_DOCS, HOST_LIVE, HOST_METRICS, OTHER_ROUTE};
 use crate::telemetry::request_log::{self, LogFields, RequestId, RequestInfo};
@@ -213,8 +213,9 @@ impl App {
         info: RequestInfo,
         request: Request<Incoming>,
     ) -> Response<Body> {
-        if declared_length(&request).is_some_and(|len| len > self.limits.max_body_bytes) {
-            return self.reject_too_large(info);
+        let limit = self.limits.max_body_bytes_for(&info.path);
+        if declared_length(&request).is_some_and(|len| len > limit) {
+            return self.reject_too_large(info, limit);
         }
         let permit = self
             .instances
@@ -223,7 +224,7 @@ impl App {
             .await
             .expect("the instance semaphore is never closed");
         let tripped = Arc::new(AtomicBool::new(false));
-        let request = self.bounded(request, tripped.clone());
+        let request = bounded(request, limit, tripped.clone());
         match runtime::call(guest, self.services.clone(), info.id.clone(), request).await {
             GuestReply::Response { response, exit } => {
                 if tripped.load(Ordering::SeqCst) {
@@ -232,7 +233,7 @@ impl App {
                         let _ = exit.await;
                         drop(permit);
                     });
-                    return self.reject_too_large(info);
+                    return self.reject_too_large(info, limit);
                 }
                 let app = self.clone();
                 let status = response.status();
@@ -246,7 +247,7 @@ impl App {
                 });
                 response
             }
-            GuestReply::Failed { .. } if tripped.load(Ordering::SeqCst) => self.reject_too_large(info),
+            GuestReply::Failed { .. } if tripped.load(Ordering::SeqCst) => self.reject_too_large(info, limit),
             GuestReply::Failed { fields, failure } => {
                 let status = failure.status();
                 let response = detail_response(status, failure.client_detail());
@@ -260,40 +261,13 @@ impl App {
         }
     }
 
-    /// Caps the body at `max_body_bytes` while it streams, remembering
-    /// whether the cap was hit. Also supplies a `Host` header when an
-    /// HTTP/1.0 client sent none, which `wasi:http` requires.
-    fn bounded(
-        &self,
-        request: Request<Incoming>,
-        tripped: Arc<AtomicBool>,
-    ) -> Request<impl hyper::body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + use<>> {
-        let (mut parts, body) = request.into_parts();
-        if !parts.headers.contains_key(HOST) && parts.uri.authority().is_none() {
-            parts.headers.insert(HOST, HeaderValue::from_static("localhost"));
-        }
-        let limit = self.limits.max_body_bytes;
-        let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(move |error| {
-            if error.is::<LengthLimitError>() {
-                tripped.store(true, Ordering::SeqCst);
-                wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
-            } else {
-                match error.downcast::<hyper::Error>() {
-                    Ok(error) => wasmtime_wasi_http::Error::Hyper(*error),
-                    Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(None),
-                }
-            }
-        });
-        Request::from_parts(parts, body)
-    }
-
-    fn reject_too_large(&self, info: RequestInfo) -> Response<Body> {
+    fn reject_too_large(&self, info: RequestInfo, limit: u64) -> Response<Body> {
         let response = detail_response(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body is larger than {} bytes", self.limits.max_body_bytes),
+            &format!("request body is larger than {limit} bytes"),
         );
         let mut fields = LogFields::default();
-        fields.set("limit", "MAX_BODY_BYTES".into());
+        fields.set("limit", limit_variable(&info.path).into());
         self.complete(&info, response.status(), fields, None);
         response
     }
@@ -318,6 +292,41 @@ impl App {
         let route = fields.route().unwrap_or(OTHER_ROUTE);
         self.services.metrics.record_request(route, status.as_u16(), latency);
         request_log::finish(info, status.as_u16(), fields, failure);
+    }
+}
+
+/// Caps the body at `limit` bytes while it streams, remembering whether the
+/// cap was hit. Also supplies a `Host` header when an HTTP/1.0 client sent
+/// none, which `wasi:http` requires.
+fn bounded(
+    request: Request<Incoming>,
+    limit: u64,
+    tripped: Arc<AtomicBool>,
+) -> Request<impl hyper::body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + use<>> {
+    let (mut parts, body) = request.into_parts();
+    if !parts.headers.contains_key(HOST) && parts.uri.authority().is_none() {
+        parts.headers.insert(HOST, HeaderValue::from_static("localhost"));
+    }
+    let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(move |error| {
+        if error.is::<LengthLimitError>() {
+            tripped.store(true, Ordering::SeqCst);
+            wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
+        } else {
+            match error.downcast::<hyper::Error>() {
+                Ok(error) => wasmtime_wasi_http::Error::Hyper(*error),
+                Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(None),
+            }
+        }
+    });
+    Request::from_parts(parts, body)
+}
+
+/// The setting that bounds bodies on `path`, for the 413's log line.
+fn limit_variable(path: &str) -> &'static str {
+    if path == WHATSAPP_ROUTE {
+        "WHATSAPP_MAX_BODY_BYTES"
+    } else {
+        "MAX_BODY_BYTES"
     }
 }
 

@@ -486,3 +486,52 @@ async fn a_version_5_database_is_folded_and_indexed_again_once_migrated() {
     assert_eq!(delete_by_hand(&path, "seq % 4 = 0"), 175);
     assert_matches_rows(&store, &path).await;
 }
+
+#[tokio::test]
+async fn a_batch_is_stored_in_order_with_an_outcome_per_message() {
+    use inlet::bindings::inlet::service::storage::InsertOutcome::{Created, Duplicate};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.insert(message(1, "+1", 0, Some("before"))).await.unwrap();
+    let batch = vec![
+        message(0, "+1", 10, Some("Zero")),
+        message(1, "+1", 20, Some("already stored")),
+        message(2, "+2", 30, None),
+        message(0, "+1", 40, Some("repeated in the batch")),
+    ];
+    let outcomes = store.insert_batch(batch).await.unwrap();
+    assert_eq!(outcomes, [Created, Duplicate, Created, Duplicate]);
+    let texts: Vec<(String, Option<String>)> = Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT message_id, text FROM messages ORDER BY message_id")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected = [("m0", Some("Zero")), ("m1", Some("before")), ("m2", None)]
+        .map(|(id, text)| (id.to_owned(), text.map(str::to_owned)));
+    assert_eq!(texts, expected);
+    assert_matches_rows(&store, &path).await;
+    assert_eq!(store.insert_batch(Vec::new()).await.unwrap(), []);
+}
+
+#[tokio::test]
+async fn a_batch_over_the_limit_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let too_many = numbered_messages(0..inlet::storage::MAX_INSERT_BATCH + 1);
+    let error = store.insert_batch(too_many).await.unwrap_err();
+    assert!(
+        matches!(error, inlet::storage::StoreError::InvalidArgument(_)),
+        "{error:?}"
+    );
+    let full = numbered_messages(0..inlet::storage::MAX_INSERT_BATCH);
+    assert_eq!(
+        store.insert_batch(full).await.unwrap().len(),
+        inlet::storage::MAX_INSERT_BATCH
+    );
+    assert_matches_rows(&store, &path).await;
+}

@@ -17,6 +17,7 @@ import schemathesis
 from schemathesis.generation import GenerationMode
 
 SECRET = os.environ["WEBHOOK_SECRET"].encode()
+VERIFY_TOKEN = os.environ["WHATSAPP_VERIFY_TOKEN"]
 # What the document calls well formed (the patterns of /openapi.json): a
 # value it calls malformed is kept, so a request meant to be rejected still is.
 X_SIGNATURE = re.compile(r"(sha256=)?[0-9a-fA-F]{64}")
@@ -27,12 +28,22 @@ NON_EMPTY = re.compile(r".+", re.DOTALL)
 
 @schemathesis.hook
 def before_call(ctx, case, kwargs):
-    if case.operation.path == "/webhook":
+    if case.operation.path == "/webhook/whatsapp" and case.method.upper() == "GET":
+        if is_positive(case):
+            handshake(case)
+    elif case.operation.path in ("/webhook", "/webhook/whatsapp"):
         sign(case, kwargs)
     elif case.operation.path == "/messages" and is_positive(case) and case.query:
         # A cursor is valid only as the server issued it, for the same
         # filters; a generated string is rightly refused with 422.
         case.query.pop("cursor", None)
+
+
+def handshake(case):
+    """Meta's handshake as Meta sends it: the configured token and a challenge."""
+    query = dict(case.query or {}, **{"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN})
+    query.setdefault("hub.challenge", "challenge-0")
+    case.query = query
 
 
 def sign(case, kwargs):

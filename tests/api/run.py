@@ -27,6 +27,7 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HERE = pathlib.Path(__file__).resolve().parent
 SECRET = "schemathesis-secret"
+VERIFY_TOKEN = "schemathesis-verify-token"
 # Bounds on every wait: the server's start and each tool's whole run.
 START_SECONDS = 30
 BROWSER_SECONDS = 120
@@ -50,6 +51,7 @@ class start_server:
         env = dict(
             os.environ,
             WEBHOOK_SECRET=SECRET,
+            WHATSAPP_VERIFY_TOKEN=VERIFY_TOKEN,
             DATABASE_URL=f"sqlite:///{self.data}/app.db",
             PORT="0",
             BIND_ADDRESS="127.0.0.1",
@@ -173,7 +175,13 @@ def run_schemathesis(base):
         os.environ.get("SCHEMATHESIS_SEED", "1"),
         "--no-color",
     ]
-    env = dict(os.environ, WEBHOOK_SECRET=SECRET, SCHEMATHESIS_HOOKS="hooks", PYTHONPATH=str(HERE))
+    env = dict(
+        os.environ,
+        WEBHOOK_SECRET=SECRET,
+        WHATSAPP_VERIFY_TOKEN=VERIFY_TOKEN,
+        SCHEMATHESIS_HOOKS="hooks",
+        PYTHONPATH=str(HERE),
+    )
     # Its cache of found failures goes under target/, not into the tree.
     result = subprocess.run(command, env=env, cwd=ROOT / "target", timeout=SCHEMATHESIS_SECONDS)
     if result.returncode != 0:

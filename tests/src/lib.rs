@@ -252,11 +252,16 @@ impl Server {
 
     /// `POST /webhook` with `body` and these headers (a signature scheme's).
     pub fn webhook_with(&self, body: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut request = self.client.post(self.url("/webhook")).content_type("application/json");
+        self.post_json("/webhook", body, headers)
+    }
+
+    /// `POST path` with a JSON `body` and these headers.
+    pub fn post_json(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.client.post(self.url(path)).content_type("application/json");
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        read_reply(request.send(body).unwrap_or_else(|e| panic!("POST /webhook: {e}")))
+        read_reply(request.send(body).unwrap_or_else(|e| panic!("POST {path}: {e}")))
     }
 
     /// `POST /webhook` with a correct signature; asserts a 200.

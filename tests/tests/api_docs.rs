@@ -31,14 +31,17 @@ fn the_guest_serves_an_openapi_document_of_every_route() {
         ("get", "/messages"),
         ("get", "/metrics"),
         ("get", "/stats"),
+        ("get", "/webhook/whatsapp"),
         ("post", "/webhook"),
+        ("post", "/webhook/whatsapp"),
     ];
     assert_eq!(operations, expected.map(|(m, p)| (m.to_owned(), p.to_owned())).to_vec());
     // Each operation answers with a status the document gives it.
     let body = message("doc-1", "+15550001", "2025-01-15T10:00:00Z", Some("hi"));
     for (method, path) in expected {
-        let reply = match method {
-            "post" => server.webhook(&body, Some(&sign(&body))),
+        let reply = match (method, path) {
+            ("post", "/webhook") => server.webhook(&body, Some(&sign(&body))),
+            ("post", _) => server.post_json(path, "{}", &[]),
             _ => server.get(path),
         };
         let documented = &document["paths"][path][method]["responses"][reply.status.to_string()];

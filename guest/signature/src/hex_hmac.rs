@@ -6,6 +6,9 @@ use sha2::Sha256;
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
+/// Bytes of an HMAC-SHA256 digest.
+const DIGEST_BYTES: usize = 32;
+
 /// The prefix Meta and GitHub put before the hex digest.
 const SHA256_PREFIX: &str = "sha256=";
 
@@ -19,9 +22,9 @@ pub const HUB_SIGNATURE_PATTERN: &str = "^sha256=[0-9a-fA-F]{64}$";
 pub struct Signature(Vec<u8>);
 
 impl Signature {
-    /// Decodes an `X-Signature` value: hex in either case (the digest is what
-    /// matters, not its spelling), optionally after `sha256=`; `None` when it
-    /// is not.
+    /// Decodes an `X-Signature` value: 64 hex digits in either case (the
+    /// digest is what matters, not its spelling), optionally after `sha256=`;
+    /// `None` when it is not.
     pub fn from_header(value: &str) -> Option<Self> {
         let value = value.trim();
         Self::from_hex(value.strip_prefix(SHA256_PREFIX).unwrap_or(value))
@@ -32,8 +35,11 @@ impl Signature {
         Self::from_hex(value.trim().strip_prefix(SHA256_PREFIX)?)
     }
 
+    /// Exactly a SHA-256 digest's 64 hex digits.
     fn from_hex(digits: &str) -> Option<Self> {
-        hex::decode(digits).ok().map(Self)
+        let mut digest = [0u8; DIGEST_BYTES];
+        hex::decode_to_slice(digits, &mut digest).ok()?;
+        Some(Self(digest.to_vec()))
     }
 }
 
@@ -108,8 +114,12 @@ mod tests {
         let other_key = SigningKey::new("other").sign(BODY);
         assert!(!key.verifies(BODY, &Signature::from_header(&other_key).unwrap()));
         assert!(!key.verifies(b"{}", &Signature::from_header(&good).unwrap()));
-        assert!(!key.verifies(BODY, &Signature::from_header(&good[..62]).unwrap()));
-        assert!(!key.verifies(BODY, &Signature::from_header("").unwrap()));
+        assert!(
+            Signature::from_header(&good[..62]).is_none(),
+            "too short to be a digest"
+        );
+        assert!(Signature::from_header(&format!("{good}00")).is_none(), "too long");
+        assert!(Signature::from_header("").is_none());
         assert!(Signature::from_header("123").is_none());
         assert!(Signature::from_header("zz").is_none());
         assert!(Signature::from_header("sha1=00").is_none());

@@ -44,6 +44,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         secrets: secrets.clone(),
         tolerance_seconds: config.tolerance_seconds,
+        whatsapp_verify_token: config.whatsapp_verify_token.clone(),
     });
     let guests = Arc::new(GuestSlot::new(guest));
     let reloader = Reloader::new(runtime, cache, config.guest.clone(), guests.clone(), services.clone());

@@ -20,6 +20,18 @@ impl storage::Host for Sandbox {
         outcome
     }
 
+    async fn insert_batch(
+        &mut self,
+        messages: Vec<storage::Message>,
+    ) -> Result<Vec<storage::InsertOutcome>, storage::Error> {
+        let services = self.services.clone();
+        let outcomes = timed(&services, Operation::InsertBatch, services.store.insert_batch(messages)).await?;
+        for _ in outcomes.iter().filter(|o| **o == storage::InsertOutcome::Created) {
+            self.services.metrics.record_stored();
+        }
+        Ok(outcomes)
+    }
+
     async fn list_messages(&mut self, request: storage::PageRequest) -> Result<storage::Page, storage::Error> {
         let services = self.services.clone();
         timed(&services, Operation::List, services.store.list(request)).await
@@ -81,6 +93,10 @@ impl metrics::Host for Sandbox {
     fn record_webhook(&mut self, outcome: metrics::WebhookResult) {
         self.services.metrics.record_webhook(outcome);
         self.fields.set("result", result_label(outcome).into());
+    }
+
+    fn record_whatsapp_statuses(&mut self, count: u32) {
+        self.services.metrics.record_whatsapp_statuses(count);
     }
 
     fn name_route(&mut self, route: String) {

@@ -1,8 +1,8 @@
 //! What one guest instance can reach: its `Store` data.
 //!
 //! A fresh sandbox per request: WASI with no files, no network, no outgoing
-//! HTTP, only `WEBHOOK_SECRETS` (one per line) and `WEBHOOK_TOLERANCE_SECONDS`
-//! in its environment and stderr kept for the log line, plus the Inlet
+//! HTTP, only `WEBHOOK_SECRETS` (one per line), `WEBHOOK_TOLERANCE_SECONDS`
+//! and `WHATSAPP_VERIFY_TOKEN` in its environment and stderr kept for the log line, plus the Inlet
 //! imports bound to this request's log line.
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::stderr::GuestStderr;
+use crate::config::WebhookSecret;
 use crate::secrets::Secrets;
 use crate::storage::MessageStore;
 use crate::telemetry::metrics::Metrics;
@@ -30,6 +31,8 @@ pub struct Services {
     pub secrets: Arc<Secrets>,
     /// Put in every instance's environment as `WEBHOOK_TOLERANCE_SECONDS`.
     pub tolerance_seconds: u64,
+    /// Put in every instance's environment as `WHATSAPP_VERIFY_TOKEN`, when set.
+    pub whatsapp_verify_token: Option<WebhookSecret>,
 }
 
 /// The data of one request's `Store`.
@@ -50,11 +53,14 @@ pub struct Sandbox {
 impl Sandbox {
     pub fn new(services: Arc<Services>, request_id: RequestId, deadline: Instant, memory_bytes: usize) -> Self {
         let stderr = GuestStderr::default();
-        let wasi = WasiCtx::builder()
-            .env("WEBHOOK_SECRETS", services.secrets.current().expose_lines())
+        let mut wasi = WasiCtx::builder();
+        wasi.env("WEBHOOK_SECRETS", services.secrets.current().expose_lines())
             .env("WEBHOOK_TOLERANCE_SECONDS", services.tolerance_seconds.to_string())
-            .stderr(stderr.clone())
-            .build();
+            .stderr(stderr.clone());
+        if let Some(token) = &services.whatsapp_verify_token {
+            wasi.env("WHATSAPP_VERIFY_TOKEN", token.expose());
+        }
+        let wasi = wasi.build();
         Self {
             wasi,
             http: WasiHttpCtx::new(),

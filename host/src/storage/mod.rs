@@ -18,6 +18,7 @@ mod text_index;
 pub use text_index::IndexSchedule;
 mod upkeep;
 mod writer;
+pub use writer::{MAX_INSERT_BATCH, check_insert_batch};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,6 +34,10 @@ use crate::bindings::inlet::service::storage::{InsertOutcome, Message, MessageSt
 pub trait MessageStore: Send + Sync + 'static {
     /// Stores `message` unless its id exists; returns once durably committed.
     async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError>;
+    /// Stores each of `messages` whose id does not exist, all or none, in one
+    /// transaction (at most `MAX_INSERT_BATCH`); one outcome per message, in
+    /// order; returns once durably committed.
+    async fn insert_batch(&self, messages: Vec<Message>) -> Result<Vec<InsertOutcome>, StoreError>;
     /// One page of matching messages plus the filtered total.
     async fn list(&self, request: PageRequest) -> Result<Page, StoreError>;
     /// Aggregates with at most `top_senders` senders listed.
@@ -47,6 +52,8 @@ pub trait MessageStore: Send + Sync + 'static {
 pub enum Operation {
     /// `MessageStore::insert`: storing one webhook message.
     Insert,
+    /// `MessageStore::insert_batch`: storing a delivery's messages at once.
+    InsertBatch,
     /// `MessageStore::list`: one page of messages.
     List,
     /// `MessageStore::stats`: the aggregates.
@@ -60,6 +67,7 @@ impl Operation {
     pub fn label(self) -> &'static str {
         match self {
             Self::Insert => "insert",
+            Self::InsertBatch => "insert_batch",
             Self::List => "list",
             Self::Stats => "stats",
             Self::Ping => "ping",
@@ -110,6 +118,11 @@ impl SqliteStore {
 impl MessageStore for SqliteStore {
     async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
         self.writer.insert(message).await
+    }
+
+    async fn insert_batch(&self, messages: Vec<Message>) -> Result<Vec<InsertOutcome>, StoreError> {
+        check_insert_batch(&messages)?;
+        self.writer.insert_batch(messages).await
     }
 
     async fn list(&self, request: PageRequest) -> Result<Page, StoreError> {

@@ -1,9 +1,11 @@
 //! The single writer: group commit on a dedicated thread.
 //!
-//! Inserts queue on a channel. The thread takes whatever has queued (up to
-//! `MAX_BATCH`), runs them in one transaction, commits once (one fsync) and
-//! only then answers each caller. A failed commit answers every caller in the
-//! batch with the error and leaves no row behind. Between commits the thread
+//! Inserts queue on a channel. The thread takes whatever has queued (until
+//! it holds `MAX_BATCH` rows; a batch insert is never split, so a group may
+//! hold up to `MAX_BATCH - 1 + MAX_INSERT_BATCH`), runs them in one
+//! transaction, commits once (one fsync) and only then answers each caller.
+//! A failed commit answers every caller in the group with the error and
+//! leaves no row behind, so a batch insert is all or none. Between commits the thread
 //! fills the text index and folds the WAL back (see `upkeep`).
 
 use std::path::Path;
@@ -18,16 +20,81 @@ use super::upkeep::Upkeep;
 use super::{StoreError, errors, folding, schema};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
 
-/// Most inserts committed together; bounds one transaction's latency.
+/// Rows after which no further insert joins a group; with batch inserts
+/// never split, it bounds one transaction's size and latency.
 const MAX_BATCH: usize = 512;
+
+/// Most messages one `insert_batch` takes (a WhatsApp delivery carries up to 1000).
+pub const MAX_INSERT_BATCH: usize = 1000;
+
+/// Rejects, as `InvalidArgument`, a batch of more than `MAX_INSERT_BATCH` messages.
+pub fn check_insert_batch(messages: &[Message]) -> Result<(), StoreError> {
+    if messages.len() <= MAX_INSERT_BATCH {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidArgument(format!(
+            "{} messages in one batch; at most {MAX_INSERT_BATCH}",
+            messages.len()
+        )))
+    }
+}
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-/// Inserts waiting for one commit, with their callers.
-type Batch = Vec<(Message, Reply<InsertOutcome>)>;
+/// An insert waiting for the commit, with its caller.
+enum Pending {
+    One(Message, Reply<InsertOutcome>),
+    Many(Vec<Message>, Reply<Vec<InsertOutcome>>),
+}
+
+impl Pending {
+    fn messages(&self) -> &[Message] {
+        match self {
+            Self::One(message, _) => std::slice::from_ref(message),
+            Self::Many(messages, _) => messages,
+        }
+    }
+
+    /// Answers the caller with its share of `outcomes`.
+    fn answer(self, outcomes: &mut impl Iterator<Item = InsertOutcome>) {
+        match self {
+            Self::One(_, reply) => {
+                let _ = reply.send(outcomes.next().ok_or_else(errors::stopped));
+            }
+            Self::Many(messages, reply) => {
+                let _ = reply.send(Ok(outcomes.take(messages.len()).collect()));
+            }
+        }
+    }
+
+    fn fail(self, error: StoreError) {
+        match self {
+            Self::One(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Self::Many(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+}
+
+/// Inserts waiting for one commit.
+#[derive(Default)]
+struct Batch {
+    pending: Vec<Pending>,
+    rows: usize,
+}
+
+impl Batch {
+    fn push(&mut self, pending: Pending) {
+        self.rows += pending.messages().len();
+        self.pending.push(pending);
+    }
+}
 
 enum Job {
-    Insert(Message, Reply<InsertOutcome>),
+    Insert(Pending),
     Ping(Reply<()>),
     Checkpoint(Reply<()>),
 }
@@ -56,7 +123,12 @@ impl Writer {
     }
 
     pub(super) async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
-        self.submit(|reply| Job::Insert(message, reply)).await
+        self.submit(|reply| Job::Insert(Pending::One(message, reply))).await
+    }
+
+    /// Commits `messages` together (and with whatever else is queued).
+    pub(super) async fn insert_batch(&self, messages: Vec<Message>) -> Result<Vec<InsertOutcome>, StoreError> {
+        self.submit(|reply| Job::Insert(Pending::Many(messages, reply))).await
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
@@ -76,7 +148,7 @@ impl Writer {
 }
 
 fn run(mut conn: Connection, queue: Receiver<Job>, schedule: IndexSchedule) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Batch::default();
     let mut upkeep = Upkeep::new(&conn, schedule);
     while let Some(first) = next_job(&queue, &mut conn, &mut upkeep) {
         gather(first, &queue, &mut conn, &mut batch);
@@ -100,13 +172,13 @@ fn next_job(queue: &Receiver<Job>, conn: &mut Connection, upkeep: &mut Upkeep) -
     }
 }
 
-/// Handles `first` and whatever else has queued, up to `MAX_BATCH` inserts
-/// in `batch`; pings and checkpoints are answered on the way.
+/// Handles `first` and whatever else has queued, up to `MAX_BATCH` rows in
+/// `batch`; pings and checkpoints are answered on the way.
 fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut Batch) {
     let mut next = Some(first);
     while let Some(job) = next.take() {
         match job {
-            Job::Insert(message, reply) => batch.push((message, reply)),
+            Job::Insert(pending) => batch.push(pending),
             Job::Ping(reply) => {
                 let _ = reply.send(ping(conn));
             }
@@ -115,7 +187,7 @@ fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut 
                 let _ = reply.send(checkpoint(conn));
             }
         }
-        if batch.len() < MAX_BATCH {
+        if batch.rows < MAX_BATCH {
             next = queue.try_recv().ok();
         }
     }
@@ -123,21 +195,23 @@ fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut 
 
 /// Commits every queued insert in one transaction and answers each caller.
 fn commit_batch(conn: &mut Connection, batch: &mut Batch) {
-    if batch.is_empty() {
+    if batch.pending.is_empty() {
         return;
     }
-    let outcome = insert_all(conn, batch.iter().map(|(message, _)| message));
+    let rows = std::mem::take(&mut batch.rows);
+    let outcome = insert_all(conn, batch.pending.iter().flat_map(Pending::messages));
     match outcome {
         Ok(outcomes) => {
-            for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
+            let mut outcomes = outcomes.into_iter();
+            for pending in batch.pending.drain(..) {
+                pending.answer(&mut outcomes);
             }
         }
         Err(error) => {
             let error = errors::classify(&error);
-            tracing::error!(error = ?error, rows = batch.len(), "storage commit failed; batch rolled back");
-            for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Err(error.clone()));
+            tracing::error!(error = ?error, rows, "storage commit failed; batch rolled back");
+            for pending in batch.pending.drain(..) {
+                pending.fail(error.clone());
             }
         }
     }

@@ -80,6 +80,7 @@ pub struct Metrics {
     instantiation: Histogram,
     storage_latency: HistogramFamily<OperationLabels>,
     messages_stored: Counter,
+    whatsapp_statuses: Counter,
     guest_loads: Family<OutcomeLabels, Counter>,
     guest_info: Family<GuestLabels, Gauge>,
     guest_traps: Family<ReasonLabels, Counter>,
@@ -107,6 +108,7 @@ impl Metrics {
         let storage_latency: HistogramFamily<OperationLabels> =
             Family::new_with_constructor(|| Histogram::new(STORAGE_BUCKETS_MS));
         let messages_stored = Counter::default();
+        let whatsapp_statuses = Counter::default();
         let guest_loads = Family::<OutcomeLabels, Counter>::default();
         let guest_info = Family::<GuestLabels, Gauge>::default();
         let guest_traps = Family::<ReasonLabels, Counter>::default();
@@ -138,6 +140,11 @@ impl Metrics {
             "Messages stored (created) since start",
             messages_stored.clone(),
         );
+        registry.register(
+            "whatsapp_statuses",
+            "WhatsApp status updates received (counted, not stored)",
+            whatsapp_statuses.clone(),
+        );
         registry.register("guest_loads", "Guest component loads by outcome", guest_loads.clone());
         registry.register("guest_info", "The live guest component, by SHA-256", guest_info.clone());
         registry.register(
@@ -161,6 +168,7 @@ impl Metrics {
             instantiation,
             storage_latency,
             messages_stored,
+            whatsapp_statuses,
             guest_loads,
             guest_info,
             guest_traps,
@@ -222,6 +230,11 @@ impl Metrics {
     /// Counts one message newly stored (not a duplicate) in `messages_stored_total`.
     pub fn record_stored(&self) {
         self.messages_stored.inc();
+    }
+
+    /// Counts `count` WhatsApp status updates in `whatsapp_statuses_total`.
+    pub fn record_whatsapp_statuses(&self, count: u32) {
+        self.whatsapp_statuses.inc_by(u64::from(count));
     }
 
     /// Counts a loaded guest and makes it the one `guest_info` shows.

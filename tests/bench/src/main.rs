@@ -133,12 +133,37 @@ fn ingest(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -
     let repeat = Some(at_32.requests / 32 / 2);
     let duplicates = push(runtime, &server, 32, cli.seconds, requests::webhooks("c32", repeat))?;
     results.load("ingest, duplicate ids", duplicates);
+    whatsapp_deliveries(cli, &server, results);
     results.value("peak RSS after ingest", peak_rss_mib(&server)?, "MiB");
     drop(server);
 
     hello_ratio(cli, runtime, results, &at_32, &[], "")?;
     reused_instances(cli, runtime, results)?;
     ratio_rounds(cli, runtime, results)
+}
+
+/// Messages in one timed WhatsApp delivery, and each one's text: about
+/// 3 MB in all, Meta's largest.
+const WHATSAPP_MESSAGES: usize = 1000;
+const WHATSAPP_TEXT_CHARS: usize = 2_900;
+
+/// One delivery of `WHATSAPP_MESSAGES` new messages at a time, timed to the
+/// 200 that follows its commit.
+fn whatsapp_deliveries(cli: &Cli, server: &Server, results: &mut Results) {
+    let runs: Vec<std::time::Duration> = (0..cli.repeats)
+        .map(|run| {
+            let body = requests::whatsapp_delivery(&format!("run{run}"), WHATSAPP_MESSAGES, WHATSAPP_TEXT_CHARS);
+            let signature = inlet_signature::hex_hmac::hub_header(
+                &inlet_signature::SigningKey::new(inlet_e2e::SECRET),
+                body.as_bytes(),
+            );
+            let started = std::time::Instant::now();
+            let reply = server.post_json("/webhook/whatsapp", &body, &[("X-Hub-Signature-256", &signature)]);
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            started.elapsed()
+        })
+        .collect();
+    results.timing("WhatsApp delivery, 1000 messages (3 MB), to its 200", &runs);
 }
 
 /// The same ingest, then hello, with instances reused for up to 1000

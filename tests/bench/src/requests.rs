@@ -33,6 +33,27 @@ pub(crate) fn webhooks(tag: &str, distinct: Option<u64>) -> RequestFactory {
     })
 }
 
+/// A WhatsApp Cloud API notification of `messages` text messages with
+/// `text_chars` characters each, ids `wamid.<tag>.<n>`.
+pub(crate) fn whatsapp_delivery(tag: &str, messages: usize, text_chars: usize) -> String {
+    let text = "x".repeat(text_chars);
+    let messages: Vec<serde_json::Value> = (0..messages)
+        .map(|n| {
+            serde_json::json!({"from": format!("1650555{:04}", n % 1000), "id": format!("wamid.{tag}.{n}"),
+                               "timestamp": (1_736_935_200 + n).to_string(), "type": "text", "text": {"body": text}})
+        })
+        .collect();
+    serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "messages": messages,
+        }}]}]
+    })
+    .to_string()
+}
+
 /// The same GET over and over.
 pub(crate) fn get(path_and_query: &str) -> RequestFactory {
     let uri = path_and_query.to_owned();

@@ -162,6 +162,7 @@ impl Harness {
             metrics: metrics.clone(),
             secrets: Arc::new(Secrets::fixed(std::slice::from_ref(&self.secret)).expect("one secret")),
             tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
+            whatsapp_verify_token: None,
         });
         let id = RequestId::from_header(None);
         let request = hyper::Request::from_parts(parts, body);

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use inlet::storage::{check_page_request, check_top_senders, fold};
+use inlet::storage::{check_insert_batch, check_page_request, check_top_senders, fold};
 
 use crate::{
     InsertOutcome, Message, MessageStats, MessageStore, Operation, Page, PageRequest, SenderCount, StoreError,
@@ -53,6 +53,15 @@ impl State {
         }
     }
 
+    /// Keeps `message` unless its id is kept already.
+    fn store(&mut self, message: Message) -> InsertOutcome {
+        if self.messages.contains_key(&message.message_id) {
+            return InsertOutcome::Duplicate;
+        }
+        self.messages.insert(message.message_id.clone(), message);
+        InsertOutcome::Created
+    }
+
     /// Messages matching `filter`, by instant then id.
     fn matching(&self, request: &PageRequest) -> Vec<&Message> {
         let filter = &request.filter;
@@ -79,11 +88,14 @@ impl MessageStore for MockStore {
     async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
         let mut state = self.lock();
         state.scripted_failure(Operation::Insert)?;
-        if state.messages.contains_key(&message.message_id) {
-            return Ok(InsertOutcome::Duplicate);
-        }
-        state.messages.insert(message.message_id.clone(), message);
-        Ok(InsertOutcome::Created)
+        Ok(state.store(message))
+    }
+
+    async fn insert_batch(&self, messages: Vec<Message>) -> Result<Vec<InsertOutcome>, StoreError> {
+        let mut state = self.lock();
+        state.scripted_failure(Operation::InsertBatch)?;
+        check_insert_batch(&messages)?;
+        Ok(messages.into_iter().map(|message| state.store(message)).collect())
     }
 
     async fn list(&self, request: PageRequest) -> Result<Page, StoreError> {

@@ -11,6 +11,8 @@ use crate::{InsertOutcome, Message, MessageStats, MessageStore, Page, PageReques
 pub enum StorageCall {
     /// `insert` of this message.
     Insert(Message),
+    /// `insert_batch` of these messages.
+    InsertBatch(Vec<Message>),
     /// `list` with this request.
     List(PageRequest),
     /// `stats`.
@@ -50,6 +52,11 @@ impl MessageStore for RecordingStore {
     async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
         self.record(StorageCall::Insert(message.clone()));
         self.inner.insert(message).await
+    }
+
+    async fn insert_batch(&self, messages: Vec<Message>) -> Result<Vec<InsertOutcome>, StoreError> {
+        self.record(StorageCall::InsertBatch(messages.clone()));
+        self.inner.insert_batch(messages).await
     }
 
     async fn list(&self, request: PageRequest) -> Result<Page, StoreError> {

@@ -97,6 +97,36 @@ async fn storage_failure_is_a_clean_503_never_a_trap() {
 }
 
 #[tokio::test]
+async fn a_whatsapp_delivery_whose_commit_fails_is_a_503_with_nothing_stored() {
+    let store = MockStore::new();
+    let harness = Harness::new(guest(), store.clone()).unwrap();
+    let notification = json!({"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages",
+        "value": {"metadata": {"display_phone_number": "15550783881"},
+                  "messages": [{"from": "16505551234", "id": "wamid.1", "timestamp": "1736935200",
+                                "type": "text", "text": {"body": "hi"}}]}}]}]})
+    .to_string();
+    let signature = format!("sha256={}", harness.sign(&notification));
+    let deliver = || {
+        let request = http::Request::post("/webhook/whatsapp")
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature.as_str())
+            .body(bytes::Bytes::from(notification.clone()))
+            .unwrap();
+        harness.send(request)
+    };
+    store.fail_next(Operation::InsertBatch, StoreError::Unavailable("disk full".into()));
+    let exchange = deliver().await;
+    assert_eq!((exchange.status, exchange.header("retry-after")), (503, Some("1")));
+    assert_eq!(exchange.webhook_results, ["storage_error"]);
+    assert!(store.messages().is_empty());
+    // Meta's retry succeeds.
+    let exchange = deliver().await;
+    assert_eq!(exchange.status, 200);
+    assert_eq!(exchange.webhook_results, ["created"]);
+    assert_eq!(store.messages().len(), 1);
+}
+
+#[tokio::test]
 async fn duplicate_is_logged_as_dup() {
     let harness = Harness::new(guest(), MockStore::new()).unwrap();
     let message = body("m1", "+1", "2025-01-15T10:00:00Z", None);
