@@ -13,7 +13,7 @@ pub(crate) const X_SIGNATURE: &str = "x-signature";
 /// `X-Hub-Signature-256`: Meta's and GitHub's `sha256=<hex>`.
 pub(crate) const HUB_SIGNATURE: &str = "x-hub-signature-256";
 /// The names Svix senders give Standard Webhooks' headers (id, timestamp,
-/// signature), accepted as well.
+/// signature), accepted as a set when `webhook-signature` is absent.
 const SVIX_HEADERS: [&str; 3] = ["svix-id", "svix-timestamp", "svix-signature"];
 
 /// Where the secrets come from: the host puts them, one per line, and the
@@ -39,7 +39,7 @@ impl SignatureFields {
         Self {
             x_signature: header(X_SIGNATURE),
             hub_signature: header(HUB_SIGNATURE),
-            standard: std::array::from_fn(|i| header(standard::HEADER_NAMES[i]).or_else(|| header(SVIX_HEADERS[i]))),
+            standard: Self::standard(&header),
         }
     }
 
@@ -49,6 +49,18 @@ impl SignatureFields {
             hub_signature_256: self.hub_signature.as_deref(),
             ..SignatureHeaders::default()
         }
+    }
+
+    /// Standard Webhooks' three headers by one set of names: `webhook-*`
+    /// when `webhook-signature` is there, else `svix-*` (never a mix).
+    fn standard(header: &impl Fn(&str) -> Option<String>) -> [Option<String>; 3] {
+        let [_, _, signature] = standard::HEADER_NAMES;
+        let names = if header(signature).is_some() {
+            standard::HEADER_NAMES
+        } else {
+            SVIX_HEADERS
+        };
+        names.map(header)
     }
 
     fn headers(&self) -> SignatureHeaders<'_> {

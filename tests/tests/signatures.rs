@@ -90,9 +90,12 @@ fn every_scheme_verifies_with_any_configured_secret() {
         ),
         (
             body(6),
+            // Svix's names as a set: a stray `webhook-id` beside them is not mixed in.
             standard_headers("second-key", "msg_6", now(), &body(6))
                 .map(|(name, value)| (name.replace("webhook-", "svix-"), value))
-                .to_vec(),
+                .into_iter()
+                .chain([("webhook-id".to_owned(), "msg_stray".to_owned())])
+                .collect(),
             "standard-webhooks",
         ),
     ];
@@ -157,8 +160,8 @@ fn refusals_name_their_reason_in_the_log_and_never_a_secret() {
     for (headers, _) in &refused {
         assert_eq!(send(&server, &body, headers), 401, "{headers:?}");
     }
-    // Inside the window at both edges (a few seconds in, for the clock's tick).
-    for offset in [-55, 55] {
+    // Inside the window near both edges (10 s in, for a slow machine).
+    for offset in [-50, 50] {
         let headers = standard_headers(SECRET, "msg_r1", now() + offset, &body);
         assert_eq!(send(&server, &body, &headers), 200, "{offset}");
     }

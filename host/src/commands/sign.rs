@@ -32,7 +32,7 @@ pub struct SignArgs {
     #[arg(long, default_value = "msg_inlet_sign")]
     pub id: String,
     /// Standard Webhooks: the `webhook-timestamp` (Unix seconds); default now.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
     pub timestamp: Option<i64>,
     /// The body; `-` or nothing reads stdin.
     pub file: Option<PathBuf>,
