@@ -181,15 +181,7 @@ fn webhook_message() -> Schema {
 
 /// The signature headers, all optional: which are present picks the scheme.
 fn signature_headers() -> Vec<Parameter> {
-    let header = |name: &str, description: &str, schema: ObjectBuilder| {
-        ParameterBuilder::new()
-            .name(name)
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some(description))
-            .schema(Some(schema))
-            .build()
-    };
+    let header = |name, description, schema: ObjectBuilder| optional(ParameterIn::Header, name, description, schema);
     let [id, timestamp, signature] = standard::HEADER_NAMES;
     vec![
         header(
@@ -217,14 +209,7 @@ fn signature_headers() -> Vec<Parameter> {
 }
 
 fn whatsapp_handshake() -> Operation {
-    let query = |name: &str, description: &str| {
-        ParameterBuilder::new()
-            .name(name)
-            .parameter_in(ParameterIn::Query)
-            .required(Required::False)
-            .description(Some(description))
-            .schema(Some(string()))
-    };
+    let query = |name, description| optional(ParameterIn::Query, name, description, string());
     let challenge = ContentBuilder::new().schema(Some(string())).build();
     guest_operation("whatsapp_verify", "Meta's webhook subscription handshake")
         .parameter(query("hub.mode", "`subscribe`."))
@@ -253,16 +238,12 @@ fn whatsapp_delivery() -> Operation {
              Status updates are counted in `whatsapp_statuses_total`, not stored. The body may be \
              up to `WHATSAPP_MAX_BODY_BYTES`.",
     ))
-    .parameter(
-        ParameterBuilder::new()
-            .name(HUB_SIGNATURE)
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some(
-                "`sha256=` and the hex HMAC-SHA256 of the raw body under Meta's app secret.",
-            ))
-            .schema(Some(string().pattern(Some(hex_hmac::HUB_SIGNATURE_PATTERN)))),
-    )
+    .parameter(optional(
+        ParameterIn::Header,
+        HUB_SIGNATURE,
+        "`sha256=` and the hex HMAC-SHA256 of the raw body under Meta's app secret.",
+        string().pattern(Some(hex_hmac::HUB_SIGNATURE_PATTERN)),
+    ))
     .request_body(Some(
         RequestBodyBuilder::new()
             .required(Some(Required::True))
@@ -355,14 +336,7 @@ fn whatsapp_notification() -> Schema {
 }
 
 fn messages() -> Operation {
-    let query = |name: &str, description: &str, schema: Schema| {
-        ParameterBuilder::new()
-            .name(name)
-            .parameter_in(ParameterIn::Query)
-            .required(Required::False)
-            .description(Some(description))
-            .schema(Some(schema))
-    };
+    let query = |name, description, schema: Schema| optional(ParameterIn::Query, name, description, schema);
     let integer = || ObjectBuilder::new().schema_type(Type::Integer);
     guest_operation("list_messages", "List stored messages, filtered and paged")
         .description(Some(
@@ -493,6 +467,17 @@ fn guest_operation(id: &str, summary: &str) -> OperationBuilder {
             "504",
             json_response("The request ran past `REQUEST_TIMEOUT_MS`", "Detail"),
         )
+}
+
+/// An optional parameter `name` in `place`.
+fn optional(place: ParameterIn, name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(place)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
 }
 
 fn string() -> ObjectBuilder {

@@ -47,13 +47,28 @@ impl Default for GuestLimits {
 /// than other bodies.
 pub const WHATSAPP_ROUTE: &str = "/webhook/whatsapp";
 
+/// The body limit one request is held to, and the setting that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit {
+    /// Largest body in bytes.
+    pub bytes: u64,
+    /// The variable it comes from, for the 413's log line.
+    pub variable: &'static str,
+}
+
 impl HttpLimits {
     /// The body limit of a request to `path`.
-    pub fn max_body_bytes_for(&self, path: &str) -> u64 {
+    pub fn body_limit_for(&self, path: &str) -> BodyLimit {
         if path == WHATSAPP_ROUTE {
-            self.max_whatsapp_body_bytes
+            BodyLimit {
+                bytes: self.max_whatsapp_body_bytes,
+                variable: "WHATSAPP_MAX_BODY_BYTES",
+            }
         } else {
-            self.max_body_bytes
+            BodyLimit {
+                bytes: self.max_body_bytes,
+                variable: "MAX_BODY_BYTES",
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::docs::{Asset, Docs};
-use crate::limits::{HttpLimits, WHATSAPP_ROUTE};
+use crate::limits::{BodyLimit, HttpLimits};
 use crate::runtime::{self, Guest, GuestExit, GuestFailure, GuestReply, GuestSlot, Services};
 use crate::telemetry::metrics::{HOST_DOCS, HOST_LIVE, HOST_METRICS, OTHER_ROUTE};
 use crate::telemetry::request_log::{self, LogFields, RequestId, RequestInfo};
@@ -213,8 +213,8 @@ impl App {
         info: RequestInfo,
         request: Request<Incoming>,
     ) -> Response<Body> {
-        let limit = self.limits.max_body_bytes_for(&info.path);
-        if declared_length(&request).is_some_and(|len| len > limit) {
+        let limit = self.limits.body_limit_for(&info.path);
+        if declared_length(&request).is_some_and(|len| len > limit.bytes) {
             return self.reject_too_large(info, limit);
         }
         let permit = self
@@ -224,7 +224,7 @@ impl App {
             .await
             .expect("the instance semaphore is never closed");
         let tripped = Arc::new(AtomicBool::new(false));
-        let request = bounded(request, limit, tripped.clone());
+        let request = bounded(request, limit.bytes, tripped.clone());
         match runtime::call(guest, self.services.clone(), info.id.clone(), request).await {
             GuestReply::Response { response, exit } => {
                 if tripped.load(Ordering::SeqCst) {
@@ -261,13 +261,13 @@ impl App {
         }
     }
 
-    fn reject_too_large(&self, info: RequestInfo, limit: u64) -> Response<Body> {
+    fn reject_too_large(&self, info: RequestInfo, limit: BodyLimit) -> Response<Body> {
         let response = detail_response(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body is larger than {limit} bytes"),
+            &format!("request body is larger than {} bytes", limit.bytes),
         );
         let mut fields = LogFields::default();
-        fields.set("limit", limit_variable(&info.path).into());
+        fields.set("limit", limit.variable.into());
         self.complete(&info, response.status(), fields, None);
         response
     }
@@ -319,15 +319,6 @@ fn bounded(
         }
     });
     Request::from_parts(parts, body)
-}
-
-/// The setting that bounds bodies on `path`, for the 413's log line.
-fn limit_variable(path: &str) -> &'static str {
-    if path == WHATSAPP_ROUTE {
-        "WHATSAPP_MAX_BODY_BYTES"
-    } else {
-        "MAX_BODY_BYTES"
-    }
 }
 
 fn declared_length(request: &Request<Incoming>) -> Option<u64> {
