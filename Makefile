@@ -11,7 +11,7 @@ DATABASE_URL ?= sqlite:///./app.db
 LOG_LEVEL ?= INFO
 PORT ?= 8000
 
-.PHONY: build guest host fixtures wasm-target run test test-api test-guest lint up down logs test-docker bench bench-smoke
+.PHONY: build guest host fixtures wasm-target run test test-api test-guest lint up down logs test-docker bench bench-smoke reference
 
 # `docker compose` (v2) where installed, else the v1 `docker-compose`.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
@@ -61,15 +61,23 @@ $(API_VENV)/installed: tests/api/requirements.txt
 test-guest: guest fixtures
 	$(CARGO) test --release --locked -p inlet-harness
 
+## reference: the native server `make bench` measures ingest against (read-only source
+## beside the project; skipped with a note where it is absent)
+REFERENCE_DIR ?= ../shared/reference/native-ingest
+reference:
+	@if [ -f $(REFERENCE_DIR)/Cargo.toml ]; then \
+		$(CARGO) build --release --locked --manifest-path $(REFERENCE_DIR)/Cargo.toml --target-dir target/reference; \
+	else echo "no native reference at $(REFERENCE_DIR): make bench skips its rounds"; fi
+
 ## bench: load and timing benchmarks against the real binary and guest (about 4 minutes,
 ## plus 1 to seed the 1M-row database the first time); prints a table and writes
 ## target/bench/results.json. BENCH_ARGS passes options (`--help` lists them).
 BENCH_ARGS ?=
-bench: build fixtures
+bench: build fixtures reference
 	$(CARGO) run --release --locked -p inlet-bench -- $(BENCH_ARGS)
 
 ## bench-smoke: the same benchmark, tiny and quick, to keep it working (CI runs it)
-bench-smoke: build fixtures
+bench-smoke: build fixtures reference
 	$(CARGO) run --release --locked -p inlet-bench -- --seconds 1 --rows 20000 --repeats 1 \
 		--ratio-rounds 1 --out target/bench/smoke.json
 

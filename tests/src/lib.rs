@@ -413,7 +413,7 @@ fn read_reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
 /// killed by a signal (a `pkill`, a CI timeout), which otherwise left the
 /// server running and holding its port and temporary directory. Servers are
 /// owned by the thread that starts them, so that thread outlives them.
-fn end_with_starting_thread(command: &mut Command) {
+pub fn end_with_starting_thread(command: &mut Command) {
     // SAFETY: the closure runs in the child between fork and exec and only
     // makes one async-signal-safe system call.
     unsafe {
@@ -427,7 +427,7 @@ fn end_with_starting_thread(command: &mut Command) {
 }
 
 /// The TCP port process `pid` listens on, once it does.
-fn listening_port(pid: u32) -> Option<u16> {
+pub fn listening_port(pid: u32) -> Option<u16> {
     let sockets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .ok()?
         .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())

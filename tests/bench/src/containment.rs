@@ -7,7 +7,7 @@ use std::time::Duration;
 use inlet_e2e::{Server, misbehaving_guest};
 
 use crate::report::Results;
-use crate::{drive, requests};
+use crate::{address, drive, requests};
 
 /// Spinning requests in flight at once: four per core here.
 const SPINNERS: usize = 8;
@@ -24,8 +24,9 @@ pub(crate) fn run(seconds: u64, runtime: &tokio::runtime::Runtime, results: &mut
         ("REQUEST_TIMEOUT_MS", &deadline),
     ]);
     let phase = Duration::from_secs(seconds);
+    let target = address(&server);
     let spinning = drive(
-        &server,
+        target,
         SPINNERS,
         phase * 2 + Duration::from_secs(1),
         requests::get("/loop"),
@@ -34,12 +35,12 @@ pub(crate) fn run(seconds: u64, runtime: &tokio::runtime::Runtime, results: &mut
         // Let every spinner reach the guest before measuring beside them.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let probes = tokio::join!(
-            drive(&server, 1, phase, requests::get("/health/live")),
-            drive(&server, 1, phase, requests::get("/metrics")),
+            drive(target, 1, phase, requests::get("/health/live")),
+            drive(target, 1, phase, requests::get("/metrics")),
         );
         let traffic = tokio::join!(
-            drive(&server, 8, phase, requests::webhooks("beside-spinners", None)),
-            drive(&server, 2, phase, requests::get("/messages?limit=10")),
+            drive(target, 8, phase, requests::webhooks("beside-spinners", None)),
+            drive(target, 2, phase, requests::get("/messages?limit=10")),
         );
         (probes, traffic)
     };

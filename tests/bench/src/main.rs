@@ -5,7 +5,9 @@
 //! traffic. Prints a table and writes the results as JSON.
 
 mod containment;
+mod cpu;
 mod load;
+mod reference;
 mod report;
 mod requests;
 mod timing;
@@ -36,12 +38,17 @@ struct Cli {
     /// Runs of each start-up and hot-swap timing.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
-    /// Alternating rounds of ingest and the hello guest (fresh servers, 32
-    /// connections) whose median rates and ratio are reported; 0 skips them.
+    /// Alternating rounds of ingest, the hello guest and the native
+    /// reference (fresh servers, 32 connections) whose median rates and
+    /// ratios are reported; 0 skips them.
     #[arg(long, default_value_t = 3)]
     ratio_rounds: usize,
     /// Which parts to run.
-    #[arg(long, value_delimiter = ',', default_value = "ingest,reads,startup,swap,containment")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ingest,rounds,reads,startup,swap,containment"
+    )]
     phases: Vec<Phase>,
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench/results.json")]
@@ -50,7 +57,10 @@ struct Cli {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Phase {
+    /// Ingest loads on one server, duplicates, WhatsApp, reused instances.
     Ingest,
+    /// Alternating rounds: ingest, hello, the native reference.
+    Rounds,
     Reads,
     Startup,
     Swap,
@@ -70,6 +80,9 @@ fn main() -> anyhow::Result<()> {
     let runs = |phase| cli.phases.contains(&phase);
     if runs(Phase::Ingest) {
         ingest(&cli, &runtime, &mut results)?;
+    }
+    if runs(Phase::Rounds) {
+        ratio_rounds(&cli, &runtime, &mut results)?;
     }
     if runs(Phase::Reads) {
         reads(&cli, &runtime, &mut results)?;
@@ -99,7 +112,7 @@ fn address(server: &Server) -> SocketAddr {
 
 fn push(
     runtime: &tokio::runtime::Runtime,
-    server: &Server,
+    server: SocketAddr,
     connections: usize,
     seconds: u64,
     factory: RequestFactory,
@@ -109,7 +122,7 @@ fn push(
 
 /// `connections` closed-loop connections to `server` for `duration`.
 async fn drive(
-    server: &Server,
+    server: SocketAddr,
     connections: usize,
     duration: Duration,
     factory: RequestFactory,
@@ -119,27 +132,44 @@ async fn drive(
         duration,
         max_requests: MAX_REQUESTS,
     };
-    load::run(address(server), load, factory).await
+    load::run(server, load, factory).await
 }
 
 /// Ingest at 32 and 128 connections, the same ids again, then the hello
 /// guest on the same host for the ratio.
 fn ingest(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let server = Server::start();
-    let at_32 = push(runtime, &server, 32, cli.seconds, requests::webhooks("c32", None))?;
+    let at_32 = push(
+        runtime,
+        address(&server),
+        32,
+        cli.seconds,
+        requests::webhooks("c32", None),
+    )?;
     results.load("ingest, unique ids", at_32.clone());
-    let at_128 = push(runtime, &server, 128, cli.seconds, requests::webhooks("c128", None))?;
+    let at_128 = push(
+        runtime,
+        address(&server),
+        128,
+        cli.seconds,
+        requests::webhooks("c128", None),
+    )?;
     results.load("ingest, unique ids", at_128);
     let repeat = Some(at_32.requests / 32 / 2);
-    let duplicates = push(runtime, &server, 32, cli.seconds, requests::webhooks("c32", repeat))?;
+    let duplicates = push(
+        runtime,
+        address(&server),
+        32,
+        cli.seconds,
+        requests::webhooks("c32", repeat),
+    )?;
     results.load("ingest, duplicate ids", duplicates);
     whatsapp_deliveries(cli, &server, results);
     results.value("peak RSS after ingest", peak_rss_mib(&server)?, "MiB");
     drop(server);
 
     hello_ratio(cli, runtime, results, &at_32, &[], "")?;
-    reused_instances(cli, runtime, results)?;
-    ratio_rounds(cli, runtime, results)
+    reused_instances(cli, runtime, results)
 }
 
 /// Messages in one timed WhatsApp delivery, and each one's text: about
@@ -171,7 +201,13 @@ fn whatsapp_deliveries(cli: &Cli, server: &Server, results: &mut Results) {
 fn reused_instances(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let reuse = [("GUEST_INSTANCE_REUSE", "1000")];
     let server = Server::start_with(&reuse);
-    let ingest = push(runtime, &server, 32, cli.seconds, requests::webhooks("reuse", None))?;
+    let ingest = push(
+        runtime,
+        address(&server),
+        32,
+        cli.seconds,
+        requests::webhooks("reuse", None),
+    )?;
     results.load("ingest, unique ids, GUEST_INSTANCE_REUSE=1000", ingest.clone());
     drop(server);
     hello_ratio(cli, runtime, results, &ingest, &reuse, ", GUEST_INSTANCE_REUSE=1000")
@@ -187,7 +223,13 @@ fn hello_ratio(
     env: &[(&str, &str)],
     label: &str,
 ) -> anyhow::Result<()> {
-    let fine = push(runtime, &hello_server(env), 32, cli.seconds, requests::get("/fine"))?;
+    let fine = push(
+        runtime,
+        address(&hello_server(env)),
+        32,
+        cli.seconds,
+        requests::get("/fine"),
+    )?;
     let ratio = ingest.requests_per_second / fine.requests_per_second;
     results.value(&format!("ingest / hello guest{label}"), ratio, "ratio");
     results.load(&format!("hello guest GET /fine{label}"), fine);
@@ -202,34 +244,132 @@ fn hello_server(env: &[(&str, &str)]) -> Server {
     Server::start_with(&env)
 }
 
-/// Ingest then hello, each on a fresh server at 32 connections, round after
-/// round: this machine's rate drifts by 10% and more within minutes, so one
-/// pair's ratio can mislead where the median of alternating pairs does not.
+/// One server the ratio rounds measure, started fresh each round.
+#[derive(Clone, Copy)]
+enum Contender {
+    Inlet,
+    Hello,
+    Native(reference::Mode),
+}
+
+impl Contender {
+    fn label(self) -> String {
+        match self {
+            Self::Inlet => "ingest, unique ids".into(),
+            Self::Hello => "hello guest GET /fine".into(),
+            Self::Native(mode) => format!("native reference ({}), unique ids", mode.name()),
+        }
+    }
+
+    /// Starts it and pushes its load: 32 connections for `seconds`.
+    fn measure(self, runtime: &tokio::runtime::Runtime, seconds: u64, round: usize) -> anyhow::Result<Measured> {
+        let webhooks = requests::webhooks(&format!("round{round}"), None);
+        match self {
+            Self::Inlet => {
+                let server = Server::start();
+                Measured::take(runtime, server.pid(), address(&server), seconds, webhooks)
+            }
+            Self::Hello => {
+                let server = hello_server(&[]);
+                Measured::take(runtime, server.pid(), address(&server), seconds, requests::get("/fine"))
+            }
+            Self::Native(mode) => {
+                let binary = reference::binary().context("the reference is not built")?;
+                let native = reference::Reference::start(&binary, mode)?;
+                Measured::take(runtime, native.pid(), native.address(), seconds, webhooks)
+            }
+        }
+    }
+}
+
+/// The row of `Measured::cpu_us` that is this process, the load generator.
+const LOAD_GENERATOR: &str = "load generator (this process)";
+
+/// A load's result and the CPU time the server spent on it per request.
+struct Measured {
+    load: LoadResult,
+    cpu_us: std::collections::BTreeMap<String, f64>,
+}
+
+impl Measured {
+    fn take(
+        runtime: &tokio::runtime::Runtime,
+        pid: u32,
+        target: SocketAddr,
+        seconds: u64,
+        factory: RequestFactory,
+    ) -> anyhow::Result<Self> {
+        let (before, generator_before) = (cpu::sample(pid), cpu::sample(std::process::id()));
+        let load = push(runtime, target, 32, seconds, factory)?;
+        let mut cpu_us = cpu::per_request_us(&before, &cpu::sample(pid), load.requests);
+        let generator = cpu::per_request_us(&generator_before, &cpu::sample(std::process::id()), load.requests);
+        cpu_us.insert(LOAD_GENERATOR.into(), generator[cpu::WHOLE_PROCESS]);
+        Ok(Self { load, cpu_us })
+    }
+}
+
+/// Ingest, the hello guest and the native reference in both modes (when
+/// built), each on a fresh server at 32 connections, round after round: this
+/// machine's rate drifts by 10% and more within minutes, so one pair's ratio
+/// can mislead where the median of alternating rounds does not.
 fn ratio_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     if cli.ratio_rounds == 0 {
         return Ok(());
     }
-    let (mut ingest_rates, mut hello_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 1..=cli.ratio_rounds {
-        let ingest = push(
-            runtime,
-            &Server::start(),
-            32,
-            cli.seconds,
-            requests::webhooks(&format!("round{round}"), None),
-        )?;
-        let hello = push(runtime, &hello_server(&[]), 32, cli.seconds, requests::get("/fine"))?;
-        ingest_rates.push(ingest.requests_per_second);
-        hello_rates.push(hello.requests_per_second);
-        ratios.push(ingest.requests_per_second / hello.requests_per_second);
-        results.load(&format!("round {round}: ingest, unique ids"), ingest);
-        results.load(&format!("round {round}: hello guest GET /fine"), hello);
+    let mut contenders = vec![Contender::Inlet, Contender::Hello];
+    if reference::binary().is_some() {
+        contenders.extend([
+            Contender::Native(reference::Mode::Group),
+            Contender::Native(reference::Mode::Naive),
+        ]);
+    } else {
+        println!("  native reference not built (`make reference`): its rounds are skipped");
     }
-    let rounds = format!("median of {} alternating rounds", cli.ratio_rounds);
-    results.spread(&format!("ingest at 32 conns, {rounds}"), &ingest_rates, "req/s");
-    results.spread(&format!("hello guest at 32 conns, {rounds}"), &hello_rates, "req/s");
-    results.spread(&format!("ingest / hello guest, {rounds}"), &ratios, "ratio");
+    let mut rounds: Vec<Vec<LoadResult>> = vec![Vec::new(); contenders.len()];
+    let mut cpu_us: Vec<Vec<std::collections::BTreeMap<String, f64>>> = vec![Vec::new(); contenders.len()];
+    for round in 1..=cli.ratio_rounds {
+        for ((contender, runs), cpu_runs) in contenders.iter().zip(&mut rounds).zip(&mut cpu_us) {
+            let measured = contender.measure(runtime, cli.seconds, round)?;
+            results.load(&format!("round {round}: {}", contender.label()), measured.load.clone());
+            runs.push(measured.load);
+            cpu_runs.push(measured.cpu_us);
+        }
+    }
+    for (contender, cpu_runs) in contenders.iter().zip(&cpu_us) {
+        cpu_breakdown(results, &contender.label(), cpu_runs);
+    }
+    let of_rounds = format!("at 32 conns, median of {} alternating rounds", cli.ratio_rounds);
+    let rates = |runs: &[LoadResult]| -> Vec<f64> { runs.iter().map(|r| r.requests_per_second).collect() };
+    for (contender, runs) in contenders.iter().zip(&rounds) {
+        results.spread(&format!("{} {of_rounds}", contender.label()), &rates(runs), "req/s");
+    }
+    let p99s: Vec<f64> = rounds[0].iter().map(|r| r.p99_ms).collect();
+    results.spread(&format!("ingest p99 {of_rounds}"), &p99s, "ms");
+    for (contender, runs) in contenders.iter().zip(&rounds).skip(1) {
+        let ratios: Vec<f64> = rounds[0]
+            .iter()
+            .zip(runs)
+            .map(|(inlet, other)| inlet.requests_per_second / other.requests_per_second)
+            .collect();
+        let name = match contender {
+            Contender::Native(mode) => format!("ingest / native reference ({})", mode.name()),
+            _ => "ingest / hello guest".into(),
+        };
+        results.spread(&format!("{name}, {of_rounds}"), &ratios, "ratio");
+    }
     Ok(())
+}
+
+/// The server CPU time per request of each thread group of one contender,
+/// over the rounds (groups that ran in every round).
+fn cpu_breakdown(results: &mut Results, label: &str, runs: &[std::collections::BTreeMap<String, f64>]) {
+    let Some(first) = runs.first() else { return };
+    for group in first.keys() {
+        let spent: Vec<f64> = runs.iter().filter_map(|run| run.get(group).copied()).collect();
+        if spent.len() == runs.len() {
+            results.spread(&format!("server CPU per request, {label}: {group}"), &spent, "µs");
+        }
+    }
 }
 
 /// Listings and stats over a database of `cli.rows` seeded messages.
@@ -266,7 +406,13 @@ fn reads(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) ->
     results.timing("/messages?q= common word, total counted afresh", &first_counts);
     let seconds = cli.seconds.div_ceil(2).max(1);
     for (name, query) in queries {
-        let result = push(runtime, &server, cli.read_connections, seconds, requests::get(&query))?;
+        let result = push(
+            runtime,
+            address(&server),
+            cli.read_connections,
+            seconds,
+            requests::get(&query),
+        )?;
         results.load(name, result);
     }
     results.value("peak RSS after reads", peak_rss_mib(&server)?, "MiB");
