@@ -75,11 +75,9 @@ fn respond(request: &IncomingRequest) -> Response {
 
 /// A signed delivery: its body and signature headers, handed to `handle`.
 fn signed(request: &IncomingRequest, handle: fn(&webhook::SignatureFields, &[u8]) -> Response) -> Response {
-    match http_io::read_body(request) {
-        Ok(body) => handle(
-            &webhook::SignatureFields::read(|name| http_io::header(request, name)),
-            &body,
-        ),
+    let headers = http_io::Headers::of(request);
+    match http_io::read_body(request, &headers) {
+        Ok(body) => handle(&webhook::SignatureFields::read(|name| headers.get(name)), &body),
         Err(_) => Response::detail(400, "could not read the request body"),
     }
 }

@@ -184,6 +184,33 @@ fn body_abuse() {
     assert_healthy(&server);
 }
 
+/// The guest reads a body with no Content-Length to its end, and one with
+/// a Content-Length to that many bytes; both arrive whole.
+#[test]
+fn a_body_is_read_whole_with_or_without_its_length() {
+    let server = Server::start();
+    let body = message("chunks", "+1", "2025-01-15T10:00:00Z", Some("split over three chunks"));
+    let (first, rest) = body.split_at(10);
+    let (second, third) = rest.split_at(20);
+    let chunks: String = [first, second, third]
+        .iter()
+        .map(|part| format!("{:x}\r\n{part}\r\n", part.len()))
+        .collect();
+    let chunked = format!(
+        "POST /webhook HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\nX-Signature: {}\r\n\r\n{chunks}0\r\n\r\n",
+        sign(&body)
+    );
+    assert!(
+        status_line(&raw(&server, chunked.as_bytes())).contains(" 200 "),
+        "chunked body"
+    );
+    let empty = raw(&server, &signed_post(b"", None));
+    assert!(status_line(&empty).contains(" 422 "), "empty body: {empty}");
+    let listed = server.get("/messages").json();
+    assert_eq!(listed["data"][0]["text"], "split over three chunks");
+    assert_eq!(server.stored_rows(), 1);
+}
+
 #[test]
 fn query_abuse() {
     let server = Server::start();
