@@ -67,9 +67,9 @@ REFERENCE_DIR ?= ../shared/reference/native-ingest
 reference:
 	@if [ -f $(REFERENCE_DIR)/Cargo.toml ]; then \
 		$(CARGO) build --release --locked --manifest-path $(REFERENCE_DIR)/Cargo.toml --target-dir target/reference; \
-	else echo "no native reference at $(REFERENCE_DIR): make bench skips its rounds"; fi
+	else echo "no native reference at $(REFERENCE_DIR): make bench leaves it out of its rounds"; fi
 
-## bench: load and timing benchmarks against the real binary and guest (about 4 minutes,
+## bench: load and timing benchmarks against the real binary and guest (about 6 minutes,
 ## plus 1 to seed the 1M-row database the first time); prints a table and writes
 ## target/bench/results.json. BENCH_ARGS passes options (`--help` lists them).
 BENCH_ARGS ?=

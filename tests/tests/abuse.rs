@@ -206,9 +206,27 @@ fn a_body_is_read_whole_with_or_without_its_length() {
     );
     let empty = raw(&server, &signed_post(b"", None));
     assert!(status_line(&empty).contains(" 422 "), "empty body: {empty}");
+    // Two bodies with their lengths, one after the other on one connection:
+    // the first one's end is where the second request begins.
+    let first = signed_post_text("first").replacen("Connection: close", "Connection: keep-alive", 1);
+    let both = format!("{first}{}", signed_post_text("second"));
+    let answers = raw(&server, both.as_bytes());
+    assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 2, "{answers}");
     let listed = server.get("/messages").json();
-    assert_eq!(listed["data"][0]["text"], "split over three chunks");
-    assert_eq!(server.stored_rows(), 1);
+    assert_eq!(listed["total"], 3, "{listed}");
+    assert!(
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["text"] == "split over three chunks")
+    );
+}
+
+/// A signed `POST /webhook` of a message `id` that closes its connection.
+fn signed_post_text(id: &str) -> String {
+    let body = message(id, "+1", "2025-01-15T10:00:00Z", Some("kept alive"));
+    String::from_utf8(signed_post(body.as_bytes(), None)).unwrap()
 }
 
 #[test]

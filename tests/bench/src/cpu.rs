@@ -7,31 +7,36 @@ use std::collections::BTreeMap;
 /// Name of the row that sums every thread, including those that ended.
 pub(crate) const WHOLE_PROCESS: &str = "whole process";
 
-/// CPU time so far, in nanoseconds, per thread group and for the process.
+/// CPU time so far, in nanoseconds, per thread (by id, with its group)
+/// and for the process.
 pub(crate) struct Sample {
-    by_thread: BTreeMap<String, u64>,
+    threads: BTreeMap<u32, (String, u64)>,
     process_ns: u64,
 }
 
 /// Reads process `pid`'s threads now. A thread's group is its name without
 /// a trailing index (`sqlite-reader-3` → `sqlite-reader`).
 pub(crate) fn sample(pid: u32) -> Sample {
-    let mut by_thread = BTreeMap::new();
+    let mut threads = BTreeMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
         .flatten()
     {
-        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let on_cpu = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        let Some(ns) = on_cpu.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()) else {
+        let Some(tid) = task.file_name().to_str().and_then(|tid| tid.parse().ok()) else {
             continue;
         };
-        *by_thread.entry(group(name.trim()).to_owned()).or_default() += ns;
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        // The first field is the time spent on a CPU, in nanoseconds.
+        if let Some(ns) = schedstat.split_whitespace().next().and_then(|ns| ns.parse().ok()) {
+            threads.insert(tid, (group(name.trim()).to_owned(), ns));
+        }
     }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     Sample {
-        by_thread,
-        process_ns: process_ns(pid),
+        threads,
+        process_ns: process_ns(&stat),
     }
 }
 
@@ -40,42 +45,49 @@ fn group(name: &str) -> &str {
         .trim_end_matches('-')
 }
 
-/// User and system time of the whole process, ended threads included.
-fn process_ns(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+/// User plus system time in a `/proc/PID/stat` line (ended threads
+/// included), in nanoseconds.
+fn process_ns(stat: &str) -> u64 {
+    // The name is parenthesised and may hold anything; after it come the
+    // state (field 3), ..., utime (field 14) and stime (field 15).
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<u64> = after_name
+    let ticks: u64 = after_name
         .split_whitespace()
         .skip(11)
         .take(2)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // Clock ticks are 100 per second on Linux.
-    fields.iter().sum::<u64>() * 10_000_000
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    // Linux reports them in clock ticks of 1/100 s (USER_HZ).
+    ticks * 10_000_000
 }
 
 /// Microseconds per request between `before` and `after`, per thread group
 /// (those that ran at all) and for the whole process.
 pub(crate) fn per_request_us(before: &Sample, after: &Sample, requests: u64) -> BTreeMap<String, f64> {
     let per_request = |ns: u64| ns as f64 / 1000.0 / requests.max(1) as f64;
-    let mut spent: BTreeMap<String, f64> = after
-        .by_thread
-        .iter()
-        .map(|(name, ns)| {
-            (
-                name,
-                ns.saturating_sub(before.by_thread.get(name).copied().unwrap_or(0)),
-            )
-        })
+    let mut spent_ns: BTreeMap<String, u64> = BTreeMap::new();
+    // Per thread first: a thread that ended in between takes nothing from
+    // the others of its group.
+    for (tid, (group, ns)) in &after.threads {
+        let earlier = before.threads.get(tid).map_or(0, |(_, ns)| *ns);
+        *spent_ns.entry(group.clone()).or_default() += ns.saturating_sub(earlier);
+    }
+    let mut spent: BTreeMap<String, f64> = spent_ns
+        .into_iter()
         .filter(|(_, ns)| *ns > 0)
-        .map(|(name, ns)| (name.clone(), per_request(ns)))
+        .map(|(group, ns)| (group, per_request(ns)))
         .collect();
     spent.insert(
         WHOLE_PROCESS.into(),
         per_request(after.process_ns.saturating_sub(before.process_ns)),
     );
     spent
+}
+
+/// Microseconds of this whole process (the load generator) per request
+/// between `before` and now.
+pub(crate) fn own_per_request_us(before: &Sample, requests: u64) -> f64 {
+    per_request_us(before, &sample(std::process::id()), requests)[WHOLE_PROCESS]
 }
 
 #[cfg(test)]
@@ -86,18 +98,35 @@ mod tests {
     fn threads_group_by_name_without_their_index() {
         assert_eq!(group("sqlite-reader-3"), "sqlite-reader");
         assert_eq!(group("sqlite-writer"), "sqlite-writer");
-        assert_eq!(group("tokio-runtime-w"), "tokio-runtime-w");
+        assert_eq!(group("tokio-rt-worker"), "tokio-rt-worker");
     }
 
     #[test]
-    fn this_process_has_spent_cpu_time() {
+    fn the_process_time_is_read_after_a_name_holding_parentheses() {
+        let stat = "4242 (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 1 2 3";
+        assert_eq!(process_ns(stat), 325 * 10_000_000);
+        assert_eq!(process_ns(""), 0);
+    }
+
+    #[test]
+    fn a_busy_thread_shows_in_its_group() {
         let before = sample(std::process::id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut x = 0u64;
-        for i in 0..20_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
+        loop {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+            }
+            let spent = per_request_us(&before, &sample(std::process::id()), 1);
+            let threads: f64 = spent
+                .iter()
+                .filter(|(group, _)| *group != WHOLE_PROCESS)
+                .map(|(_, us)| us)
+                .sum();
+            if threads >= 20_000.0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "10 s of spinning, yet {spent:?}");
         }
-        std::hint::black_box(x);
-        let spent = per_request_us(&before, &sample(std::process::id()), 1);
-        assert!(spent.values().any(|us| *us > 0.0), "{spent:?}");
     }
 }

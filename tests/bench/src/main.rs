@@ -12,6 +12,7 @@ mod report;
 mod requests;
 mod timing;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -139,30 +140,13 @@ async fn drive(
 /// guest on the same host for the ratio.
 fn ingest(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let server = Server::start();
-    let at_32 = push(
-        runtime,
-        address(&server),
-        32,
-        cli.seconds,
-        requests::webhooks("c32", None),
-    )?;
+    let target = address(&server);
+    let at_32 = push(runtime, target, 32, cli.seconds, requests::webhooks("c32", None))?;
     results.load("ingest, unique ids", at_32.clone());
-    let at_128 = push(
-        runtime,
-        address(&server),
-        128,
-        cli.seconds,
-        requests::webhooks("c128", None),
-    )?;
+    let at_128 = push(runtime, target, 128, cli.seconds, requests::webhooks("c128", None))?;
     results.load("ingest, unique ids", at_128);
     let repeat = Some(at_32.requests / 32 / 2);
-    let duplicates = push(
-        runtime,
-        address(&server),
-        32,
-        cli.seconds,
-        requests::webhooks("c32", repeat),
-    )?;
+    let duplicates = push(runtime, target, 32, cli.seconds, requests::webhooks("c32", repeat))?;
     results.load("ingest, duplicate ids", duplicates);
     whatsapp_deliveries(cli, &server, results);
     results.value("peak RSS after ingest", peak_rss_mib(&server)?, "MiB");
@@ -223,13 +207,8 @@ fn hello_ratio(
     env: &[(&str, &str)],
     label: &str,
 ) -> anyhow::Result<()> {
-    let fine = push(
-        runtime,
-        address(&hello_server(env)),
-        32,
-        cli.seconds,
-        requests::get("/fine"),
-    )?;
+    let hello = hello_server(env);
+    let fine = push(runtime, address(&hello), 32, cli.seconds, requests::get("/fine"))?;
     let ratio = ingest.requests_per_second / fine.requests_per_second;
     results.value(&format!("ingest / hello guest{label}"), ratio, "ratio");
     results.load(&format!("hello guest GET /fine{label}"), fine);
@@ -282,13 +261,12 @@ impl Contender {
     }
 }
 
-/// The row of `Measured::cpu_us` that is this process, the load generator.
-const LOAD_GENERATOR: &str = "load generator (this process)";
-
-/// A load's result and the CPU time the server spent on it per request.
+/// A load's result, the CPU time the server spent on it per request by
+/// thread group, and this process's (the load generator's).
 struct Measured {
     load: LoadResult,
-    cpu_us: std::collections::BTreeMap<String, f64>,
+    server_cpu_us: BTreeMap<String, f64>,
+    generator_cpu_us: f64,
 }
 
 impl Measured {
@@ -301,17 +279,19 @@ impl Measured {
     ) -> anyhow::Result<Self> {
         let (before, generator_before) = (cpu::sample(pid), cpu::sample(std::process::id()));
         let load = push(runtime, target, 32, seconds, factory)?;
-        let mut cpu_us = cpu::per_request_us(&before, &cpu::sample(pid), load.requests);
-        let generator = cpu::per_request_us(&generator_before, &cpu::sample(std::process::id()), load.requests);
-        cpu_us.insert(LOAD_GENERATOR.into(), generator[cpu::WHOLE_PROCESS]);
-        Ok(Self { load, cpu_us })
+        Ok(Self {
+            server_cpu_us: cpu::per_request_us(&before, &cpu::sample(pid), load.requests),
+            generator_cpu_us: cpu::own_per_request_us(&generator_before, load.requests),
+            load,
+        })
     }
 }
 
 /// Ingest, the hello guest and the native reference in both modes (when
 /// built), each on a fresh server at 32 connections, round after round: this
 /// machine's rate drifts by 10% and more within minutes, so one pair's ratio
-/// can mislead where the median of alternating rounds does not.
+/// can mislead where the median of alternating rounds does not. Each round
+/// starts one contender further on, so that none always follows the same one.
 fn ratio_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     if cli.ratio_rounds == 0 {
         return Ok(());
@@ -325,31 +305,35 @@ fn ratio_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Resu
     } else {
         println!("  native reference not built (`make reference`): its rounds are skipped");
     }
-    let mut rounds: Vec<Vec<LoadResult>> = vec![Vec::new(); contenders.len()];
-    let mut cpu_us: Vec<Vec<std::collections::BTreeMap<String, f64>>> = vec![Vec::new(); contenders.len()];
+    let mut rounds: Vec<Vec<Measured>> = contenders.iter().map(|_| Vec::new()).collect();
     for round in 1..=cli.ratio_rounds {
-        for ((contender, runs), cpu_runs) in contenders.iter().zip(&mut rounds).zip(&mut cpu_us) {
+        for turn in 0..contenders.len() {
+            let index = (turn + round - 1) % contenders.len();
+            let contender = contenders[index];
             let measured = contender.measure(runtime, cli.seconds, round)?;
             results.load(&format!("round {round}: {}", contender.label()), measured.load.clone());
-            runs.push(measured.load);
-            cpu_runs.push(measured.cpu_us);
+            if let Contender::Native(_) = contender {
+                // Its every answer should be 200: anything else is a broken
+                // setup, whose rate would make a meaningless ratio.
+                anyhow::ensure!(measured.load.errors == 0, "the native reference answered errors");
+            }
+            rounds[index].push(measured);
         }
     }
-    for (contender, cpu_runs) in contenders.iter().zip(&cpu_us) {
-        cpu_breakdown(results, &contender.label(), cpu_runs);
-    }
     let of_rounds = format!("at 32 conns, median of {} alternating rounds", cli.ratio_rounds);
-    let rates = |runs: &[LoadResult]| -> Vec<f64> { runs.iter().map(|r| r.requests_per_second).collect() };
     for (contender, runs) in contenders.iter().zip(&rounds) {
-        results.spread(&format!("{} {of_rounds}", contender.label()), &rates(runs), "req/s");
+        let label = contender.label();
+        let rates: Vec<f64> = runs.iter().map(|run| run.load.requests_per_second).collect();
+        results.spread(&format!("{label} {of_rounds}"), &rates, "req/s");
+        cpu_breakdown(results, &label, runs);
     }
-    let p99s: Vec<f64> = rounds[0].iter().map(|r| r.p99_ms).collect();
+    let p99s: Vec<f64> = rounds[0].iter().map(|run| run.load.p99_ms).collect();
     results.spread(&format!("ingest p99 {of_rounds}"), &p99s, "ms");
     for (contender, runs) in contenders.iter().zip(&rounds).skip(1) {
         let ratios: Vec<f64> = rounds[0]
             .iter()
             .zip(runs)
-            .map(|(inlet, other)| inlet.requests_per_second / other.requests_per_second)
+            .map(|(inlet, other)| inlet.load.requests_per_second / other.load.requests_per_second)
             .collect();
         let name = match contender {
             Contender::Native(mode) => format!("ingest / native reference ({})", mode.name()),
@@ -360,16 +344,21 @@ fn ratio_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Resu
     Ok(())
 }
 
-/// The server CPU time per request of each thread group of one contender,
-/// over the rounds (groups that ran in every round).
-fn cpu_breakdown(results: &mut Results, label: &str, runs: &[std::collections::BTreeMap<String, f64>]) {
+/// The server CPU time per request of each thread group of one contender
+/// (groups that ran in every round), and the load generator's.
+fn cpu_breakdown(results: &mut Results, label: &str, runs: &[Measured]) {
     let Some(first) = runs.first() else { return };
-    for group in first.keys() {
-        let spent: Vec<f64> = runs.iter().filter_map(|run| run.get(group).copied()).collect();
+    for group in first.server_cpu_us.keys() {
+        let spent: Vec<f64> = runs
+            .iter()
+            .filter_map(|run| run.server_cpu_us.get(group).copied())
+            .collect();
         if spent.len() == runs.len() {
             results.spread(&format!("server CPU per request, {label}: {group}"), &spent, "µs");
         }
     }
+    let generator: Vec<f64> = runs.iter().map(|run| run.generator_cpu_us).collect();
+    results.spread(&format!("load generator CPU per request, {label}"), &generator, "µs");
 }
 
 /// Listings and stats over a database of `cli.rows` seeded messages.

@@ -56,7 +56,7 @@ impl Reference {
             .env("PORT", "0")
             .env("MODE", mode.name())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(dir.path().join("stderr.log"))?);
         inlet_e2e::end_with_starting_thread(&mut command);
         let mut child = command
             .spawn()
@@ -67,7 +67,8 @@ impl Reference {
                 break port;
             }
             if let Some(status) = child.try_wait()? {
-                anyhow::bail!("the reference exited during start-up: {status}");
+                let said = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+                anyhow::bail!("the reference exited during start-up ({status}): {said}");
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
