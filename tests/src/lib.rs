@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub mod swap;
+pub mod whatsapp;
 
 /// The `WEBHOOK_SECRET` every test server is started with; `sign` uses it.
 pub const SECRET: &str = "testsecret";

@@ -2,6 +2,7 @@
 //! notifications signed with `X-Hub-Signature-256`, stored all or none and
 //! exactly once however often they are redelivered.
 
+use inlet_e2e::whatsapp::{self, notification};
 use inlet_e2e::{SECRET, Server};
 use inlet_signature::{SigningKey, hex_hmac};
 use serde_json::{Value, json};
@@ -13,32 +14,12 @@ fn server() -> Server {
     Server::start_with(&[("WHATSAPP_VERIFY_TOKEN", TOKEN)])
 }
 
-/// A notification from the business number +1 555 078 3881 carrying `messages`.
-fn notification(messages: Vec<Value>, statuses: usize) -> String {
-    let statuses: Vec<Value> = (0..statuses)
-        .map(|n| json!({"id": format!("wamid.out{n}"), "status": "delivered", "timestamp": "1736935200", "recipient_id": "16505551234"}))
-        .collect();
-    json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-            "contacts": [{"profile": {"name": "Kerry"}, "wa_id": "16505551234"}],
-            "messages": messages,
-            "statuses": statuses,
-        }}]}]
-    })
-    .to_string()
-}
-
 fn text_message(n: usize, text: &str) -> Value {
-    json!({"from": "16505551234", "id": format!("wamid.{n}"), "timestamp": (1_736_935_200 + n).to_string(),
-           "type": "text", "text": {"body": text}})
+    whatsapp::text_message(&format!("wamid.{n}"), "16505551234", n, text)
 }
 
 fn deliver(server: &Server, body: &str) -> inlet_e2e::Reply {
-    let signature = hex_hmac::hub_header(&SigningKey::new(SECRET), body.as_bytes());
-    server.post_json(ROUTE, body, &[("X-Hub-Signature-256", &signature)])
+    server.post_json(ROUTE, body, &[("X-Hub-Signature-256", &whatsapp::signature(body))])
 }
 
 #[test]

@@ -167,10 +167,7 @@ fn whatsapp_deliveries(cli: &Cli, server: &Server, results: &mut Results) {
     let runs: Vec<std::time::Duration> = (0..cli.repeats)
         .map(|run| {
             let body = requests::whatsapp_delivery(&format!("run{run}"), WHATSAPP_MESSAGES, WHATSAPP_TEXT_CHARS);
-            let signature = inlet_signature::hex_hmac::hub_header(
-                &inlet_signature::SigningKey::new(inlet_e2e::SECRET),
-                body.as_bytes(),
-            );
+            let signature = inlet_e2e::whatsapp::signature(&body);
             let started = std::time::Instant::now();
             let reply = server.post_json("/webhook/whatsapp", &body, &[("X-Hub-Signature-256", &signature)]);
             assert_eq!(reply.status, 200, "{}", reply.body);

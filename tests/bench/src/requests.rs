@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
-use inlet_e2e::{message, sign};
+use inlet_e2e::{message, sign, whatsapp};
 
 use crate::load::RequestFactory;
 
@@ -37,21 +37,17 @@ pub(crate) fn webhooks(tag: &str, distinct: Option<u64>) -> RequestFactory {
 /// `text_chars` characters each, ids `wamid.<tag>.<n>`.
 pub(crate) fn whatsapp_delivery(tag: &str, messages: usize, text_chars: usize) -> String {
     let text = "x".repeat(text_chars);
-    let messages: Vec<serde_json::Value> = (0..messages)
+    let messages = (0..messages)
         .map(|n| {
-            serde_json::json!({"from": format!("1650555{:04}", n % 1000), "id": format!("wamid.{tag}.{n}"),
-                               "timestamp": (1_736_935_200 + n).to_string(), "type": "text", "text": {"body": text}})
+            whatsapp::text_message(
+                &format!("wamid.{tag}.{n}"),
+                &format!("1650555{:04}", n % 1000),
+                n,
+                &text,
+            )
         })
         .collect();
-    serde_json::json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-            "messages": messages,
-        }}]}]
-    })
-    .to_string()
+    whatsapp::notification(messages, 0)
 }
 
 /// The same GET over and over.
