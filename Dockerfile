@@ -19,13 +19,14 @@ COPY guest/signature/Cargo.toml guest/signature/
 COPY tests/Cargo.toml tests/
 COPY tests/harness/Cargo.toml tests/harness/
 COPY tests/bench/Cargo.toml tests/bench/
-RUN mkdir -p host/src guest/src guest/signature/src tests/src tests/harness/src tests/bench/src \
+COPY tests/pgserver/Cargo.toml tests/pgserver/
+RUN mkdir -p host/src guest/src guest/signature/src tests/src tests/harness/src tests/bench/src tests/pgserver/src \
  && echo 'fn main() {}' > host/src/main.rs \
  && echo 'fn main() {}' > tests/bench/src/main.rs \
- && touch guest/src/lib.rs guest/signature/src/lib.rs tests/src/lib.rs tests/harness/src/lib.rs \
+ && touch guest/src/lib.rs guest/signature/src/lib.rs tests/src/lib.rs tests/harness/src/lib.rs tests/pgserver/src/lib.rs \
  && cargo build --release --locked -p inlet \
  && cargo build --release --locked -p inlet-guest --target wasm32-wasip2 \
- && rm -rf host/src guest/src guest/signature/src tests/src tests/harness/src tests/bench/src
+ && rm -rf host/src guest/src guest/signature/src tests/src tests/harness/src tests/bench/src tests/pgserver/src
 
 COPY wit wit
 COPY host host

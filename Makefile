@@ -39,11 +39,16 @@ run: build
 		GUEST_COMPONENT=$(GUEST_WASM) ./target/release/inlet serve
 
 ## test: every test: unit tests (host, guest logic, signature) and end-to-end
-## tests against the real binary and the real guest. Reuses the release build.
+## tests against the real binary and the real guest, then the end-to-end suites
+## that speak only HTTP once more with PostgreSQL as the database (throwaway
+## servers from Debian's postgresql-15). Reuses the release build.
 ## The tests that need root (they mount) are ignored unless run as root.
 TEST_ARGS ?= $(if $(filter 0,$(shell id -u)),--include-ignored)
+POSTGRES_SUITES := evaluator webhook listing stats whatsapp signatures
 test: build fixtures
 	$(CARGO) test --release --locked --workspace -- $(TEST_ARGS)
+	INLET_E2E_BACKEND=postgres $(CARGO) test --release --locked -p inlet-e2e \
+		$(addprefix --test ,$(POSTGRES_SUITES)) -- $(TEST_ARGS)
 
 ## test-api: the contract checks that need more than Rust: the /docs page in headless
 ## Chromium lists every operation, and schemathesis (pinned: tests/api/requirements.txt)

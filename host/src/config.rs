@@ -29,8 +29,8 @@ pub struct Config {
     pub tolerance_seconds: u64,
     /// What Meta's handshake must present (`WHATSAPP_VERIFY_TOKEN`), if set.
     pub whatsapp_verify_token: Option<WebhookSecret>,
-    /// SQLite database file, from `DATABASE_URL`; its directory is created if missing.
-    pub database: PathBuf,
+    /// Where messages are stored, from `DATABASE_URL`.
+    pub database: Database,
     /// Least severe level logged for Inlet's own events (`LOG_LEVEL`); dependencies log `warn` and up.
     pub log_level: tracing::Level,
     /// TCP port to listen on (`PORT`); 0 lets the system pick one.
@@ -106,8 +106,10 @@ pub struct Settings {
     /// Seconds a Standard Webhooks `webhook-timestamp` may be from now, either way.
     #[arg(long, env = "WEBHOOK_TOLERANCE_SECONDS", default_value_t = DEFAULT_TOLERANCE_SECONDS.to_string())]
     webhook_tolerance_seconds: String,
-    /// The SQLite database file: `sqlite:////data/app.db` and `sqlite:///data/app.db` both mean
-    /// `/data/app.db`; `sqlite:///./app.db` means `./app.db`.
+    /// Where messages are stored. A SQLite file: `sqlite:////data/app.db` and
+    /// `sqlite:///data/app.db` both mean `/data/app.db`; `sqlite:///./app.db` means `./app.db`.
+    /// Or a PostgreSQL database shared by several hosts: `postgres://user:pass@host:5432/db`
+    /// (libpq-style; several `host`s with `target_session_attrs=read-write` find the primary).
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
     /// `DEBUG`, `INFO`, `WARNING` (or `WARN`) or `ERROR`, in any case.
@@ -124,7 +126,7 @@ pub struct Settings {
     #[arg(long, env = "GUEST_COMPONENT")]
     guest_component: Option<String>,
     /// Directory of compiled guests (native code: used only when private to this user);
-    /// `off` disables it. Default: `guest-cache/` next to the database.
+    /// `off` disables it. Default: `guest-cache/` next to a SQLite database; off with PostgreSQL.
     #[arg(long, env = "GUEST_CACHE_DIR")]
     guest_cache_dir: Option<String>,
     /// Wall-clock budget of one request in the guest, in milliseconds; past it: 504.
@@ -237,18 +239,86 @@ fn secret_source(inline: Option<String>, file: Option<String>) -> Result<SecretS
     }
 }
 
+/// Where messages are stored.
+#[derive(Clone, Debug)]
+pub enum Database {
+    /// A SQLite file, for one host; its directory is created if missing.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, which several hosts may share.
+    Postgres(PgUrl),
+}
+
+impl Database {
+    /// The database for logs and messages: a path, or a URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(path) => path.display().to_string(),
+            Self::Postgres(url) => format!("{url:?}"),
+        }
+    }
+}
+
+/// A `postgres://` URL, parsed. Its `Debug` names the user, hosts and
+/// database only: the password never reaches a log.
+#[derive(Clone)]
+pub struct PgUrl(pub Box<tokio_postgres::Config>);
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hosts: Vec<String> = self
+            .0
+            .get_hosts()
+            .iter()
+            .zip(self.0.get_ports().iter().chain(std::iter::repeat(&5432)))
+            .map(|(host, port)| match host {
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                tokio_postgres::config::Host::Unix(dir) => format!("{}:{port}", dir.display()),
+            })
+            .collect();
+        write!(
+            f,
+            "postgres://{}@{}/{}",
+            self.0.get_user().unwrap_or(""),
+            hosts.join(","),
+            self.0.get_dbname().unwrap_or("")
+        )
+    }
+}
+
+/// `DATABASE_URL`: a `sqlite:///` file (`parse_sqlite_url`) or a
+/// `postgres://` / `postgresql://` URL. A bad PostgreSQL URL is reported
+/// without echoing it, since it may hold a password.
+pub fn parse_database_url(url: &str) -> Result<Database, ConfigError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return parse_sqlite_url(url).map(Database::Sqlite);
+    }
+    let config: tokio_postgres::Config = url.parse().map_err(|e| {
+        ConfigError::new(
+            "DATABASE_URL",
+            format!("is not a valid PostgreSQL URL ({e}); expected e.g. postgres://user:password@host:5432/inlet"),
+        )
+    })?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(ConfigError::new(
+            "DATABASE_URL",
+            "asks for sslmode=require, but this build connects without TLS; use a private network",
+        ));
+    }
+    Ok(Database::Postgres(PgUrl(Box::new(config))))
+}
+
 /// `sqlite:///data/app.db` and `sqlite:////data/app.db` both mean `/data/app.db`
 /// (the evaluator writes either); `sqlite:///./app.db` means `./app.db`.
-pub fn parse_database_url(url: &str) -> Result<PathBuf, ConfigError> {
+pub fn parse_sqlite_url(url: &str) -> Result<PathBuf, ConfigError> {
     let error = |reason: &str| {
         ConfigError::new(
             "DATABASE_URL",
-            format!("{reason} (got {url:?}; expected e.g. sqlite:////data/app.db)"),
+            format!("{reason} (got {url:?}; expected e.g. sqlite:////data/app.db or postgres://…)"),
         )
     };
     let rest = url
         .strip_prefix("sqlite:///")
-        .ok_or_else(|| error("must start with sqlite:///"))?;
+        .ok_or_else(|| error("must start with sqlite:/// or postgres://"))?;
     let path = rest.split(['?', '#']).next().unwrap_or_default();
     if path.is_empty() || path == "/" {
         return Err(error("has no file path"));
@@ -301,13 +371,14 @@ fn positive<T: std::str::FromStr + PartialOrd + Default>(variable: &'static str,
     }
 }
 
-/// `GUEST_CACHE_DIR`; `off` (or empty) disables the cache; unset, it is
-/// `guest-cache` next to the database, which is writable by design.
-fn guest_cache_dir(value: Option<String>, database: &Path) -> Option<PathBuf> {
-    match value.as_deref().map(str::trim) {
-        Some("" | "off") => None,
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => Some(database.parent().unwrap_or(Path::new(".")).join("guest-cache")),
+/// `GUEST_CACHE_DIR`; `off` (or empty) disables the cache. Unset, it is
+/// `guest-cache` next to a SQLite database, which is writable by design; a
+/// host on PostgreSQL is stateless and has no such folder, so it compiles.
+fn guest_cache_dir(value: Option<String>, database: &Database) -> Option<PathBuf> {
+    match (value.as_deref().map(str::trim), database) {
+        (Some("" | "off"), _) | (None, Database::Postgres(_)) => None,
+        (Some(dir), _) => Some(PathBuf::from(dir)),
+        (None, Database::Sqlite(path)) => Some(path.parent().unwrap_or(Path::new(".")).join("guest-cache")),
     }
 }
 
@@ -346,6 +417,7 @@ mod tests {
 
     #[test]
     fn database_urls() {
+        let parse_database_url = parse_sqlite_url;
         assert_eq!(
             parse_database_url("sqlite:////data/app.db").unwrap(),
             Path::new("/data/app.db")
@@ -365,7 +437,7 @@ mod tests {
         );
         for bad in [
             "",
-            "postgres://x",
+            "mysql://x",
             "sqlite://app.db",
             "sqlite:///",
             "sqlite:////",
@@ -373,6 +445,32 @@ mod tests {
         ] {
             let error = parse_database_url(bad).unwrap_err();
             assert_eq!(error.variable, "DATABASE_URL", "{bad}");
+        }
+    }
+
+    #[test]
+    fn postgres_urls_are_parsed_and_never_echo_the_password() {
+        let c = config(&[
+            ("WEBHOOK_SECRET", "s"),
+            (
+                "DATABASE_URL",
+                "postgres://inlet:hunter2@db1:5433,db2/app?target_session_attrs=read-write",
+            ),
+        ])
+        .unwrap();
+        let Database::Postgres(url) = &c.database else {
+            panic!("not PostgreSQL: {:?}", c.database)
+        };
+        assert_eq!(c.database.describe(), "postgres://inlet@db1:5433,db2:5432/app");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert_eq!(c.guest_cache, None, "a stateless host compiles its guest");
+        for bad in [
+            "postgres://inlet:hunter2@db:notaport/app",
+            "postgresql://inlet:hunter2@db/app?sslmode=require",
+        ] {
+            let error = config(&[("WEBHOOK_SECRET", "s"), ("DATABASE_URL", bad)]).err().unwrap();
+            assert_eq!(error.variable, "DATABASE_URL");
+            assert!(!error.to_string().contains("hunter2"), "{error}");
         }
     }
 
@@ -389,7 +487,8 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         let c = config(&[("WEBHOOK_SECRET", "s")]).unwrap();
-        assert_eq!(c.database, Path::new("/data/app.db"));
+        assert!(matches!(&c.database, Database::Sqlite(path) if path == Path::new("/data/app.db")));
+        assert_eq!(c.guest_cache.as_deref(), Some(Path::new("/data/guest-cache")));
         assert_eq!(
             (c.port, c.log_level, c.http_limits.max_body_bytes),
             (8000, tracing::Level::INFO, 1024 * 1024)

@@ -62,6 +62,8 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Move a SQLite database's messages into PostgreSQL (resumable, idempotent), then check them.
+    Copy(commands::copy::CopyArgs),
     /// Say whether a guest component can be served by this host.
     Check {
         /// Path to the guest `.wasm` component.
@@ -94,6 +96,17 @@ fn main() -> ExitCode {
             };
             report(seed_database(&database, &plan))
         }
+        Command::Copy(args) => match commands::copy::run(&args) {
+            Ok(report) => {
+                println!("{}", serde_json::json!(report));
+                if report.complete() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(error) => report(Err(error)),
+        },
         Command::Check { guest } => match commands::check::run(&guest) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
@@ -104,7 +117,7 @@ fn main() -> ExitCode {
 
 fn seed_database(database: &str, plan: &commands::seed::SeedPlan) -> anyhow::Result<()> {
     let path = if database.starts_with("sqlite:") {
-        config::parse_database_url(database)?
+        config::parse_sqlite_url(database)?
     } else {
         PathBuf::from(database)
     };

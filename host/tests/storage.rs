@@ -117,40 +117,77 @@ fn filters() -> Vec<MessageFilter> {
     filters
 }
 
-/// What a plain Rust scan of the rows says: the definition the fast paths
-/// must meet (`q` as Unicode's full lowercase mapping of both sides).
-fn counted(conn: &Connection, filter: &MessageFilter) -> (u64, Vec<String>) {
+/// A stored message as the oracle sees it.
+#[derive(Debug, Clone)]
+struct Row {
+    id: String,
+    from: String,
+    ts: String,
+    micros: i64,
+    text: Option<String>,
+}
+
+impl Row {
+    fn of(m: &Message) -> Self {
+        Self {
+            id: m.message_id.clone(),
+            from: m.from.clone(),
+            ts: m.ts.text.clone(),
+            micros: m.ts.unix_micros,
+            text: m.text.clone(),
+        }
+    }
+}
+
+/// The rows of a SQLite database file, read without Inlet's code.
+fn sqlite_rows(path: &Path) -> Vec<Row> {
+    let conn = Connection::open(path).unwrap();
     let mut statement = conn
-        .prepare(
-            "SELECT message_id, text FROM messages
-             WHERE (?1 IS NULL OR from_msisdn = ?1) AND (?2 IS NULL OR ts_micros >= ?2)
-             ORDER BY ts_micros, message_id",
-        )
+        .prepare("SELECT message_id, from_msisdn, ts, ts_micros, text FROM messages")
         .unwrap();
-    let rows: Vec<(String, Option<String>)> = statement
-        .query_map(rusqlite::params![filter.from, filter.since_unix_micros], |row| {
-            Ok((row.get(0)?, row.get(1)?))
+    statement
+        .query_map([], |row| {
+            Ok(Row {
+                id: row.get(0)?,
+                from: row.get(1)?,
+                ts: row.get(2)?,
+                micros: row.get(3)?,
+                text: row.get(4)?,
+            })
         })
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
+        .unwrap()
+}
+
+/// What a plain Rust scan of `rows` says: the ids matching `filter` in
+/// listing order, the definition the fast paths must meet (`q` as Unicode's
+/// full lowercase mapping of both sides).
+fn counted(rows: &[Row], filter: &MessageFilter) -> (u64, Vec<String>) {
     let holds = |text: &Option<String>| match (&filter.text_contains, text) {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(needle), Some(text)) => text.to_lowercase().contains(&needle.to_lowercase()),
     };
-    let ids: Vec<String> = rows
-        .into_iter()
-        .filter(|(_, text)| holds(text))
-        .map(|(id, _)| id)
+    let mut matching: Vec<&Row> = rows
+        .iter()
+        .filter(|r| filter.from.as_ref().is_none_or(|from| &r.from == from))
+        .filter(|r| filter.since_unix_micros.is_none_or(|since| r.micros >= since))
+        .filter(|r| holds(&r.text))
         .collect();
+    matching.sort_by(|a, b| (a.micros, &a.id).cmp(&(b.micros, &b.id)));
+    let ids: Vec<String> = matching.into_iter().map(|r| r.id.clone()).collect();
     (ids.len() as u64, ids)
 }
 
 async fn assert_matches_rows(store: &SqliteStore, path: &Path) {
-    let conn = Connection::open(path).unwrap();
+    assert_matches(store, &sqlite_rows(path)).await;
+}
+
+/// Every filter's first page and total, and the stats, are what `rows` say.
+async fn assert_matches(store: &dyn MessageStore, rows: &[Row]) {
     for filter in filters() {
-        let (total, ids) = counted(&conn, &filter);
+        let (total, ids) = counted(rows, &filter);
         let first_ids: Vec<String> = ids.into_iter().take(100).collect();
         let page = store
             .list(PageRequest {
@@ -166,29 +203,29 @@ async fn assert_matches_rows(store: &SqliteStore, path: &Path) {
         assert_eq!(page.more, total > 100, "filter {filter:?}");
     }
     let stats = store.stats(100).await.unwrap();
-    let (rows, senders): (i64, i64) = conn
-        .query_row("SELECT COUNT(*), COUNT(DISTINCT from_msisdn) FROM messages", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let mut by_sender: std::collections::BTreeMap<&str, i64> = Default::default();
+    for row in rows {
+        *by_sender.entry(&row.from).or_default() += 1;
+    }
     assert_eq!(
         (stats.total_messages, stats.senders_count),
-        (rows as u64, senders as u64)
+        (rows.len() as u64, by_sender.len() as u64)
     );
-    let mut by_sender = conn
-        .prepare("SELECT from_msisdn, COUNT(*) AS n FROM messages GROUP BY 1 ORDER BY n DESC, 1")
-        .unwrap();
-    let expected: Vec<(String, i64)> = by_sender
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let mut expected: Vec<(String, i64)> = by_sender.into_iter().map(|(f, n)| (f.to_owned(), n)).collect();
+    expected.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    expected.truncate(100);
     let got: Vec<(String, i64)> = stats
         .top_senders
         .into_iter()
         .map(|s| (s.from, s.count as i64))
         .collect();
     assert_eq!(got, expected);
+    let in_order = |a: &&Row, b: &&Row| (a.micros, &a.id).cmp(&(b.micros, &b.id));
+    let edges = (
+        rows.iter().min_by(in_order).map(|r| r.ts.clone()),
+        rows.iter().max_by(in_order).map(|r| r.ts.clone()),
+    );
+    assert_eq!((stats.first_ts, stats.last_ts), edges);
 }
 
 #[tokio::test]
@@ -209,10 +246,16 @@ async fn cursor_pages_walk_every_match_once_even_as_rows_arrive() {
     let path = dir.path().join("app.db");
     bulk::load(&path, varied_messages()).unwrap();
     let store = SqliteStore::open(&path).unwrap();
-    let conn = Connection::open(&path).unwrap();
+    assert_cursor_walks(&store, &sqlite_rows(&path)).await;
+}
+
+/// Walks every fifth filter by cursor, 7 rows a page, inserting a row
+/// behind the cursor after each page: each walk sees what `rows` say, once.
+async fn assert_cursor_walks(store: &dyn MessageStore, rows: &[Row]) {
+    let mut rows = rows.to_vec();
     let mut arrivals = 10_000;
     for filter in filters().into_iter().step_by(5) {
-        let (total, expected) = counted(&conn, &filter);
+        let (total, expected) = counted(&rows, &filter);
         let (mut seen, mut after) = (Vec::new(), None);
         loop {
             let request = PageRequest {
@@ -238,7 +281,8 @@ async fn cursor_pages_walk_every_match_once_even_as_rows_arrive() {
             arrivals += 1;
             let earliest = -1_000_000 * HOUR - arrivals as i64;
             let behind = message(arrivals, "+91000000002", earliest, Some("hello école"));
-            store.insert(behind).await.unwrap();
+            store.insert(behind.clone()).await.unwrap();
+            rows.push(Row::of(&behind));
         }
         assert_eq!(seen, expected, "filter {filter:?}");
     }
@@ -489,10 +533,13 @@ async fn a_version_5_database_is_folded_and_indexed_again_once_migrated() {
 
 #[tokio::test]
 async fn a_batch_is_stored_in_order_with_an_outcome_per_message() {
-    use inlet::bindings::inlet::service::storage::InsertOutcome::{Created, Duplicate};
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.db");
-    let store = SqliteStore::open(&path).unwrap();
+    assert_batch_outcomes(&SqliteStore::open(&dir.path().join("app.db")).unwrap()).await;
+}
+
+/// A batch with an id stored before it and an id repeated within it.
+async fn assert_batch_outcomes(store: &dyn MessageStore) {
+    use inlet::bindings::inlet::service::storage::InsertOutcome::{Created, Duplicate};
     store.insert(message(1, "+1", 0, Some("before"))).await.unwrap();
     let batch = vec![
         message(0, "+1", 10, Some("Zero")),
@@ -500,21 +547,77 @@ async fn a_batch_is_stored_in_order_with_an_outcome_per_message() {
         message(2, "+2", 30, None),
         message(0, "+1", 40, Some("repeated in the batch")),
     ];
-    let outcomes = store.insert_batch(batch).await.unwrap();
+    let outcomes = store.insert_batch(batch.clone()).await.unwrap();
     assert_eq!(outcomes, [Created, Duplicate, Created, Duplicate]);
-    let texts: Vec<(String, Option<String>)> = Connection::open(&path)
-        .unwrap()
-        .prepare("SELECT message_id, text FROM messages ORDER BY message_id")
-        .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let expected = [("m0", Some("Zero")), ("m1", Some("before")), ("m2", None)]
+    let rows = [message(1, "+1", 0, Some("before")), batch[0].clone(), batch[2].clone()].map(|m| Row::of(&m));
+    let page = store.list(all_messages()).await.unwrap();
+    let texts: Vec<(String, Option<String>)> = page.messages.into_iter().map(|m| (m.message_id, m.text)).collect();
+    let expected = [("m1", Some("before")), ("m0", Some("Zero")), ("m2", None)]
         .map(|(id, text)| (id.to_owned(), text.map(str::to_owned)));
     assert_eq!(texts, expected);
-    assert_matches_rows(&store, &path).await;
+    assert_matches(store, &rows).await;
     assert_eq!(store.insert_batch(Vec::new()).await.unwrap(), []);
+}
+
+/// The first 100 messages, unfiltered.
+fn all_messages() -> PageRequest {
+    PageRequest {
+        filter: MessageFilter {
+            from: None,
+            since_unix_micros: None,
+            text_contains: None,
+        },
+        limit: 100,
+        offset: 0,
+        after: None,
+    }
+}
+
+#[tokio::test]
+async fn keys_and_texts_holding_nul_keep_their_order_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_nul_parity(&SqliteStore::open(&dir.path().join("app.db")).unwrap()).await;
+}
+
+/// Ids that differ only by U+0000 and U+0001 at one instant list in byte
+/// order, page by cursor one at a time, and come back with texts intact.
+async fn assert_nul_parity(store: &dyn MessageStore) {
+    let ids = ["k", "k\0", "k\0\0", "k\u{1}", "k\u{1}\0", "k\u{2}", "k0", "k\0\u{1}"];
+    let messages: Vec<Message> = ids
+        .iter()
+        .map(|id| Message {
+            message_id: (*id).to_owned(),
+            text: Some(format!("{id}\0after Nul")),
+            ..message(0, "+1", 7, None)
+        })
+        .collect();
+    store.insert_batch(messages.clone()).await.unwrap();
+    let mut expected: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+    expected.sort_unstable();
+    let page = store.list(all_messages()).await.unwrap();
+    let listed: Vec<String> = page.messages.iter().map(|m| m.message_id.clone()).collect();
+    assert_eq!(listed, expected);
+    for m in &page.messages {
+        assert_eq!(m.text.as_deref(), Some(format!("{}\0after Nul", m.message_id).as_str()));
+    }
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let request = PageRequest {
+            limit: 1,
+            after: after.clone(),
+            ..all_messages()
+        };
+        let page = store.list(request).await.unwrap();
+        let Some(last) = page.messages.last() else { break };
+        walked.push(last.message_id.clone());
+        after = Some(Position {
+            unix_micros: last.ts.unix_micros,
+            message_id: last.message_id.clone(),
+        });
+    }
+    assert_eq!(walked, expected);
+    assert_matches(store, &messages.iter().map(Row::of).collect::<Vec<_>>()).await;
 }
 
 #[tokio::test]
@@ -534,4 +637,195 @@ async fn a_batch_over_the_limit_is_refused_whole() {
         inlet::storage::MAX_INSERT_BATCH
     );
     assert_matches_rows(&store, &path).await;
+}
+
+/// The same contract on PostgreSQL: a real server (`inlet-pgserver`), a
+/// fresh database per test; the oracle is the messages the test stored (the
+/// SQL a test runs by hand changes the model the same way).
+mod postgres {
+    use std::time::{Duration, Instant};
+
+    use inlet::bindings::inlet::service::storage::InsertOutcome::{Created, Duplicate};
+    use inlet::config::PgUrl;
+    use inlet::storage::{MessageStore, PgStore, StoreError};
+    use inlet_pgserver::{PgServer, fresh_database};
+
+    use super::*;
+
+    /// Runs `sql` with `psql`, off the runtime's thread (whose tasks drive
+    /// the store's connections, which `sql` may wait for).
+    async fn psql(url: &str, sql: &str) -> std::io::Result<String> {
+        let (url, sql) = (url.to_owned(), sql.to_owned());
+        tokio::task::spawn_blocking(move || inlet_pgserver::psql(&url, &sql))
+            .await
+            .unwrap()
+    }
+
+    fn open(url: &str) -> PgStore {
+        PgStore::open(&PgUrl(Box::new(url.parse().unwrap()))).unwrap()
+    }
+
+    /// What storing `messages` leaves: the first of each id.
+    fn model(messages: &[Message]) -> Vec<Row> {
+        let mut seen = std::collections::HashSet::new();
+        messages
+            .iter()
+            .filter(|m| seen.insert(m.message_id.clone()))
+            .map(Row::of)
+            .collect()
+    }
+
+    /// Waits until some host has folded every count delta into the summaries.
+    async fn wait_folded(url: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while psql(url, "SELECT count(*) FROM count_deltas").await.unwrap() != "0" {
+            assert!(Instant::now() < deadline, "the count deltas were never folded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Checks `rows` both before the deltas are folded and after.
+    async fn assert_matches_folded_or_not(store: &PgStore, url: &str, rows: &[Row]) {
+        assert_matches(store, rows).await;
+        wait_folded(url).await;
+        assert_matches(store, rows).await;
+    }
+
+    #[tokio::test]
+    async fn fast_paths_agree_with_the_rows() {
+        let url = fresh_database();
+        let store = open(&url);
+        let outcomes = store.insert_batch(varied_messages()).await.unwrap();
+        assert!(outcomes.iter().all(|o| *o == Created), "{outcomes:?}");
+        let again = store.insert_batch(varied_messages()).await.unwrap();
+        assert!(again.iter().all(|o| *o == Duplicate), "{again:?}");
+        assert_matches_folded_or_not(&store, &url, &model(&varied_messages())).await;
+    }
+
+    #[tokio::test]
+    async fn aggregates_follow_rows_changed_by_hand() {
+        let url = fresh_database();
+        let store = open(&url);
+        store.insert_batch(varied_messages()).await.unwrap();
+        let mut rows = model(&varied_messages());
+        psql(
+            &url,
+            "DELETE FROM messages WHERE from_msisdn = '+91000000001' OR ts_micros % 5 = 0",
+        )
+        .await
+        .unwrap();
+        rows.retain(|r| !(r.from == "+91000000001" || r.micros % 5 == 0));
+        assert_matches_folded_or_not(&store, &url, &rows).await;
+        psql(
+            &url,
+            "UPDATE messages SET from_msisdn = '+moved' WHERE from_msisdn = '+91000000002'",
+        )
+        .await
+        .unwrap();
+        for row in rows.iter_mut().filter(|r| r.from == "+91000000002") {
+            row.from = "+moved".into();
+        }
+        assert_matches_folded_or_not(&store, &url, &rows).await;
+        psql(&url, "TRUNCATE messages").await.unwrap();
+        assert_matches(&store, &[]).await;
+        let later = numbered_messages(600..700);
+        store.insert_batch(later.clone()).await.unwrap();
+        assert_matches_folded_or_not(&store, &url, &model(&later)).await;
+    }
+
+    #[tokio::test]
+    async fn cursor_pages_walk_every_match_once_even_as_rows_arrive() {
+        let url = fresh_database();
+        let store = open(&url);
+        store.insert_batch(varied_messages()).await.unwrap();
+        assert_cursor_walks(&store, &model(&varied_messages())).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_in_order_with_an_outcome_per_message() {
+        let store = open(&fresh_database());
+        assert_batch_outcomes(&store).await;
+    }
+
+    #[tokio::test]
+    async fn keys_and_texts_holding_nul_keep_their_order_and_bytes() {
+        let store = open(&fresh_database());
+        assert_nul_parity(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_inserts_of_one_id_on_two_hosts_create_one_row() {
+        let url = fresh_database();
+        let hosts = [std::sync::Arc::new(open(&url)), std::sync::Arc::new(open(&url))];
+        for round in 0..5 {
+            let inserts: Vec<_> = (0..64)
+                .map(|n| {
+                    let host = hosts[n % 2].clone();
+                    tokio::spawn(async move { host.insert(message(round, "+1", 0, Some("same"))).await.unwrap() })
+                })
+                .collect();
+            let mut created = 0;
+            for insert in inserts {
+                created += usize::from(insert.await.unwrap() == Created);
+            }
+            assert_eq!(created, 1, "round {round}");
+        }
+        assert_eq!(psql(&url, "SELECT count(*) FROM messages").await.unwrap(), "5");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hosts_starting_together_apply_the_schema_once() {
+        let url = fresh_database();
+        let stores: Vec<_> = (0..8).map(|_| std::sync::Arc::new(open(&url))).collect();
+        let migrations: Vec<_> = stores
+            .iter()
+            .map(|store| {
+                let store = store.clone();
+                tokio::spawn(async move { store.migrate().await })
+            })
+            .collect();
+        for migration in migrations {
+            migration.await.unwrap().unwrap();
+        }
+        assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "1");
+        stores[3].ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_release_is_refused() {
+        let url = fresh_database();
+        open(&url).migrate().await.unwrap();
+        psql(&url, "UPDATE inlet_schema SET version = 99").await.unwrap();
+        let store = open(&url);
+        let error = store.migrate().await.unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Unavailable(why) if why.contains("newer")),
+            "{error:?}"
+        );
+        assert!(store.ping().await.is_err());
+        assert!(store.insert(message(1, "+1", 0, None)).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_database_is_unavailable_then_serves_again_by_itself() {
+        let server = PgServer::start().unwrap();
+        let url = server.fresh_database();
+        let store = open(&url);
+        store.insert(message(1, "+1", 0, None)).await.unwrap();
+        server.stop_fast();
+        let started = Instant::now();
+        let error = store.insert(message(2, "+1", 0, None)).await.unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+        assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(store.stats(10).await, Err(StoreError::Unavailable(_))));
+        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+        server.restart().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.ping().await.is_err() {
+            assert!(Instant::now() < deadline, "not ready again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(store.insert(message(2, "+1", 0, None)).await.unwrap(), Created);
+        assert_eq!(store.stats(10).await.unwrap().total_messages, 2);
+    }
 }

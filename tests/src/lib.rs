@@ -4,7 +4,8 @@
 //!
 //! Build first (`make build`); the tests use `target/release/inlet` and
 //! `target/wasm32-wasip2/release/inlet_guest.wasm`, or `INLET_BIN` and
-//! `INLET_GUEST` when set.
+//! `INLET_GUEST` when set. The database is a SQLite file, or a fresh
+//! PostgreSQL database when `INLET_E2E_BACKEND=postgres` (see `Backend`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -52,6 +53,44 @@ pub fn guest_wasm() -> PathBuf {
 /// The lowercase hex `X-Signature` of `body` under the test secret.
 pub fn sign(body: &str) -> String {
     SigningKey::new(SECRET).sign(body.as_bytes())
+}
+
+/// Where test servers keep their messages: SQLite unless
+/// `INLET_E2E_BACKEND=postgres`, which gives each server directory a fresh
+/// database on the test process's PostgreSQL server (`inlet-pgserver`), so
+/// that the same suites prove both backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `app.db` in the server's directory.
+    Sqlite,
+    /// A database of its own on a throwaway PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend this test run proves.
+    pub fn under_test() -> Self {
+        match std::env::var("INLET_E2E_BACKEND").as_deref() {
+            Ok("postgres") => Self::Postgres,
+            Ok("sqlite") | Err(_) => Self::Sqlite,
+            Ok(other) => panic!("INLET_E2E_BACKEND must be sqlite or postgres, not {other:?}"),
+        }
+    }
+}
+
+/// The `DATABASE_URL` of the server in `dir`: the same data on a restart.
+fn database_url(dir: &Path) -> String {
+    match Backend::under_test() {
+        Backend::Sqlite => format!("sqlite:///{}", dir.join("app.db").display()),
+        Backend::Postgres => {
+            let file = dir.join("database-url");
+            std::fs::read_to_string(&file).unwrap_or_else(|_| {
+                let url = inlet_pgserver::fresh_database();
+                std::fs::write(&file, &url).expect("remembering the database");
+                url
+            })
+        }
+    }
 }
 
 /// A valid webhook body.
@@ -127,10 +166,7 @@ impl Server {
         command
             .env_clear()
             .env("WEBHOOK_SECRET", SECRET)
-            .env(
-                "DATABASE_URL",
-                format!("sqlite:///{}", dir.path().join("app.db").display()),
-            )
+            .env("DATABASE_URL", database_url(dir.path()))
             .env("PORT", "0")
             .env("BIND_ADDRESS", "127.0.0.1")
             .env("GUEST_COMPONENT", guest_wasm())
@@ -230,9 +266,20 @@ impl Server {
         self.dir.path()
     }
 
-    /// The database file.
+    /// The SQLite database file (with `Backend::Sqlite`).
     pub fn database(&self) -> PathBuf {
         self.dir.path().join("app.db")
+    }
+
+    /// The rows `sql` returns, read from the database itself (SQLite or
+    /// PostgreSQL, without the server), each value as text; `None` is NULL.
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match Backend::under_test() {
+            Backend::Sqlite => sqlite_rows(&self.database(), sql),
+            Backend::Postgres => {
+                inlet_pgserver::rows(&database_url(self.dir()), sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+        }
     }
 
     fn try_get(&self, path_and_query: &str) -> Option<Reply> {
@@ -263,6 +310,14 @@ impl Server {
             request = request.header(*name, *value);
         }
         read_reply(request.send(body).unwrap_or_else(|e| panic!("POST {path}: {e}")))
+    }
+
+    /// `POST /webhook` with a correct signature; `None` when no answer came
+    /// (the connection was refused or broke: the server died).
+    pub fn try_deliver(&self, body: &str) -> Option<Reply> {
+        let request = self.client.post(self.url("/webhook")).content_type("application/json");
+        let request = request.header("X-Signature", sign(body));
+        request.send(body).ok().map(read_reply)
     }
 
     /// `POST /webhook` with a correct signature; asserts a 200.
@@ -300,12 +355,10 @@ impl Server {
         }
     }
 
-    /// The `messages` table's row count, read from the SQLite file itself.
+    /// The `messages` table's row count, read from the database itself.
     pub fn stored_rows(&self) -> i64 {
-        let conn = rusqlite::Connection::open_with_flags(self.database(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open database");
-        conn.query_row("SELECT COUNT(*) FROM messages", [], |row| row.get(0))
-            .expect("count rows")
+        let count = self.query("SELECT COUNT(*) FROM messages");
+        count[0][0].as_deref().and_then(|n| n.parse().ok()).expect("a count")
     }
 
     /// Everything the server printed on stdout so far.
@@ -395,6 +448,30 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `Server::query` on a SQLite file, opened read-only.
+fn sqlite_rows(path: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    use rusqlite::types::ValueRef;
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open database");
+    let mut statement = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let columns = statement.column_count();
+    statement
+        .query_map([], |row| {
+            (0..columns)
+                .map(|i| {
+                    Ok(match row.get_ref(i)? {
+                        ValueRef::Null => None,
+                        ValueRef::Integer(n) => Some(n.to_string()),
+                        ValueRef::Real(x) => Some(x.to_string()),
+                        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                    })
+                })
+                .collect()
+        })
+        .and_then(|rows| rows.collect())
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 fn read_reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {

@@ -95,7 +95,7 @@ fn sigterm_drains_checkpoints_and_exits_zero() {
         "every acknowledged message stored"
     );
     let logs = server.logs();
-    for msg in ["shutdown requested", "database checkpointed", "stopped"] {
+    for msg in ["shutdown requested", "storage closed", "stopped"] {
         assert!(logs.iter().any(|l| l["msg"] == msg), "no {msg:?} line");
     }
     let wal = server.database().with_extension("db-wal");

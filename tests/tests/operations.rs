@@ -256,7 +256,14 @@ fn bad_configuration_stops_start_up_with_one_clear_line() {
             "WEBHOOK_SECRET",
         ),
         (
-            vec![("WEBHOOK_SECRET", "s"), ("DATABASE_URL", "postgres://x")],
+            vec![("WEBHOOK_SECRET", "s"), ("DATABASE_URL", "mysql://x")],
+            "DATABASE_URL",
+        ),
+        (
+            vec![
+                ("WEBHOOK_SECRET", "s"),
+                ("DATABASE_URL", "postgres://inlet:pw@db:port/x"),
+            ],
             "DATABASE_URL",
         ),
         (

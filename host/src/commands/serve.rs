@@ -9,23 +9,23 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::Config;
+use crate::config::{Config, Database};
 use crate::docs::Docs;
 use crate::runtime::{CompileCache, Guest, GuestSlot, Reloader, Runtime, Services};
 use crate::secrets::Secrets;
 use crate::server::{self, App};
-use crate::storage::SqliteStore;
+use crate::storage::{MessageStore, PgStore, SqliteStore};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::request_log::latency_ms;
 
-/// Serves until SIGTERM or Ctrl-C, then drains and checkpoints the database.
+/// Serves until SIGTERM or Ctrl-C, then drains and closes storage (SQLite
+/// checkpoints its WAL).
 /// Fails when storage, the guest or the listening socket cannot be set up.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let secrets = Arc::new(Secrets::load(config.secrets.clone())?);
     tokio::spawn(secrets.clone().watch());
-    let store = Arc::new(SqliteStore::open(&config.database)?);
-    tracing::info!(database = %config.database.display(), "storage ready");
+    let store = open_store(&config.database).await?;
     let runtime = Runtime::new(config.guest_limits)?;
     tracing::info!(memory_reset = runtime.memory_reset.as_str(), "engine ready");
     let cache = CompileCache::open(config.guest_cache.clone());
@@ -65,12 +65,38 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr().unwrap_or(address);
     tracing::info!(%address, startup_ms = latency_ms(started), "listening");
     server::serve(listener, app, shutdown_signal()).await;
-    match store.checkpoint().await {
-        Ok(()) => tracing::info!("database checkpointed"),
-        Err(error) => tracing::error!(error = ?error, "database checkpoint failed"),
+    match store.close().await {
+        Ok(()) => tracing::info!("storage closed"),
+        Err(error) => tracing::error!(error = ?error, "storage close failed"),
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The store `DATABASE_URL` names. A PostgreSQL database that is not
+/// reachable yet does not stop start-up: the host serves, answering 503 and
+/// not ready, until it is.
+async fn open_store(database: &Database) -> anyhow::Result<Arc<dyn MessageStore>> {
+    let database_name = database.describe();
+    match database {
+        Database::Sqlite(path) => {
+            let store = SqliteStore::open(path)?;
+            tracing::info!(database = %database_name, "storage ready");
+            Ok(Arc::new(store))
+        }
+        Database::Postgres(url) => {
+            let store = PgStore::open(url)?;
+            match store.migrate().await {
+                Ok(()) => tracing::info!(database = %database_name, "storage ready"),
+                Err(error) => tracing::warn!(
+                    database = %database_name,
+                    error = ?error,
+                    "storage not reachable yet; answering 503 until it is"
+                ),
+            }
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// Resolves on SIGTERM (docker stop) or SIGINT (Ctrl-C).

@@ -26,8 +26,3 @@ pub(super) fn classify(error: &rusqlite::Error) -> StoreError {
         StoreError::Internal(error.to_string())
     }
 }
-
-/// The store's worker threads are gone (shutting down, or a worker died).
-pub(super) fn stopped() -> StoreError {
-    StoreError::Unavailable("storage is shutting down".into())
-}

@@ -1,14 +1,19 @@
-//! Durable message storage on SQLite.
+//! Durable message storage behind one trait, `MessageStore`, with two
+//! backends: SQLite (this module; one host, the default) and PostgreSQL
+//! (`pg`; several hosts on one database).
 //!
-//! One writer thread owns the only read-write connection and commits inserts
-//! in groups (many requests, one fsync); a few reader threads own read-only
-//! connections. Callers are async and never block a tokio worker: every
-//! SQLite call runs on these dedicated threads.
+//! SQLite: one writer thread owns the only read-write connection and commits
+//! inserts in groups (many requests, one fsync); a few reader threads own
+//! read-only connections. Callers are async and never block a tokio worker:
+//! every SQLite call runs on these dedicated threads.
 
 pub mod bulk;
 mod errors;
 mod folding;
 pub use folding::fold;
+mod pending;
+pub mod pg;
+pub use pg::PgStore;
 mod queries;
 pub use queries::{check_page_request, check_top_senders};
 mod readers;
@@ -44,7 +49,15 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError>;
     /// Succeeds when the database answers with its schema applied and takes writes.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// For a clean shutdown, once no request is left: commits what is queued
+    /// and leaves the database tidy.
+    async fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
+
+/// Width of an hourly count's bucket (`since` counts whole hours from them).
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
 /// One of `MessageStore`'s operations, as metrics label them and test
 /// stores script failures for them.
@@ -106,12 +119,6 @@ impl SqliteStore {
             search_counts: Arc::default(),
         })
     }
-
-    /// For a clean shutdown: commits what is queued and checkpoints the WAL,
-    /// leaving the whole database in its main file.
-    pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        self.writer.checkpoint().await
-    }
 }
 
 #[async_trait]
@@ -140,5 +147,11 @@ impl MessageStore for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.writer.ping().await
+    }
+
+    /// Commits what is queued and checkpoints the WAL, leaving the whole
+    /// database in its main file.
+    async fn close(&self) -> Result<(), StoreError> {
+        self.writer.checkpoint().await
     }
 }

@@ -5,7 +5,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Row, Transaction, params, params_from_iter};
 
 use super::search_counts::{Counted, SearchCounts, Watermark};
-use super::{StoreError, fold, schema};
+use super::{MICROS_PER_HOUR, StoreError, fold};
 use crate::bindings::inlet::service::storage::{
     Message, MessageFilter, MessageStats, Page, PageRequest, SenderCount, Timestamp,
 };
@@ -241,8 +241,8 @@ fn count_newer(tx: &Transaction<'_>, filter: &MessageFilter, seq: i64) -> rusqli
 /// Whole hours after `since` come from `hourly_counts`; only the rows in the
 /// hour holding `since` are counted one by one.
 fn count_since(tx: &Transaction<'_>, since: i64) -> rusqlite::Result<i64> {
-    let hour = since.div_euclid(schema::MICROS_PER_HOUR);
-    let hour_end = (hour + 1).saturating_mul(schema::MICROS_PER_HOUR);
+    let hour = since.div_euclid(MICROS_PER_HOUR);
+    let hour_end = (hour + 1).saturating_mul(MICROS_PER_HOUR);
     tx.prepare_cached(
         "SELECT (SELECT COALESCE(SUM(messages), 0) FROM hourly_counts WHERE hour > ?1)
               + (SELECT COUNT(*) FROM messages WHERE ts_micros >= ?2 AND ts_micros < ?3)",

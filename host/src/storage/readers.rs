@@ -7,6 +7,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
+use super::pending::stopped;
 use super::{StoreError, errors, schema};
 
 type ReadJob = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -41,8 +42,8 @@ impl Readers {
         let job: ReadJob = Box::new(move |conn| {
             let _ = reply.send(query(conn).map_err(|e| errors::classify(&e)));
         });
-        self.jobs.send(job).map_err(|_| errors::stopped())?;
-        answer.await.map_err(|_| errors::stopped())?
+        self.jobs.send(job).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 

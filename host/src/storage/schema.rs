@@ -13,9 +13,6 @@ use super::folding;
 /// Bumped whenever `SCHEMA` changes shape; `ping` checks it.
 pub(super) const VERSION: i64 = 6;
 
-/// Width of a `hourly_counts` bucket.
-pub(super) const MICROS_PER_HOUR: i64 = 3_600_000_000;
-
 /// `text_folded` is `text` folded as `q` compares it (see `folding`), written
 /// by the writer. The text index holds it, with a case-sensitive trigram
 /// tokenizer and token positions (`detail = full`): a phrase query of a

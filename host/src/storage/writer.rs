@@ -1,7 +1,7 @@
 //! The single writer: group commit on a dedicated thread.
 //!
 //! Inserts queue on a channel. The thread takes whatever has queued (until
-//! it holds `MAX_BATCH` rows; a batch insert is never split, so a group may
+//! it holds `pending::MAX_BATCH` rows; a batch insert is never split, so a group may
 //! hold up to `MAX_BATCH - 1 + MAX_INSERT_BATCH`), runs them in one
 //! transaction, commits once (one fsync) and only then answers each caller.
 //! A failed commit answers every caller in the group with the error and
@@ -15,14 +15,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
+use super::pending::{Batch, Pending, Reply, stopped};
 use super::text_index::IndexSchedule;
 use super::upkeep::Upkeep;
 use super::{StoreError, errors, folding, schema};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
-
-/// Rows after which no further insert joins a group; with batch inserts
-/// never split, it bounds one transaction's size and latency.
-const MAX_BATCH: usize = 512;
 
 /// Most messages one `insert_batch` takes (a WhatsApp delivery carries up to 1000).
 pub const MAX_INSERT_BATCH: usize = 1000;
@@ -36,60 +33,6 @@ pub fn check_insert_batch(messages: &[Message]) -> Result<(), StoreError> {
             "{} messages in one batch; at most {MAX_INSERT_BATCH}",
             messages.len()
         )))
-    }
-}
-
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// An insert waiting for the commit, with its caller.
-enum Pending {
-    One(Message, Reply<InsertOutcome>),
-    Many(Vec<Message>, Reply<Vec<InsertOutcome>>),
-}
-
-impl Pending {
-    fn messages(&self) -> &[Message] {
-        match self {
-            Self::One(message, _) => std::slice::from_ref(message),
-            Self::Many(messages, _) => messages,
-        }
-    }
-
-    /// Answers the caller with its share of `outcomes`.
-    fn answer(self, outcomes: &mut impl Iterator<Item = InsertOutcome>) {
-        match self {
-            Self::One(_, reply) => {
-                let _ = reply.send(outcomes.next().ok_or_else(errors::stopped));
-            }
-            Self::Many(messages, reply) => {
-                let _ = reply.send(Ok(outcomes.take(messages.len()).collect()));
-            }
-        }
-    }
-
-    fn fail(self, error: StoreError) {
-        match self {
-            Self::One(_, reply) => {
-                let _ = reply.send(Err(error));
-            }
-            Self::Many(_, reply) => {
-                let _ = reply.send(Err(error));
-            }
-        }
-    }
-}
-
-/// Inserts waiting for one commit.
-#[derive(Default)]
-struct Batch {
-    pending: Vec<Pending>,
-    rows: usize,
-}
-
-impl Batch {
-    fn push(&mut self, pending: Pending) {
-        self.rows += pending.messages().len();
-        self.pending.push(pending);
     }
 }
 
@@ -142,8 +85,8 @@ impl Writer {
 
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(job(reply)).map_err(|_| errors::stopped())?;
-        answer.await.map_err(|_| errors::stopped())?
+        self.jobs.send(job(reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -187,7 +130,7 @@ fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut 
                 let _ = reply.send(checkpoint(conn));
             }
         }
-        if batch.rows < MAX_BATCH {
+        if batch.has_room() {
             next = queue.try_recv().ok();
         }
     }
@@ -198,21 +141,12 @@ fn commit_batch(conn: &mut Connection, batch: &mut Batch) {
     if batch.pending.is_empty() {
         return;
     }
-    let rows = std::mem::take(&mut batch.rows);
-    let outcome = insert_all(conn, batch.pending.iter().flat_map(Pending::messages));
-    match outcome {
-        Ok(outcomes) => {
-            let mut outcomes = outcomes.into_iter();
-            for pending in batch.pending.drain(..) {
-                pending.answer(&mut outcomes);
-            }
-        }
+    match insert_all(conn, batch.messages()) {
+        Ok(outcomes) => batch.answer(outcomes),
         Err(error) => {
             let error = errors::classify(&error);
-            tracing::error!(error = ?error, rows, "storage commit failed; batch rolled back");
-            for pending in batch.pending.drain(..) {
-                pending.fail(error.clone());
-            }
+            tracing::error!(error = ?error, rows = batch.rows, "storage commit failed; batch rolled back");
+            batch.fail(&error);
         }
     }
 }

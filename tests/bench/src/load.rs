@@ -49,13 +49,15 @@ struct Tally {
     errors: u64,
 }
 
-pub(crate) async fn run(address: SocketAddr, load: Load, factory: RequestFactory) -> anyhow::Result<LoadResult> {
+/// Pushes `load`, connection `i` to `targets[i % targets.len()]`.
+pub(crate) async fn run(targets: &[SocketAddr], load: Load, factory: RequestFactory) -> anyhow::Result<LoadResult> {
     let budget = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + load.duration;
     let tasks: Vec<_> = (0..load.connections)
         .map(|connection| {
             let (factory, budget) = (factory.clone(), budget.clone());
+            let address = targets[connection % targets.len()];
             tokio::spawn(drive(address, connection, deadline, load.max_requests, budget, factory))
         })
         .collect();

@@ -7,6 +7,7 @@
 mod containment;
 mod cpu;
 mod load;
+mod postgres;
 mod reference;
 mod report;
 mod requests;
@@ -48,7 +49,7 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ingest,rounds,reads,startup,swap,containment"
+        default_value = "ingest,rounds,reads,postgres,startup,swap,containment"
     )]
     phases: Vec<Phase>,
     /// Where the JSON results go.
@@ -63,6 +64,8 @@ enum Phase {
     /// Alternating rounds: ingest, hello, the native reference.
     Rounds,
     Reads,
+    /// The PostgreSQL backend: ingest beside SQLite, two hosts, reads.
+    Postgres,
     Startup,
     Swap,
     Containment,
@@ -87,6 +90,9 @@ fn main() -> anyhow::Result<()> {
     }
     if runs(Phase::Reads) {
         reads(&cli, &runtime, &mut results)?;
+    }
+    if runs(Phase::Postgres) {
+        postgres::run(&cli, &runtime, &mut results)?;
     }
     if runs(Phase::Startup) {
         timing::startup(cli.repeats, &mut results);
@@ -118,7 +124,22 @@ fn push(
     seconds: u64,
     factory: RequestFactory,
 ) -> anyhow::Result<LoadResult> {
-    runtime.block_on(drive(server, connections, Duration::from_secs(seconds), factory))
+    push_to(runtime, &[server], connections, seconds, factory)
+}
+
+/// `connections` closed-loop connections spread over `servers` for `seconds`.
+fn push_to(
+    runtime: &tokio::runtime::Runtime,
+    servers: &[SocketAddr],
+    connections: usize,
+    seconds: u64,
+    factory: RequestFactory,
+) -> anyhow::Result<LoadResult> {
+    runtime.block_on(load::run(
+        servers,
+        bounded(connections, Duration::from_secs(seconds)),
+        factory,
+    ))
 }
 
 /// `connections` closed-loop connections to `server` for `duration`.
@@ -128,12 +149,16 @@ async fn drive(
     duration: Duration,
     factory: RequestFactory,
 ) -> anyhow::Result<LoadResult> {
-    let load = Load {
+    load::run(&[server], bounded(connections, duration), factory).await
+}
+
+/// A load of `connections` for `duration`, at most `MAX_REQUESTS`.
+fn bounded(connections: usize, duration: Duration) -> Load {
+    Load {
         connections,
         duration,
         max_requests: MAX_REQUESTS,
-    };
-    load::run(server, load, factory).await
+    }
 }
 
 /// Ingest at 32 and 128 connections, the same ids again, then the hello
@@ -364,6 +389,20 @@ fn reads(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) ->
     let dir = tempfile::tempdir()?;
     std::fs::copy(&seeded, dir.path().join("app.db")).context("copying the seeded database")?;
     let server = Server::start_in(dir, &[]);
+    read_scenarios(cli, runtime, results, &server, "")?;
+    results.value("peak RSS after reads", peak_rss_mib(&server)?, "MiB");
+    Ok(())
+}
+
+/// The read scenarios against `server`, which holds the seeded rows;
+/// `backend` ends each label.
+fn read_scenarios(
+    cli: &Cli,
+    runtime: &tokio::runtime::Runtime,
+    results: &mut Results,
+    server: &Server,
+    backend: &str,
+) -> anyhow::Result<()> {
     let since = seed_instant(cli.rows / 2);
     let rare = format!("%23{}", cli.rows / 80);
     let queries = [
@@ -379,29 +418,31 @@ fn reads(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) ->
         ),
         (
             "/messages?cursor= at the same depth",
-            format!("/messages?cursor={}", cursor_after(&server, cli.rows * 9 / 10)),
+            format!("/messages?cursor={}", cursor_after(server, cli.rows * 9 / 10)),
         ),
         (
             "/messages?cursor= the last page",
-            format!("/messages?cursor={}", cursor_after(&server, cli.rows - 2)),
+            format!("/messages?cursor={}", cursor_after(server, cli.rows - 2)),
         ),
     ];
     let first_counts: Vec<std::time::Duration> = (0..cli.repeats)
-        .map(|run| first_request(&server, &format!("/messages?q={}", spelling_of("refund", run))))
+        .map(|run| first_request(server, &format!("/messages?q={}", spelling_of("refund", run))))
         .collect();
-    results.timing("/messages?q= common word, total counted afresh", &first_counts);
+    results.timing(
+        &format!("/messages?q= common word, total counted afresh{backend}"),
+        &first_counts,
+    );
     let seconds = cli.seconds.div_ceil(2).max(1);
     for (name, query) in queries {
         let result = push(
             runtime,
-            address(&server),
+            address(server),
             cli.read_connections,
             seconds,
             requests::get(&query),
         )?;
-        results.load(name, result);
+        results.load(&format!("{name}{backend}"), result);
     }
-    results.value("peak RSS after reads", peak_rss_mib(&server)?, "MiB");
     Ok(())
 }
 

@@ -1,0 +1,104 @@
+//! Messages as rows of the `messages` table: the one insert statement (the
+//! writer's group commits and `inlet copy` both use it) and the one way a
+//! row is read back.
+
+use deadpool_postgres::Transaction;
+use tokio_postgres::Row;
+
+use super::codec;
+use crate::bindings::inlet::service::storage::{Message, Timestamp};
+use crate::storage::fold;
+
+/// Inserts every row whose id is not stored yet; the ids it inserted. A
+/// concurrent insert of the same id elsewhere makes it wait for that commit
+/// and then skip the row.
+const INSERT: &str = "
+INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded, raw_text, raw_folded)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[], $9::bytea[], $10::bytea[])
+ON CONFLICT (message_id) DO NOTHING
+RETURNING message_id";
+
+/// Inserts `rows` (each with its `created_at`), none of whose ids repeat,
+/// in the caller's transaction; the ids inserted.
+pub(super) async fn insert(
+    tx: &Transaction<'_>,
+    rows: &[(&Message, &str)],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let columns = Columns::of(rows);
+    let statement = tx.prepare_cached(INSERT).await?;
+    let returned = tx
+        .query(
+            &statement,
+            &[
+                &columns.ids,
+                &columns.senders,
+                &columns.recipients,
+                &columns.ts,
+                &columns.texts,
+                &columns.created_at,
+                &columns.micros,
+                &columns.folded,
+                &columns.raw_texts,
+                &columns.raw_folded,
+            ],
+        )
+        .await?;
+    Ok(returned.into_iter().map(|row| codec::unkey(row.get(0))).collect())
+}
+
+/// The columns `message` reads, in its order.
+pub(super) const MESSAGE_COLUMNS: &str = "message_id, from_msisdn, to_msisdn, ts, ts_micros, text, raw_text";
+
+/// A row selected as `MESSAGE_COLUMNS`, as it was stored.
+pub(super) fn message(row: &Row) -> Message {
+    Message {
+        message_id: codec::unkey(row.get(0)),
+        from: codec::unkey(row.get(1)),
+        to: codec::unkey(row.get(2)),
+        ts: Timestamp {
+            text: codec::unkey(row.get(3)),
+            unix_micros: row.get(4),
+        },
+        text: codec::text(row.get(5), row.get(6)),
+    }
+}
+
+/// A group's rows as the statement's parameter arrays.
+struct Columns {
+    ids: Vec<String>,
+    senders: Vec<String>,
+    recipients: Vec<String>,
+    ts: Vec<String>,
+    texts: Vec<Option<String>>,
+    created_at: Vec<String>,
+    micros: Vec<i64>,
+    folded: Vec<Option<String>>,
+    raw_texts: Vec<Option<Vec<u8>>>,
+    raw_folded: Vec<Option<Vec<u8>>>,
+}
+
+impl Columns {
+    fn of(rows: &[(&Message, &str)]) -> Self {
+        let (rows, created_at): (Vec<&Message>, Vec<String>) =
+            rows.iter().map(|(m, at)| (*m, (*at).to_owned())).unzip();
+        let folded: Vec<Option<String>> = rows.iter().map(|m| m.text.as_deref().map(fold)).collect();
+        Self {
+            ids: rows.iter().map(|m| codec::key(&m.message_id).into_owned()).collect(),
+            senders: rows.iter().map(|m| codec::key(&m.from).into_owned()).collect(),
+            recipients: rows.iter().map(|m| codec::key(&m.to).into_owned()).collect(),
+            ts: rows.iter().map(|m| codec::key(&m.ts.text).into_owned()).collect(),
+            texts: rows
+                .iter()
+                .map(|m| m.text.as_deref().map(|t| codec::searchable(t).into_owned()))
+                .collect(),
+            created_at,
+            micros: rows.iter().map(|m| m.ts.unix_micros).collect(),
+            raw_texts: rows.iter().map(|m| m.text.as_deref().and_then(codec::raw)).collect(),
+            raw_folded: folded.iter().map(|f| f.as_deref().and_then(codec::raw)).collect(),
+            folded: folded
+                .iter()
+                .map(|f| f.as_deref().map(|f| codec::searchable(f).into_owned()))
+                .collect(),
+        }
+    }
+}

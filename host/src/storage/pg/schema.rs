@@ -1,0 +1,185 @@
+//! The PostgreSQL layout and its migration, safe when several hosts start
+//! at once.
+//!
+//! Keys and searched text are `COLLATE "C"`: comparisons are of bytes, as in
+//! SQLite, whatever the database's default collation (`en_US` would order ids
+//! differently). `text_folded` is the text folded by `storage::fold` (see
+//! `folding`); a trigram GIN index on it narrows `q`'s `LIKE`, which
+//! PostgreSQL then rechecks exactly. For the trigrams of non-Latin scripts
+//! the database's `LC_CTYPE` must know them (`C.UTF-8` or a real locale; the
+//! README says so), or a search of such text reads every row (still exact).
+//!
+//! Counts are kept without a hot row: a statement-level trigger appends one
+//! `count_deltas` row per (sender, hour) that an insert or delete statement
+//! touched, in the statement's own transaction, so no two writers ever update
+//! the same row. `compact` later folds the deltas into `sender_counts`,
+//! `hourly_counts` and `totals`; reads add the deltas not folded yet. Rows
+//! inserted, deleted or updated by hand (psql) are counted the same way.
+//! `copy_progress` is where `inlet copy` resumes (see `copy`).
+
+use tokio_postgres::Client;
+
+/// Bumped whenever the layout changes shape; `ping` checks it.
+pub(super) const VERSION: i32 = 1;
+
+/// Serialises migrations between hosts (any constant shared by all of them).
+const MIGRATION_LOCK: i64 = 0x696e_6c65_745f_6d31;
+
+/// The hour of `ts_micros` (floor division, also before 1970), in SQL.
+macro_rules! hour_of {
+    ($column:literal) => {
+        concat!(
+            "((",
+            $column,
+            " - ((",
+            $column,
+            " % 3600000000) + 3600000000) % 3600000000) / 3600000000)"
+        )
+    };
+}
+
+const SCHEMA: &str = concat!(
+    "
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE TABLE inlet_schema (
+    id      int PRIMARY KEY CHECK (id = 1),
+    version int NOT NULL
+);
+CREATE TABLE messages (
+    message_id  text COLLATE \"C\" PRIMARY KEY,
+    from_msisdn text COLLATE \"C\" NOT NULL,
+    to_msisdn   text COLLATE \"C\" NOT NULL,
+    ts          text NOT NULL,
+    text        text,
+    created_at  text NOT NULL,
+    ts_micros   bigint NOT NULL,
+    text_folded text COLLATE \"C\",
+    raw_text    bytea,
+    raw_folded  bytea
+);
+CREATE INDEX messages_by_instant ON messages (ts_micros, message_id);
+CREATE INDEX messages_by_sender ON messages (from_msisdn, ts_micros, message_id);
+CREATE INDEX messages_by_trigram ON messages USING gin (text_folded gin_trgm_ops);
+
+CREATE TABLE count_deltas (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    from_msisdn text COLLATE \"C\" NOT NULL,
+    hour        bigint NOT NULL,
+    messages    bigint NOT NULL
+);
+CREATE INDEX count_deltas_by_sender ON count_deltas (from_msisdn);
+CREATE INDEX count_deltas_by_hour ON count_deltas (hour);
+CREATE TABLE sender_counts (
+    from_msisdn text COLLATE \"C\" PRIMARY KEY,
+    messages    bigint NOT NULL
+);
+CREATE INDEX sender_counts_by_count ON sender_counts (messages DESC, from_msisdn);
+CREATE TABLE hourly_counts (
+    hour     bigint PRIMARY KEY,
+    messages bigint NOT NULL
+);
+CREATE TABLE totals (
+    id       int PRIMARY KEY CHECK (id = 1),
+    messages bigint NOT NULL,
+    senders  bigint NOT NULL
+);
+INSERT INTO totals VALUES (1, 0, 0);
+CREATE TABLE health_probe (
+    host       text PRIMARY KEY,
+    checked_at timestamptz NOT NULL
+);
+CREATE TABLE copy_progress (
+    source     text PRIMARY KEY,
+    last_rowid bigint NOT NULL
+);
+
+CREATE FUNCTION inlet_count_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO count_deltas (from_msisdn, hour, messages)
+        SELECT from_msisdn, ",
+    hour_of!("ts_micros"),
+    ", count(*) FROM inserted GROUP BY 1, 2;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION inlet_count_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO count_deltas (from_msisdn, hour, messages)
+        SELECT from_msisdn, ",
+    hour_of!("ts_micros"),
+    ", -count(*) FROM deleted GROUP BY 1, 2;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION inlet_count_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO count_deltas (from_msisdn, hour, messages)
+        SELECT from_msisdn, hour, sum(messages) FROM (
+            SELECT from_msisdn, ",
+    hour_of!("ts_micros"),
+    " AS hour, -1 AS messages FROM deleted
+            UNION ALL
+            SELECT from_msisdn, ",
+    hour_of!("ts_micros"),
+    ", 1 FROM inserted) AS changed
+        GROUP BY 1, 2 HAVING sum(messages) <> 0;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION inlet_count_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE count_deltas, sender_counts, hourly_counts;
+    UPDATE totals SET messages = 0, senders = 0;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER messages_counted AFTER INSERT ON messages
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION inlet_count_inserted();
+CREATE TRIGGER messages_uncounted AFTER DELETE ON messages
+    REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION inlet_count_deleted();
+CREATE TRIGGER messages_recounted AFTER UPDATE ON messages
+    REFERENCING OLD TABLE AS deleted NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION inlet_count_updated();
+CREATE TRIGGER messages_emptied AFTER TRUNCATE ON messages
+    FOR EACH STATEMENT EXECUTE FUNCTION inlet_count_truncated();
+"
+);
+
+/// Brings the database to `VERSION` in one transaction, under an advisory
+/// lock so that hosts starting together apply it once (concurrent `CREATE
+/// ... IF NOT EXISTS` can still collide in PostgreSQL's catalogs). Refuses a
+/// database laid out by a newer release, and one not encoded in UTF-8.
+pub(super) async fn migrate(client: &mut Client) -> anyhow::Result<()> {
+    let encoding: String = client.query_one("SHOW server_encoding", &[]).await?.get(0);
+    anyhow::ensure!(
+        encoding == "UTF8",
+        "the database's encoding is {encoding}; Inlet needs UTF8 (createdb -E UTF8)"
+    );
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    match version(&tx).await? {
+        None => {
+            tx.batch_execute(SCHEMA).await?;
+            tx.execute("INSERT INTO inlet_schema VALUES (1, $1)", &[&VERSION])
+                .await?;
+        }
+        Some(found) if found > VERSION => {
+            anyhow::bail!("the database has schema version {found}, newer than this release's {VERSION}")
+        }
+        Some(_) => {}
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The schema version, or `None` in a database Inlet never used.
+pub(super) async fn version(client: &impl tokio_postgres::GenericClient) -> Result<Option<i32>, tokio_postgres::Error> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('inlet_schema') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(client
+        .query_opt("SELECT version FROM inlet_schema", &[])
+        .await?
+        .map(|row| row.get(0)))
+}

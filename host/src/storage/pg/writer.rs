@@ -1,0 +1,150 @@
+//! Group commit on PostgreSQL.
+//!
+//! Inserts queue on a channel. A gatherer takes whatever has queued (up to
+//! `pending::MAX_BATCH` rows, never splitting a batch insert) and hands it to
+//! one of `COMMITTERS` concurrent commits, each on its own connection: while
+//! those are busy, the next group grows. A group is one statement in READ
+//! COMMITTED, `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING
+//! RETURNING message_id`, then COMMIT; callers hear back only after the
+//! commit returned.
+//!
+//! Ids are sorted before they are sent, so two groups (on this host or
+//! another) always meet on their common ids in the same order and cannot
+//! deadlock; an id inserted concurrently elsewhere makes this statement wait
+//! for that commit and then skip it: exactly one `created`.
+//!
+//! Nothing here cancels or times out a commit: with synchronous replication
+//! a cancelled commit can become visible yet be lost on failover. A commit
+//! whose connection broke is `unavailable` with its outcome unknown, and is
+//! never retried here (a retry could report our own row as `duplicate`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use deadpool_postgres::Pool;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{errors, rows};
+use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
+use crate::storage::StoreError;
+use crate::storage::pending::{Batch, MAX_BATCH, Pending, stopped};
+
+/// Commits in flight at once, each on its own connection.
+pub(super) const COMMITTERS: usize = 4;
+
+/// Rows that may wait for a commit before new inserts are refused (503)
+/// rather than queued behind a commit that hangs (a lost synchronous standby).
+const MAX_QUEUED_ROWS: usize = 8 * MAX_BATCH;
+
+/// Handle to the gatherer. Dropping it lets the queue drain and the task end.
+pub(super) struct Writer {
+    jobs: mpsc::UnboundedSender<Pending>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    /// Starts the gatherer, committing on connections from `pool`.
+    pub(super) fn start(pool: Pool) -> Self {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(gather(pool, queue, queued.clone()));
+        Self { jobs, queued }
+    }
+
+    pub(super) async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
+        self.submit(1, |reply| Pending::One(message, reply)).await
+    }
+
+    pub(super) async fn insert_batch(&self, messages: Vec<Message>) -> Result<Vec<InsertOutcome>, StoreError> {
+        self.submit(messages.len(), |reply| Pending::Many(messages, reply))
+            .await
+    }
+
+    async fn submit<T>(
+        &self,
+        rows: usize,
+        pending: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Pending,
+    ) -> Result<T, StoreError> {
+        if self.queued.fetch_add(rows, Ordering::Relaxed) > MAX_QUEUED_ROWS {
+            self.queued.fetch_sub(rows, Ordering::Relaxed);
+            return Err(StoreError::Unavailable(
+                "write backlog full; the database is not keeping up".into(),
+            ));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(pending(reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Forms groups and starts their commits, at most `COMMITTERS` at a time.
+async fn gather(pool: Pool, mut queue: mpsc::UnboundedReceiver<Pending>, queued: Arc<AtomicUsize>) {
+    let committers = Arc::new(Semaphore::new(COMMITTERS));
+    while let Some(first) = queue.recv().await {
+        let Ok(committer) = committers.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Batch::default();
+        batch.push(first);
+        while batch.has_room() {
+            match queue.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        queued.fetch_sub(batch.rows, Ordering::Relaxed);
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            commit(&pool, batch).await;
+            drop(committer);
+        });
+    }
+}
+
+/// Commits one group and answers its callers.
+async fn commit(pool: &Pool, mut batch: Batch) {
+    let messages: Vec<&Message> = batch.messages().collect();
+    match insert(pool, &messages).await {
+        Ok(mut created) => {
+            // The first of several equal ids in the group is the one created.
+            let outcomes = messages
+                .iter()
+                .map(|m| {
+                    if created.remove(&m.message_id) {
+                        InsertOutcome::Created
+                    } else {
+                        InsertOutcome::Duplicate
+                    }
+                })
+                .collect();
+            batch.answer(outcomes);
+        }
+        Err(error) => {
+            tracing::error!(error = ?error, rows = batch.rows, "storage commit failed");
+            batch.fail(&error);
+        }
+    }
+}
+
+/// Inserts the first occurrence of each id in one transaction; the ids it
+/// created, once committed.
+async fn insert(pool: &Pool, messages: &[&Message]) -> Result<HashSet<String>, StoreError> {
+    let mut seen = HashSet::with_capacity(messages.len());
+    let mut rows: Vec<&Message> = messages
+        .iter()
+        .copied()
+        .filter(|m| seen.insert(m.message_id.as_str()))
+        .collect();
+    rows.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
+    let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let rows: Vec<(&Message, &str)> = rows.into_iter().map(|m| (m, created_at.as_str())).collect();
+    let mut client = pool.get().await.map_err(|e| errors::classify_pool(&e))?;
+    let tx = client.transaction().await.map_err(|e| errors::classify(&e))?;
+    let created = rows::insert(&tx, &rows).await.map_err(|e| errors::classify(&e))?;
+    tx.commit().await.map_err(|e| match e.as_db_error() {
+        Some(_) => errors::classify(&e),
+        None => errors::outcome_unknown(&e),
+    })?;
+    Ok(created.into_iter().collect())
+}
