@@ -648,7 +648,7 @@ mod postgres {
     use inlet::bindings::inlet::service::storage::InsertOutcome::{Created, Duplicate};
     use inlet::config::PgUrl;
     use inlet::storage::{MessageStore, PgStore, StoreError};
-    use inlet_pgserver::{PgServer, fresh_database};
+    use inlet_pgserver::{CutProxy, PgServer, fresh_database, url_at};
 
     use super::*;
 
@@ -827,5 +827,55 @@ mod postgres {
         }
         assert_eq!(store.insert(message(2, "+1", 0, None)).await.unwrap(), Created);
         assert_eq!(store.stats(10).await.unwrap().total_messages, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_cut_during_commits_are_unavailable_and_lose_no_acknowledged_row() {
+        let url = fresh_database();
+        let database = url.rsplit('/').next().unwrap();
+        let proxy = CutProxy::start(inlet_pgserver::shared().port()).unwrap();
+        let store = std::sync::Arc::new(open(&url_at(proxy.port(), database)));
+        store.migrate().await.unwrap();
+        let writers: Vec<_> = (0..8)
+            .map(|writer| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let (mut acknowledged, mut unavailable) = (Vec::new(), 0);
+                    for n in 0..300 {
+                        let message = message(writer * 1_000 + n, "+1", n as i64, None);
+                        let id = message.message_id.clone();
+                        match store.insert(message).await {
+                            Ok(Created) => acknowledged.push(id),
+                            Err(StoreError::Unavailable(_)) => unavailable += 1,
+                            other => panic!("{id}: {other:?}"),
+                        }
+                    }
+                    (acknowledged, unavailable)
+                })
+            })
+            .collect();
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            proxy.cut();
+        }
+        let (mut acknowledged, mut unavailable) = (Vec::new(), 0);
+        for writer in writers {
+            let (acked, failed) = writer.await.unwrap();
+            acknowledged.extend(acked);
+            unavailable += failed;
+        }
+        assert!(unavailable > 0, "no insert met a cut connection");
+        let stored: std::collections::HashSet<String> = psql(&url, "SELECT message_id FROM messages")
+            .await
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
+        assert!(lost.is_empty(), "acknowledged, not stored: {lost:?}");
+        // Rows committed whose caller heard "unavailable" (the outcome was
+        // unknown) are at most the failures; a retry finds each stored.
+        assert!(stored.len() - acknowledged.len() <= unavailable);
+        assert_eq!(store.insert(message(99_999, "+1", 0, None)).await.unwrap(), Created);
     }
 }

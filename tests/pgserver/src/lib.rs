@@ -10,7 +10,11 @@
 //! from a thread that lives as long as the test process, with `SIGQUIT` as its
 //! parent-death signal: when the test process ends, however it ends, the
 //! server shuts down at once. Folders left by earlier test processes are
-//! removed when the next one starts a server.
+//! removed when the next one starts a server. `CutProxy` sits in front of a
+//! server to break its connections on demand.
+
+mod proxy;
+pub use proxy::CutProxy;
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
@@ -116,7 +120,7 @@ impl PgServer {
 
     /// The URL of `database` on this server.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)
+        url_at(self.port, database)
     }
 
     /// Creates a new, empty database and returns its URL.
@@ -222,6 +226,11 @@ impl Drop for PgServer {
         self.stop(libc::SIGQUIT);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The URL of `database` on a server (or proxy) at 127.0.0.1:`port`.
+pub fn url_at(port: u16, database: &str) -> String {
+    format!("postgres://{USER}@127.0.0.1:{port}/{database}")
 }
 
 /// Runs `sql` against the database at `url` with `psql` (see `PgServer::psql`).

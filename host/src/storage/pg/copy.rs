@@ -19,7 +19,7 @@ use deadpool_postgres::Object;
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use super::{codec, connection_config, pool, rows, schema};
+use super::{codec, compact, connection_config, pool, rows, schema};
 use crate::bindings::inlet::service::storage::{Message, Timestamp};
 use crate::config::PgUrl;
 
@@ -69,10 +69,8 @@ struct SourceRow {
 pub async fn from_sqlite(source: &Path, target: &PgUrl, plan: CopyPlan) -> anyhow::Result<CopyReport> {
     let sqlite = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .with_context(|| format!("cannot open {}", source.display()))?;
-    let mut client = pool(&connection_config(target), 1)?
-        .get()
-        .await
-        .context("cannot connect to the PostgreSQL database")?;
+    let pool = pool(&connection_config(target), 2)?;
+    let mut client = pool.get().await.context("cannot connect to the PostgreSQL database")?;
     schema::migrate(&mut client).await?;
     let name = source.canonicalize()?.display().to_string();
     let mut report = CopyReport::default();
@@ -87,6 +85,10 @@ pub async fn from_sqlite(source: &Path, target: &PgUrl, plan: CopyPlan) -> anyho
         after = last;
         chunks += 1;
     }
+    // Each chunk left count deltas: fold them now rather than leave a
+    // million of them to the first host that serves this database.
+    compact::fold(&pool).await?;
+    compact::vacuum(&pool).await?;
     check(&sqlite, &client, plan.chunk, report).await
 }
 
