@@ -325,7 +325,9 @@ fn walks_in_order(tx: &Transaction<'_>, request: &PageRequest, total: i64) -> ru
     Ok(wanted.saturating_mul(rows) / total.max(1) <= WALK_BUDGET)
 }
 
-fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+/// A row selected as `message_id, from_msisdn, to_msisdn, ts, ts_micros,
+/// text` (first), as a message.
+pub(super) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         message_id: row.get(0)?,
         from: row.get(1)?,

@@ -20,8 +20,9 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
 use super::{codec, compact, connection_config, pool, rows, schema};
-use crate::bindings::inlet::service::storage::{Message, Timestamp};
+use crate::bindings::inlet::service::storage::Message;
 use crate::config::PgUrl;
+use crate::storage::queries::message_from_row;
 
 /// How a copy runs.
 #[derive(Debug, Clone, Copy)]
@@ -162,23 +163,14 @@ async fn check(sqlite: &Connection, client: &Object, chunk: u32, mut report: Cop
 /// version has the columns read here).
 fn read_chunk(sqlite: &Connection, rowid: i64, chunk: u32) -> rusqlite::Result<Vec<SourceRow>> {
     let mut statement = sqlite.prepare_cached(
-        "SELECT rowid, message_id, from_msisdn, to_msisdn, ts, ts_micros, text, created_at
+        "SELECT message_id, from_msisdn, to_msisdn, ts, ts_micros, text, rowid, created_at
          FROM messages WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
     )?;
     statement
         .query_map(rusqlite::params![rowid, chunk], |row| {
             Ok(SourceRow {
-                rowid: row.get(0)?,
-                message: Message {
-                    message_id: row.get(1)?,
-                    from: row.get(2)?,
-                    to: row.get(3)?,
-                    ts: Timestamp {
-                        text: row.get(4)?,
-                        unix_micros: row.get(5)?,
-                    },
-                    text: row.get(6)?,
-                },
+                message: message_from_row(row)?,
+                rowid: row.get(6)?,
                 created_at: row.get(7)?,
             })
         })?
