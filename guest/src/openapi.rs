@@ -25,7 +25,7 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required};
 
 use crate::listing::{MessageView, Page};
-use crate::payload::{MAX_TEXT_CHARS, MSISDN_PATTERN};
+use crate::payload::{MAX_ID_CHARS, MAX_MSISDN_CHARS, MAX_TEXT_CHARS, MSISDN_PATTERN};
 use crate::problem::{FieldError, ValidationProblem};
 use crate::query::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
 use crate::response::{Acknowledged, Detail, RETRY_AFTER_SECONDS, Response};
@@ -152,7 +152,11 @@ fn webhook() -> Operation {
 /// What `POST /webhook` accepts (validated by `payload`; unknown fields are
 /// ignored).
 fn webhook_message() -> Schema {
-    let msisdn = || string().pattern(Some(MSISDN_PATTERN));
+    let msisdn = || {
+        string()
+            .pattern(Some(MSISDN_PATTERN))
+            .max_length(Some(MAX_MSISDN_CHARS))
+    };
     let text = ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
         .max_length(Some(MAX_TEXT_CHARS))
@@ -162,6 +166,7 @@ fn webhook_message() -> Schema {
             "message_id",
             string()
                 .min_length(Some(1))
+                .max_length(Some(MAX_ID_CHARS))
                 .description(Some("Unique per message: a repeat is a duplicate.")),
         )
         .required("message_id")
@@ -277,6 +282,7 @@ fn whatsapp_notification() -> Schema {
             "id",
             string()
                 .min_length(Some(1))
+                .max_length(Some(MAX_ID_CHARS))
                 .description(Some("The `wamid`: the message id.")),
         )
         .required("id")
@@ -284,13 +290,17 @@ fn whatsapp_notification() -> Schema {
             "from",
             string()
                 .pattern(Some("^[0-9]+$"))
+                .max_length(Some(MAX_MSISDN_CHARS - 1))
                 .description(Some("The sender's number, digits only; stored with a `+`.")),
         )
         .property(
             "from_user_id",
-            string().min_length(Some(1)).description(Some(
-                "The sender's business-scoped user id, when no number is shared: stored as `from`.",
-            )),
+            string()
+                .min_length(Some(1))
+                .max_length(Some(MAX_MSISDN_CHARS))
+                .description(Some(
+                    "The sender's business-scoped user id, when no number is shared: stored as `from`.",
+                )),
         )
         .property(
             "timestamp",
@@ -313,7 +323,10 @@ fn whatsapp_notification() -> Schema {
         .property(
             "metadata",
             ObjectBuilder::new()
-                .property("display_phone_number", string().pattern(Some("[0-9]")))
+                .property(
+                    "display_phone_number",
+                    string().pattern(Some("[0-9]")).max_length(Some(MAX_MSISDN_CHARS - 1)),
+                )
                 .required("display_phone_number"),
         )
         .required("metadata")

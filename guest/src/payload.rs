@@ -8,6 +8,14 @@ use crate::timestamp::{self, UtcTimestamp};
 /// The longest accepted `text`, in characters (Unicode scalar values).
 pub(crate) const MAX_TEXT_CHARS: usize = 4096;
 
+/// The longest `message_id`, in characters: within the storage interface's
+/// 1024 bytes whatever the characters (UTF-8 takes at most 4 bytes each).
+pub(crate) const MAX_ID_CHARS: usize = 256;
+
+/// The longest `from` and `to` as stored (`+` and digits, or a WhatsApp
+/// user id): within the storage interface's 256 bytes.
+pub(crate) const MAX_MSISDN_CHARS: usize = 64;
+
 /// What `from` and `to` must match (`is_msisdn`), as a JSON Schema pattern.
 pub(crate) const MSISDN_PATTERN: &str = r"^\+[0-9]+$";
 
@@ -63,11 +71,23 @@ fn validate(fields: &Map<String, Value>) -> Result<InboundMessage, Rejection> {
             None
         }
     };
-    let message_id = check(required_string(fields, "message_id").and_then(non_empty("message_id")));
-    let from = check(required_string(fields, "from").and_then(msisdn("from")));
-    let to = check(required_string(fields, "to").and_then(msisdn("to")));
+    let message_id = check(
+        required_string(fields, "message_id")
+            .and_then(non_empty("message_id"))
+            .and_then(at_most("message_id", MAX_ID_CHARS)),
+    );
+    let from = check(
+        required_string(fields, "from")
+            .and_then(msisdn("from"))
+            .and_then(at_most("from", MAX_MSISDN_CHARS)),
+    );
+    let to = check(
+        required_string(fields, "to")
+            .and_then(msisdn("to"))
+            .and_then(at_most("to", MAX_MSISDN_CHARS)),
+    );
     let ts = check(required_string(fields, "ts")).map(|text| timestamp::parse(&text));
-    let text = check(optional_string(fields, "text").and_then(bounded_text));
+    let text = check(optional_string(fields, "text").and_then(at_most("text", MAX_TEXT_CHARS)));
     let ts = match ts {
         Some(Ok(ts)) => Some(ts),
         Some(Err(why)) => {
@@ -149,16 +169,18 @@ pub(crate) fn is_msisdn(s: &str) -> bool {
         .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn bounded_text(value: Option<String>) -> Result<Option<String>, FieldError> {
-    match value {
-        Some(s) if s.chars().count() > MAX_TEXT_CHARS => Err(FieldError::new(
-            "body",
-            Some("text"),
-            "string_too_long",
-            format!("String should have at most {MAX_TEXT_CHARS} characters"),
-        )),
+fn at_most(name: &'static str, most: usize) -> impl Fn(Option<String>) -> Result<Option<String>, FieldError> {
+    move |value| match value {
+        Some(s) if s.chars().count() > most => {
+            Err(FieldError::new("body", Some(name), "string_too_long", too_long(most)))
+        }
         other => Ok(other),
     }
+}
+
+/// What a `string_too_long` error says, in pydantic's words.
+pub(crate) fn too_long(most: usize) -> String {
+    format!("String should have at most {most} characters")
 }
 
 #[cfg(test)]
@@ -213,6 +235,26 @@ mod tests {
         assert_eq!(
             kinds(parse(&body(value)).unwrap_err()),
             [(r#"["body","text"]"#.into(), "string_too_long")]
+        );
+    }
+
+    #[test]
+    fn ids_and_numbers_are_bounded_in_characters() {
+        let mut value = sample();
+        value["message_id"] = json!("😀".repeat(MAX_ID_CHARS));
+        value["from"] = json!(format!("+{}", "1".repeat(MAX_MSISDN_CHARS - 1)));
+        value["to"] = value["from"].clone();
+        assert!(parse(&body(value.clone())).is_ok());
+        value["message_id"] = json!("m".repeat(MAX_ID_CHARS + 1));
+        value["from"] = json!(format!("+{}", "1".repeat(MAX_MSISDN_CHARS)));
+        value["to"] = value["from"].clone();
+        assert_eq!(
+            kinds(parse(&body(value)).unwrap_err()),
+            [
+                (r#"["body","message_id"]"#.into(), "string_too_long"),
+                (r#"["body","from"]"#.into(), "string_too_long"),
+                (r#"["body","to"]"#.into(), "string_too_long"),
+            ]
         );
     }
 

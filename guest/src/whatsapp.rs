@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::bindings::inlet::service::log::{self, FieldValue, Level};
 use crate::bindings::inlet::service::metrics::{self, WebhookResult};
 use crate::bindings::inlet::service::storage::{self, InsertOutcome};
-use crate::payload::MAX_TEXT_CHARS;
+use crate::payload::{MAX_ID_CHARS, MAX_MSISDN_CHARS, MAX_TEXT_CHARS, too_long};
 use crate::problem::FieldError;
 use crate::query;
 use crate::response::{Acknowledged, Response};
@@ -267,6 +267,13 @@ impl Walk {
             self.error(&at, "missing", "A phone number with digits is required");
             return None;
         }
+        if number
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.chars().count() >= MAX_MSISDN_CHARS)
+        {
+            self.error(&at, "string_too_long", too_long(MAX_MSISDN_CHARS - 1));
+            return None;
+        }
         Some(format!("+{digits}"))
     }
 
@@ -274,19 +281,8 @@ impl Walk {
     fn message(&mut self, value: &Value, at: &[Segment]) -> Option<storage::Message> {
         let message = self.object(value, at)?;
         let field = |key: &str| [at, &[key.into()]].concat();
-        let text_of = |key: &str| message.get(key).and_then(Value::as_str).map(str::to_owned);
-        let id = text_of("id").filter(|id| !id.is_empty());
-        if id.is_none() {
-            self.error(&field("id"), "string_too_short", "A non-empty string is required");
-        }
-        let from = sender(message);
-        if from.is_none() {
-            self.error(
-                &field("from"),
-                "string_pattern_mismatch",
-                "Digits, or a from_user_id, are required",
-            );
-        }
+        let id = self.message_id(message, at);
+        let from = self.stored_sender(message, at);
         if message.get("type").is_some_and(|kind| !kind.is_string()) {
             self.error(&field("type"), "string_type", "Input should be a valid string");
         }
@@ -312,6 +308,48 @@ impl Walk {
         })
     }
 
+    /// The message's `id`: a string of 1 to `MAX_ID_CHARS` characters.
+    fn message_id(&mut self, message: &Map<String, Value>, at: &[Segment]) -> Option<String> {
+        let at = [at, &["id".into()]].concat();
+        match message.get("id").and_then(Value::as_str) {
+            None | Some("") => {
+                self.error(&at, "string_too_short", "A non-empty string is required");
+                None
+            }
+            Some(id) if id.chars().count() > MAX_ID_CHARS => {
+                self.error(&at, "string_too_long", too_long(MAX_ID_CHARS));
+                None
+            }
+            Some(id) => Some(id.to_owned()),
+        }
+    }
+
+    /// The sender as stored (see `sender`), each of `from` and
+    /// `from_user_id` within its bound where it is given.
+    fn stored_sender(&mut self, message: &Map<String, Value>, at: &[Segment]) -> Option<String> {
+        let field = |key: &str| [at, &[key.into()]].concat();
+        let mut from = sender(message);
+        if from.is_none() {
+            self.error(
+                &field("from"),
+                "string_pattern_mismatch",
+                "Digits, or a from_user_id, are required",
+            );
+        }
+        // Stored with a `+`, the digits may be one fewer than a user id.
+        for (key, most) in [("from", MAX_MSISDN_CHARS - 1), ("from_user_id", MAX_MSISDN_CHARS)] {
+            if message
+                .get(key)
+                .and_then(Value::as_str)
+                .is_some_and(|value| value.chars().count() > most)
+            {
+                self.error(&field(key), "string_too_long", too_long(most));
+                from = None;
+            }
+        }
+        from
+    }
+
     /// A part that may carry text (`text`, a media part): an object whose
     /// `text_field`, when there, is a string of at most `MAX_TEXT_CHARS`.
     fn text_part(&mut self, part: Option<&Value>, at: &[Segment], text_field: &str) {
@@ -328,11 +366,7 @@ impl Walk {
                     .is_some_and(|text| text.chars().count() > MAX_TEXT_CHARS) =>
             {
                 let at = [at, &[text_field.into()]].concat();
-                self.error(
-                    &at,
-                    "string_too_long",
-                    format!("String should have at most {MAX_TEXT_CHARS} characters"),
-                );
+                self.error(&at, "string_too_long", too_long(MAX_TEXT_CHARS));
             }
             Some(Value::Object(_)) => {}
             Some(_) => self.error(
@@ -489,6 +523,46 @@ mod tests {
             .into_iter()
             .map(|e| (e.loc.join("."), e.kind))
             .collect()
+    }
+
+    #[test]
+    fn ids_and_numbers_are_bounded() {
+        let widest = notification(
+            json!([{"from": "1".repeat(MAX_MSISDN_CHARS - 1), "id": "😀".repeat(MAX_ID_CHARS), "timestamp": "1"}]),
+            json!([]),
+        );
+        assert_eq!(parse(&widest).unwrap().messages.len(), 1);
+        let body = notification(
+            json!([
+                {"from": "1650", "id": "w".repeat(MAX_ID_CHARS + 1), "timestamp": "1"},
+                {"from": "1".repeat(MAX_MSISDN_CHARS), "id": "w2", "timestamp": "1"},
+                {"from_user_id": "B".repeat(MAX_MSISDN_CHARS + 1), "id": "w3", "timestamp": "1"},
+            ]),
+            json!([]),
+        );
+        let at = "body.entry.0.changes.0.value.messages";
+        assert_eq!(
+            locs(&body),
+            [
+                (format!("{at}.0.id"), "string_too_long"),
+                (format!("{at}.1.from"), "string_too_long"),
+                (format!("{at}.2.from_user_id"), "string_too_long"),
+            ]
+        );
+        let with_number = |digits: usize| {
+            let mut value = serde_json::from_slice::<Value>(&widest).unwrap();
+            value["entry"][0]["changes"][0]["value"]["metadata"]["display_phone_number"] = json!("1".repeat(digits));
+            serde_json::to_vec(&value).unwrap()
+        };
+        let longest = parse(&with_number(MAX_MSISDN_CHARS - 1)).unwrap();
+        assert_eq!(longest.messages[0].to.len(), MAX_MSISDN_CHARS);
+        assert_eq!(
+            locs(&with_number(MAX_MSISDN_CHARS)),
+            [(
+                "body.entry.0.changes.0.value.metadata.display_phone_number".to_owned(),
+                "string_too_long"
+            )]
+        );
     }
 
     #[test]

@@ -202,24 +202,36 @@ async fn assert_matches(store: &dyn MessageStore, rows: &[Row]) {
         assert_eq!((page.total, &ids), (total, &first_ids), "filter {filter:?}");
         assert_eq!(page.more, total > 100, "filter {filter:?}");
     }
-    let stats = store.stats(100).await.unwrap();
     let mut by_sender: std::collections::BTreeMap<&str, i64> = Default::default();
     for row in rows {
         *by_sender.entry(&row.from).or_default() += 1;
     }
+    let mut ranked: Vec<(String, i64)> = by_sender.iter().map(|(f, n)| ((*f).to_owned(), *n)).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    // The first few alone too: where counts not folded yet reorder the top.
+    for most in [1, 2, 3] {
+        let top: Vec<(String, i64)> = store
+            .stats(most)
+            .await
+            .unwrap()
+            .top_senders
+            .into_iter()
+            .map(|s| (s.from, s.count as i64))
+            .collect();
+        assert_eq!(top, ranked[..ranked.len().min(most as usize)], "top {most}");
+    }
+    let stats = store.stats(100).await.unwrap();
     assert_eq!(
         (stats.total_messages, stats.senders_count),
         (rows.len() as u64, by_sender.len() as u64)
     );
-    let mut expected: Vec<(String, i64)> = by_sender.into_iter().map(|(f, n)| (f.to_owned(), n)).collect();
-    expected.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    expected.truncate(100);
+    ranked.truncate(100);
     let got: Vec<(String, i64)> = stats
         .top_senders
         .into_iter()
         .map(|s| (s.from, s.count as i64))
         .collect();
-    assert_eq!(got, expected);
+    assert_eq!(got, ranked);
     let in_order = |a: &&Row, b: &&Row| (a.micros, &a.id).cmp(&(b.micros, &b.id));
     let edges = (
         rows.iter().min_by(in_order).map(|r| r.ts.clone()),
@@ -639,6 +651,138 @@ async fn a_batch_over_the_limit_is_refused_whole() {
     assert_matches_rows(&store, &path).await;
 }
 
+#[tokio::test]
+async fn keys_at_their_bounds_are_stored_and_longer_ones_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_key_bounds(&SqliteStore::open(&dir.path().join("app.db")).unwrap()).await;
+}
+
+/// `len` bytes of printable ASCII that do not repeat (nothing to compress).
+fn varied_key(len: usize, seed: u64) -> String {
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'!' + ((state >> 33) % 94) as u8)
+        })
+        .collect()
+}
+
+/// `len` bytes, about half of them U+0000 or U+0001 (each stored as two
+/// bytes on PostgreSQL) among varied ASCII: long once stored, and hard to
+/// compress.
+fn escaped_key(len: usize, seed: u64) -> String {
+    varied_key(len, seed)
+        .chars()
+        .enumerate()
+        .map(|(n, c)| match (n % 2, c as u8 % 2) {
+            (0, 0) => '\0',
+            (0, _) => '\u{1}',
+            _ => c,
+        })
+        .collect()
+}
+
+/// Ids and numbers as long as the interface allows are stored, whatever
+/// their bytes; one byte more is `invalid-argument`, alone or in a batch,
+/// and stores nothing.
+async fn assert_key_bounds(store: &dyn MessageStore) {
+    use inlet::bindings::inlet::service::storage::InsertOutcome::Created;
+    use inlet::storage::{MAX_ID_BYTES, MAX_MSISDN_BYTES, StoreError};
+    let widest = [
+        Message {
+            message_id: varied_key(MAX_ID_BYTES, 1),
+            from: varied_key(MAX_MSISDN_BYTES, 2),
+            to: varied_key(MAX_MSISDN_BYTES, 3),
+            ..message(0, "+1", 0, None)
+        },
+        Message {
+            message_id: escaped_key(MAX_ID_BYTES, 4),
+            from: escaped_key(MAX_MSISDN_BYTES, 5),
+            to: escaped_key(MAX_MSISDN_BYTES, 6),
+            ..message(0, "+1", 1, None)
+        },
+    ];
+    for m in &widest {
+        assert_eq!(store.insert(m.clone()).await.unwrap(), Created);
+    }
+    let longer = [
+        Message {
+            message_id: "i".repeat(MAX_ID_BYTES + 1),
+            ..message(1, "+1", 2, None)
+        },
+        Message {
+            from: "1".repeat(MAX_MSISDN_BYTES + 1),
+            ..message(2, "+1", 2, None)
+        },
+        Message {
+            to: "é".repeat(MAX_MSISDN_BYTES / 2 + 1),
+            ..message(3, "+1", 2, None)
+        },
+    ];
+    for m in longer {
+        let error = store.insert(m.clone()).await.unwrap_err();
+        assert!(matches!(error, StoreError::InvalidArgument(_)), "{error:?}");
+        let error = store
+            .insert_batch(vec![message(4, "+1", 2, None), m])
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::InvalidArgument(_)), "{error:?}");
+    }
+    assert_matches(store, &widest.map(|m| Row::of(&m))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_the_database_refuses_fails_only_its_own_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let store = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages WHEN new.message_id = 'poison'
+         BEGIN SELECT RAISE(ABORT, 'poisoned'); END;
+         BEGIN IMMEDIATE;",
+    )
+    .unwrap();
+    assert_refused_row_fails_alone(store, move || conn.execute_batch("COMMIT").unwrap()).await;
+}
+
+/// While the database's write lock is held elsewhere, 40 inserts and then
+/// one of the id `poison`, which the database refuses, queue up; `release`
+/// lets them commit, as groups: every other insert is created, and
+/// `poison` alone is `internal`.
+async fn assert_refused_row_fails_alone(store: std::sync::Arc<dyn MessageStore>, release: impl FnOnce()) {
+    use inlet::bindings::inlet::service::storage::InsertOutcome::Created;
+    use inlet::storage::StoreError;
+    let mut messages = numbered_messages(0..40);
+    messages.push(Message {
+        message_id: "poison".into(),
+        ..message(0, "+1", 0, None)
+    });
+    let inserts: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            let (store, m) = (store.clone(), m.clone());
+            tokio::spawn(async move { store.insert(m).await })
+        })
+        .collect();
+    // Long enough for every insert to queue behind the first commits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release();
+    let mut outcomes = Vec::new();
+    for insert in inserts {
+        outcomes.push(insert.await.unwrap());
+    }
+    let poisoned = outcomes.pop().unwrap();
+    assert!(matches!(poisoned, Err(StoreError::Internal(_))), "{poisoned:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(Created))), "{outcomes:?}");
+    messages.pop();
+    assert_matches(&*store, &messages.iter().map(Row::of).collect::<Vec<_>>()).await;
+}
+
 /// The same contract on PostgreSQL: a real server (`inlet-pgserver`), a
 /// fresh database per test; the oracle is the messages the test stored (the
 /// SQL a test runs by hand changes the model the same way).
@@ -781,7 +925,7 @@ mod postgres {
             .iter()
             .map(|store| {
                 let store = store.clone();
-                tokio::spawn(async move { store.migrate().await })
+                tokio::spawn(async move { store.schema_ready().await })
             })
             .collect();
         for migration in migrations {
@@ -794,10 +938,10 @@ mod postgres {
     #[tokio::test]
     async fn a_database_from_a_newer_release_is_refused() {
         let url = fresh_database();
-        open(&url).migrate().await.unwrap();
+        open(&url).schema_ready().await.unwrap();
         psql(&url, "UPDATE inlet_schema SET version = 99").await.unwrap();
         let store = open(&url);
-        let error = store.migrate().await.unwrap_err();
+        let error = store.schema_ready().await.unwrap_err();
         assert!(
             matches!(&error, StoreError::Unavailable(why) if why.contains("newer")),
             "{error:?}"
@@ -829,13 +973,198 @@ mod postgres {
         assert_eq!(store.stats(10).await.unwrap().total_messages, 2);
     }
 
+    /// A session that has run `sql` and keeps what it holds (locks, an open
+    /// transaction) until it is dropped.
+    async fn holding(url: &str, sql: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap();
+        client
+    }
+
+    /// Holds the lock every host's fold takes, so that count deltas stay
+    /// unfolded until the returned session is dropped.
+    async fn hold_folds(url: &str) -> tokio_postgres::Client {
+        let lock = inlet::storage::pg::FOLD_LOCK;
+        holding(url, &format!("SELECT pg_advisory_lock({lock})")).await
+    }
+
+    /// Pings until `store` is ready, for at most `patience`.
+    async fn wait_ready(store: &PgStore, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        while let Err(error) = store.ping().await {
+            assert!(Instant::now() < deadline, "not ready: {error:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_not_created_yet_is_unavailable_until_it_is() {
+        let server = inlet_pgserver::shared();
+        let name = format!("late_{}", std::process::id());
+        let store = open(&server.url(&name));
+        for error in [
+            store.insert(message(1, "+1", 0, None)).await.unwrap_err(),
+            store.list(all_messages()).await.unwrap_err(),
+            store.ping().await.unwrap_err(),
+        ] {
+            assert!(
+                matches!(&error, StoreError::Unavailable(why) if why.contains(&name)),
+                "{error:?}"
+            );
+        }
+        psql(&server.url("postgres"), &format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        wait_ready(&store, Duration::from_secs(10)).await;
+        assert_eq!(store.insert(message(1, "+1", 0, None)).await.unwrap(), Created);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_only_database_is_not_ready_and_refuses_writes_with_503() {
+        let url = fresh_database();
+        open(&url).schema_ready().await.unwrap();
+        let name = url.rsplit('/').next().unwrap();
+        psql(
+            &url,
+            &format!("ALTER DATABASE {name} SET default_transaction_read_only = on"),
+        )
+        .await
+        .unwrap();
+        let store = open(&url);
+        let not_ready = store.ping().await.unwrap_err();
+        assert!(
+            matches!(&not_ready, StoreError::Unavailable(why) if why.contains("read-only")),
+            "{not_ready:?}"
+        );
+        let refused = store.insert(message(1, "+1", 0, None)).await.unwrap_err();
+        assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
+        assert_eq!(store.list(all_messages()).await.unwrap().total, 0, "reads still served");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_probe_that_hangs_is_not_ready_in_time_and_keeps_no_connection_busy() {
+        let url = fresh_database();
+        let store = std::sync::Arc::new(open(&url));
+        store.schema_ready().await.unwrap();
+        let held = holding(&url, "BEGIN; LOCK TABLE inlet_schema IN ACCESS EXCLUSIVE MODE").await;
+        let started = Instant::now();
+        let error = store.ping().await.unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        // Every read connection answers at once: none is stuck behind the lock.
+        let reads: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.list(all_messages()).await.map(|page| page.total) })
+            })
+            .collect();
+        for read in reads {
+            let total = tokio::time::timeout(Duration::from_secs(5), read).await;
+            assert!(matches!(total, Ok(Ok(Ok(0)))), "{total:?}");
+        }
+        drop(held);
+        wait_ready(&store, Duration::from_secs(5)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copy_beside_a_serving_host_meets_its_inserts_without_deadlock() {
+        use inlet::storage::pg::copy::{CopyPlan, from_sqlite};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        // Ids in SQLite's rowid order run backwards against their sort order.
+        let messages: Vec<Message> = (0..4_000)
+            .rev()
+            .map(|n| Message {
+                message_id: format!("c{n:05}"),
+                ..message(n, "+1", n as i64, None)
+            })
+            .collect();
+        bulk::load(&path, messages.clone()).unwrap();
+        let url = fresh_database();
+        let store = std::sync::Arc::new(open(&url));
+        store.schema_ready().await.unwrap();
+        let serving = {
+            let (store, messages) = (store.clone(), messages.clone());
+            tokio::spawn(async move {
+                for chunk in messages.chunks(200) {
+                    store.insert_batch(chunk.to_vec()).await.unwrap();
+                }
+            })
+        };
+        let target = PgUrl(Box::new(url.parse().unwrap()));
+        let plan = CopyPlan {
+            chunk: 500,
+            stop_after_chunks: None,
+        };
+        let report = from_sqlite(&path, &target, plan).await.unwrap();
+        serving.await.unwrap();
+        assert_eq!(
+            (report.copied + report.already_present, report.verified),
+            (4_000, 4_000)
+        );
+        assert_matches(&*store, &model(&messages)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn top_senders_merge_counts_not_folded_yet() {
+        let url = fresh_database();
+        let store = open(&url);
+        let mut messages = varied_messages();
+        store.insert_batch(messages.clone()).await.unwrap();
+        wait_folded(&url).await;
+        let held = hold_folds(&url).await;
+        // A new sender climbs to the top, the first falls behind.
+        let climber = numbered_messages(600..800)
+            .into_iter()
+            .map(|m| Message {
+                from: "+91000000006".into(),
+                ..m
+            })
+            .collect::<Vec<_>>();
+        store.insert_batch(climber.clone()).await.unwrap();
+        messages.extend(climber);
+        psql(
+            &url,
+            "DELETE FROM messages WHERE from_msisdn = '+91000000001' AND ts_micros % 3 <> 0",
+        )
+        .await
+        .unwrap();
+        messages.retain(|m| !(m.from == "+91000000001" && m.ts.unix_micros % 3 != 0));
+        assert_ne!(psql(&url, "SELECT count(*) FROM count_deltas").await.unwrap(), "0");
+        assert_matches(&store, &model(&messages)).await;
+        drop(held);
+        wait_folded(&url).await;
+        assert_matches(&store, &model(&messages)).await;
+    }
+
+    #[tokio::test]
+    async fn keys_at_their_bounds_are_stored_and_longer_ones_refused() {
+        assert_key_bounds(&open(&fresh_database())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_row_the_database_refuses_fails_only_its_own_request() {
+        let url = fresh_database();
+        let store = std::sync::Arc::new(open(&url));
+        store.schema_ready().await.unwrap();
+        psql(
+            &url,
+            "ALTER TABLE messages ADD CONSTRAINT refuse_poison CHECK (message_id <> 'poison')",
+        )
+        .await
+        .unwrap();
+        let held = holding(&url, "BEGIN; LOCK TABLE messages IN SHARE MODE").await;
+        assert_refused_row_fails_alone(store, move || drop(held)).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connections_cut_during_commits_are_unavailable_and_lose_no_acknowledged_row() {
         let url = fresh_database();
         let database = url.rsplit('/').next().unwrap();
         let proxy = CutProxy::start(inlet_pgserver::shared().port()).unwrap();
         let store = std::sync::Arc::new(open(&url_at(proxy.port(), database)));
-        store.migrate().await.unwrap();
+        store.schema_ready().await.unwrap();
         let writers: Vec<_> = (0..8)
             .map(|writer| {
                 let store = store.clone();

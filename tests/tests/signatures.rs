@@ -99,8 +99,9 @@ fn every_scheme_verifies_with_any_configured_secret() {
             "standard-webhooks",
         ),
     ];
+    // Settled: the log lines must come in the order the requests were sent.
     for (body, headers, _) in &cases {
-        assert_eq!(send(&server, body, headers), 200, "{headers:?}");
+        assert_eq!(server.settled(|s| send(s, body, headers)), 200, "{headers:?}");
     }
     assert_eq!(server.stored_rows(), 6);
     let schemes: Vec<String> = server
@@ -157,8 +158,9 @@ fn refusals_name_their_reason_in_the_log_and_never_a_secret() {
             "mismatch",
         ),
     ];
+    // Settled: the log lines must come in the order the requests were sent.
     for (headers, _) in &refused {
-        assert_eq!(send(&server, &body, headers), 401, "{headers:?}");
+        assert_eq!(server.settled(|s| send(s, &body, headers)), 401, "{headers:?}");
     }
     // Inside the window near both edges (10 s in, for a slow machine).
     for offset in [-50, 50] {

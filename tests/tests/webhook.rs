@@ -158,7 +158,35 @@ fn invalid_payloads_are_422_and_store_nothing() {
         "string_too_long",
     );
     assert_rejected(&server, &with("text", json!(5)), "text", "string_type");
+    // Ids and numbers are bounded in characters (what the storage keys allow).
+    assert_rejected(
+        &server,
+        &with("message_id", json!("m".repeat(257))),
+        "message_id",
+        "string_too_long",
+    );
+    let long_number = json!(format!("+{}", "1".repeat(64)));
+    assert_rejected(&server, &with("from", long_number.clone()), "from", "string_too_long");
+    assert_rejected(&server, &with("to", long_number), "to", "string_too_long");
     assert_eq!(server.stored_rows(), 0);
+}
+
+#[test]
+fn ids_and_numbers_at_their_bounds_are_stored_as_sent() {
+    let server = Server::start();
+    let mut doc: Value = serde_json::from_str(SAMPLE).unwrap();
+    // 256 characters of four bytes each, NUL among them.
+    let id = format!("\0{}", "😀".repeat(255));
+    let number = format!("+{}", "9".repeat(63));
+    doc["message_id"] = json!(id);
+    doc["from"] = json!(number);
+    doc["to"] = json!(number);
+    server.deliver(&doc.to_string());
+    server.deliver(&doc.to_string());
+    let page = server.get(&format!("/messages?from=%2B{}", "9".repeat(63))).json();
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(page["data"][0]["message_id"], json!(id));
+    assert_eq!(page["data"][0]["to"], json!(number));
 }
 
 #[test]

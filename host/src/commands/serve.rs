@@ -86,7 +86,7 @@ async fn open_store(database: &Database) -> anyhow::Result<Arc<dyn MessageStore>
         }
         Database::Postgres(url) => {
             let store = PgStore::open(url)?;
-            match store.migrate().await {
+            match store.schema_ready().await {
                 Ok(()) => tracing::info!(database = %database_name, "storage ready"),
                 Err(error) => tracing::warn!(
                     database = %database_name,

@@ -26,3 +26,13 @@ pub(super) fn classify(error: &rusqlite::Error) -> StoreError {
         StoreError::Internal(error.to_string())
     }
 }
+
+/// Whether a statement failed because of the row it wrote (a constraint or
+/// a trigger refused it, or it was too big) rather than because of the
+/// database: then the other rows of its group may go in without it.
+pub(super) fn refused_row(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig)
+    )
+}

@@ -8,6 +8,11 @@
 //! every SQLite call runs on these dedicated threads.
 
 pub mod bulk;
+mod contract;
+pub use contract::{
+    MAX_ID_BYTES, MAX_INSERT_BATCH, MAX_MSISDN_BYTES, check_insert_batch, check_message, check_page_request,
+    check_top_senders,
+};
 mod errors;
 mod folding;
 pub use folding::fold;
@@ -15,7 +20,6 @@ mod pending;
 pub mod pg;
 pub use pg::PgStore;
 mod queries;
-pub use queries::{check_page_request, check_top_senders};
 mod readers;
 mod schema;
 mod search_counts;
@@ -23,7 +27,6 @@ mod text_index;
 pub use text_index::IndexSchedule;
 mod upkeep;
 mod writer;
-pub use writer::{MAX_INSERT_BATCH, check_insert_batch};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -58,6 +61,24 @@ pub trait MessageStore: Send + Sync + 'static {
 
 /// Width of an hourly count's bucket (`since` counts whole hours from them).
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// The hourly bucket of a `ts_micros` expression, in SQL (both backends'
+/// schemas): floor division by `MICROS_PER_HOUR`, also before 1970, that
+/// cannot overflow at either end of the range.
+macro_rules! hour_of {
+    ($micros:literal) => {
+        concat!(
+            "(CASE WHEN ",
+            $micros,
+            " >= 0 THEN ",
+            $micros,
+            " / 3600000000 ELSE (",
+            $micros,
+            " + 1) / 3600000000 - 1 END)"
+        )
+    };
+}
+use hour_of;
 
 /// One of `MessageStore`'s operations, as metrics label them and test
 /// stores script failures for them.
@@ -124,6 +145,7 @@ impl SqliteStore {
 #[async_trait]
 impl MessageStore for SqliteStore {
     async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
+        check_message(&message)?;
         self.writer.insert(message).await
     }
 
@@ -133,7 +155,7 @@ impl MessageStore for SqliteStore {
     }
 
     async fn list(&self, request: PageRequest) -> Result<Page, StoreError> {
-        queries::check_page_request(&request)?;
+        check_page_request(&request)?;
         let remembered = Arc::clone(&self.search_counts);
         self.readers
             .run(move |conn| queries::list(conn, &request, &remembered))
@@ -141,7 +163,7 @@ impl MessageStore for SqliteStore {
     }
 
     async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError> {
-        queries::check_top_senders(top_senders)?;
+        check_top_senders(top_senders)?;
         self.readers.run(move |conn| queries::stats(conn, top_senders)).await
     }
 
@@ -153,5 +175,15 @@ impl MessageStore for SqliteStore {
     /// database in its main file.
     async fn close(&self) -> Result<(), StoreError> {
         self.writer.checkpoint().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sql_hour_divides_by_the_same_width() {
+        assert!(hour_of!("ts_micros").contains(&MICROS_PER_HOUR.to_string()));
     }
 }

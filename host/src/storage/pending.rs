@@ -90,6 +90,27 @@ impl Batch {
         }
         self.rows = 0;
     }
+
+    /// One group per caller, so that each is committed or refused alone:
+    /// after the database refused the group because of a row, one request
+    /// cannot fail its neighbours. `None` when the group is one caller's.
+    pub(super) fn split(&mut self) -> Option<Vec<Batch>> {
+        if self.pending.len() < 2 {
+            return None;
+        }
+        self.rows = 0;
+        let alone = self.pending.drain(..).map(|pending| {
+            let mut batch = Batch::default();
+            batch.push(pending);
+            batch
+        });
+        Some(alone.collect())
+    }
+}
+
+/// The `created_at` of rows committed now: UTC, milliseconds, `Z`.
+pub(super) fn commit_time() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The writer is gone (shutting down, or it died).

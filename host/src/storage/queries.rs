@@ -5,41 +5,10 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Row, Transaction, params, params_from_iter};
 
 use super::search_counts::{Counted, SearchCounts, Watermark};
-use super::{MICROS_PER_HOUR, StoreError, fold};
+use super::{MICROS_PER_HOUR, fold};
 use crate::bindings::inlet::service::storage::{
     Message, MessageFilter, MessageStats, Page, PageRequest, SenderCount, Timestamp,
 };
-
-/// Largest `limit` and `top-senders` the storage interface accepts.
-const MAX_PAGE: u32 = 100;
-
-/// Rejects, as `InvalidArgument`, a `limit` outside 1..=100 or an `offset` above `i64::MAX`.
-pub fn check_page_request(request: &PageRequest) -> Result<(), StoreError> {
-    if !(1..=MAX_PAGE).contains(&request.limit) {
-        return Err(StoreError::InvalidArgument(format!(
-            "limit {} is not in 1..={MAX_PAGE}",
-            request.limit
-        )));
-    }
-    if i64::try_from(request.offset).is_err() {
-        return Err(StoreError::InvalidArgument(format!(
-            "offset {} is too large",
-            request.offset
-        )));
-    }
-    Ok(())
-}
-
-/// Rejects, as `InvalidArgument`, a `top_senders` outside 1..=100.
-pub fn check_top_senders(top_senders: u32) -> Result<(), StoreError> {
-    if (1..=MAX_PAGE).contains(&top_senders) {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidArgument(format!(
-            "top-senders {top_senders} is not in 1..={MAX_PAGE}"
-        )))
-    }
-}
 
 /// Most trigrams of a long needle looked up in the text index. More would
 /// only narrow a candidate set that is rechecked exactly anyway.

@@ -8,7 +8,7 @@
 
 use rusqlite::{Connection, Transaction};
 
-use super::folding;
+use super::{folding, hour_of};
 
 /// Bumped whenever `SCHEMA` changes shape; `ping` checks it.
 pub(super) const VERSION: i64 = 6;
@@ -40,9 +40,9 @@ pub(super) const VERSION: i64 = 6;
 /// `seq` is the stable rowid the text index refers to (a VACUUM may renumber
 /// an implicit rowid). `ts_micros` is the instant of `ts`: ordering and
 /// `since` use it, because ISO-8601 strings with fractions do not sort by
-/// instant. The hour of a row is `floor(ts_micros / MICROS_PER_HOUR)`; SQLite
-/// integer division truncates, hence the CASE for instants before 1970.
-const SCHEMA: &str = "
+/// instant. The hour of a row is `hour_of!`.
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS messages (
     seq         INTEGER PRIMARY KEY,
     message_id  TEXT NOT NULL UNIQUE,
@@ -91,9 +91,9 @@ CREATE TRIGGER IF NOT EXISTS messages_counted AFTER INSERT ON messages BEGIN
         senders = senders + NOT EXISTS (SELECT 1 FROM sender_counts WHERE from_msisdn = new.from_msisdn);
     INSERT INTO sender_counts (from_msisdn, messages) VALUES (new.from_msisdn, 1)
         ON CONFLICT (from_msisdn) DO UPDATE SET messages = messages + 1;
-    INSERT INTO hourly_counts (hour, messages) VALUES (
-        CASE WHEN new.ts_micros >= 0 THEN new.ts_micros / 3600000000
-             ELSE (new.ts_micros + 1) / 3600000000 - 1 END, 1)
+    INSERT INTO hourly_counts (hour, messages) VALUES (",
+    hour_of!("new.ts_micros"),
+    ", 1)
         ON CONFLICT (hour) DO UPDATE SET messages = messages + 1;
     INSERT INTO message_text (rowid, text_folded)
         SELECT new.seq, new.text_folded WHERE new.seq <= (SELECT indexed_through FROM text_index);
@@ -106,9 +106,9 @@ CREATE TRIGGER IF NOT EXISTS messages_uncounted AFTER DELETE ON messages BEGIN
         messages = messages - 1,
         senders = senders - NOT EXISTS (SELECT 1 FROM sender_counts WHERE from_msisdn = old.from_msisdn),
         removed = removed + 1;
-    UPDATE hourly_counts SET messages = messages - 1 WHERE hour =
-        CASE WHEN old.ts_micros >= 0 THEN old.ts_micros / 3600000000
-             ELSE (old.ts_micros + 1) / 3600000000 - 1 END;
+    UPDATE hourly_counts SET messages = messages - 1 WHERE hour = ",
+    hour_of!("old.ts_micros"),
+    ";
     INSERT INTO message_text (message_text, rowid, text_folded)
         SELECT 'delete', old.seq, old.text_folded WHERE old.seq <= (SELECT indexed_through FROM text_index);
 END;
@@ -117,7 +117,8 @@ CREATE TABLE IF NOT EXISTS health_probe (
     id         INTEGER PRIMARY KEY CHECK (id = 1),
     checked_at TEXT NOT NULL
 );
-";
+"
+);
 
 /// Versions 2 and 3 did not count deletions (`totals.removed`, which tells
 /// remembered search totals apart from stale ones).

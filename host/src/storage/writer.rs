@@ -4,8 +4,10 @@
 //! it holds `pending::MAX_BATCH` rows; a batch insert is never split, so a group may
 //! hold up to `MAX_BATCH - 1 + MAX_INSERT_BATCH`), runs them in one
 //! transaction, commits once (one fsync) and only then answers each caller.
-//! A failed commit answers every caller in the group with the error and
-//! leaves no row behind, so a batch insert is all or none. Between commits the thread
+//! A failed commit leaves no row behind, so a batch insert is all or none;
+//! every caller in the group hears the error, unless a row broke a
+//! constraint or a limit, when each caller's inserts are committed alone so
+//! that one cannot fail the others. Between commits the thread
 //! fills the text index and folds the WAL back (see `upkeep`).
 
 use std::path::Path;
@@ -15,26 +17,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::pending::{Batch, Pending, Reply, stopped};
+use super::pending::{Batch, Pending, Reply, commit_time, stopped};
 use super::text_index::IndexSchedule;
 use super::upkeep::Upkeep;
 use super::{StoreError, errors, folding, schema};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
-
-/// Most messages one `insert_batch` takes (a WhatsApp delivery carries up to 1000).
-pub const MAX_INSERT_BATCH: usize = 1000;
-
-/// Rejects, as `InvalidArgument`, a batch of more than `MAX_INSERT_BATCH` messages.
-pub fn check_insert_batch(messages: &[Message]) -> Result<(), StoreError> {
-    if messages.len() <= MAX_INSERT_BATCH {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidArgument(format!(
-            "{} messages in one batch; at most {MAX_INSERT_BATCH}",
-            messages.len()
-        )))
-    }
-}
 
 enum Job {
     Insert(Pending),
@@ -144,9 +131,13 @@ fn commit_batch(conn: &mut Connection, batch: &mut Batch) {
     match insert_all(conn, batch.messages()) {
         Ok(outcomes) => batch.answer(outcomes),
         Err(error) => {
+            let refused_row = errors::refused_row(&error);
             let error = errors::classify(&error);
             tracing::error!(error = ?error, rows = batch.rows, "storage commit failed; batch rolled back");
-            batch.fail(&error);
+            match batch.split().filter(|_| refused_row) {
+                Some(groups) => groups.into_iter().for_each(|mut alone| commit_batch(conn, &mut alone)),
+                None => batch.fail(&error),
+            }
         }
     }
 }
@@ -156,7 +147,7 @@ pub(super) fn insert_all<'a>(
     messages: impl Iterator<Item = &'a Message>,
 ) -> rusqlite::Result<Vec<InsertOutcome>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let created_at = commit_time();
     let mut outcomes = Vec::new();
     {
         let mut insert = tx.prepare_cached(

@@ -59,7 +59,10 @@ impl Setup {
         let webhooks = requests::webhooks(&format!("pg-round{round}"), None);
         match self {
             Self::Sqlite => {
-                let inlet = Server::start();
+                // SQLite whatever INLET_E2E_BACKEND says: it is the contender.
+                let dir = tempfile::tempdir()?;
+                let url = format!("sqlite:///{}", dir.path().join("app.db").display());
+                let inlet = Server::start_in(dir, &[("DATABASE_URL", &url)]);
                 push(runtime, address(&inlet), CONNECTIONS, seconds, webhooks)
             }
             Self::PostgresOneHost => {

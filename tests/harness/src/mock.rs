@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use inlet::storage::{check_insert_batch, check_page_request, check_top_senders, fold};
+use inlet::storage::{check_insert_batch, check_message, check_page_request, check_top_senders, fold};
 
 use crate::{
     InsertOutcome, Message, MessageStats, MessageStore, Operation, Page, PageRequest, SenderCount, StoreError,
@@ -87,21 +87,22 @@ impl State {
 impl MessageStore for MockStore {
     async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
         let mut state = self.lock();
+        check_message(&message)?;
         state.scripted_failure(Operation::Insert)?;
         Ok(state.store(message))
     }
 
     async fn insert_batch(&self, messages: Vec<Message>) -> Result<Vec<InsertOutcome>, StoreError> {
         let mut state = self.lock();
-        state.scripted_failure(Operation::InsertBatch)?;
         check_insert_batch(&messages)?;
+        state.scripted_failure(Operation::InsertBatch)?;
         Ok(messages.into_iter().map(|message| state.store(message)).collect())
     }
 
     async fn list(&self, request: PageRequest) -> Result<Page, StoreError> {
         let mut state = self.lock();
-        state.scripted_failure(Operation::List)?;
         check_page_request(&request)?;
+        state.scripted_failure(Operation::List)?;
         let matching = state.matching(&request);
         let after = request.after.as_ref().map(|p| (p.unix_micros, p.message_id.as_str()));
         let mut messages: Vec<Message> = matching
@@ -122,8 +123,8 @@ impl MessageStore for MockStore {
 
     async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError> {
         let mut state = self.lock();
-        state.scripted_failure(Operation::Stats)?;
         check_top_senders(top_senders)?;
+        state.scripted_failure(Operation::Stats)?;
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
         for message in state.messages.values() {
             *counts.entry(&message.from).or_default() += 1;

@@ -34,18 +34,26 @@ pub(super) fn key(key: &str) -> Cow<'_, str> {
     Cow::Owned(stored)
 }
 
-/// A stored key as it was given (the inverse of `key`).
+/// A stored key as it was given (the inverse of `key`). A U+0001 that
+/// starts no escape (a key written by hand) is kept, with what follows it.
 pub(super) fn unkey(stored: String) -> String {
     if !stored.contains(ESCAPE) {
         return stored;
     }
     let mut key = String::with_capacity(stored.len());
-    let mut chars = stored.chars();
+    let mut chars = stored.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == ESCAPE {
-            key.push(if chars.next() == Some('\u{1}') { '\0' } else { ESCAPE });
-        } else {
-            key.push(c);
+        let escaped = match chars.peek() {
+            Some('\u{1}') if c == ESCAPE => Some('\0'),
+            Some('\u{2}') if c == ESCAPE => Some(ESCAPE),
+            _ => None,
+        };
+        match escaped {
+            Some(original) => {
+                key.push(original);
+                chars.next();
+            }
+            None => key.push(c),
         }
     }
     key
@@ -105,6 +113,13 @@ mod tests {
         stored.sort_unstable();
         let back: Vec<String> = stored.into_iter().map(unkey).collect();
         assert_eq!(back, keys);
+    }
+
+    #[test]
+    fn a_stray_escape_byte_written_by_hand_is_kept() {
+        assert_eq!(unkey("a\u{1}b".into()), "a\u{1}b");
+        assert_eq!(unkey("a\u{1}".into()), "a\u{1}");
+        assert_eq!(unkey("\u{1}\u{1}\u{1}x".into()), "\0\u{1}x");
     }
 
     #[test]

@@ -17,16 +17,20 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
+use super::migration::Applied;
+
 /// How often each host tries to fold.
 pub(super) const INTERVAL: Duration = Duration::from_millis(250);
 
 /// How often each host vacuums `count_deltas`.
 const VACUUM_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Shared by every host's fold (any constant unlike the migration's).
-const FOLD_LOCK: i64 = 0x696e_6c65_745f_6366;
+/// The advisory lock every host's fold takes (any constant unlike the
+/// migration's). A session holding it pauses the folds: reads stay exact.
+pub const FOLD_LOCK: i64 = 0x696e_6c65_745f_6366;
 
-/// One statement: the deltas go, their sums land in the summaries.
+/// One statement: the deltas go, their sums land in the summaries. With no
+/// deltas it writes nothing (no WAL, no dead row in `totals`).
 const FOLD: &str = "
 WITH moved AS (
     DELETE FROM count_deltas RETURNING from_msisdn, hour, messages
@@ -53,6 +57,7 @@ UPDATE totals SET
     senders = senders
         + (SELECT count(*) FROM by_sender WHERE before <= 0 AND before + delta > 0)
         - (SELECT count(*) FROM by_sender WHERE before > 0 AND before + delta <= 0)
+WHERE EXISTS (SELECT 1 FROM moved)
 ";
 
 /// Folds the deltas unless another host is folding them right now.
@@ -80,16 +85,30 @@ pub(super) async fn vacuum(pool: &Pool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Folds every `INTERVAL` and vacuums every `VACUUM_INTERVAL`, for as long
-/// as the store lives.
-pub(super) async fn run(pool: Pool) {
+/// Once the schema is applied, folds every `INTERVAL` and vacuums every
+/// `VACUUM_INTERVAL`, until the store aborts it. A fold that starts failing
+/// is logged once (reads stay exact, only slower), and again when it works.
+pub(super) async fn run(pool: Pool, schema: Applied) {
     let mut ticks = tokio::time::interval(INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut vacuumed = tokio::time::Instant::now();
+    let mut failing = false;
     loop {
         ticks.tick().await;
-        if let Err(error) = fold(&pool).await {
-            tracing::debug!(error = %error, "count fold skipped");
+        if schema.ready().await.is_err() {
+            continue;
+        }
+        match fold(&pool).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("count fold works again");
+            }
+            Ok(()) => {}
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(error = %error, "count fold failing; /stats reads more deltas until it works");
+            }
+            Err(error) => tracing::debug!(error = %error, "count fold failed again"),
         }
         if vacuumed.elapsed() >= VACUUM_INTERVAL {
             vacuumed = tokio::time::Instant::now();

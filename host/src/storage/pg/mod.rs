@@ -5,31 +5,36 @@
 //! across hosts; a reply only after the commit returned; the same order,
 //! filters, `q` folding and cursors. Connections come from two pools, one
 //! for the group commits (`writer`) and one for reads, the count fold and
-//! the readiness probe. Nothing connects at start: the schema is applied by
-//! the first operation that reaches the database (`migrate`), so a host may
-//! start before its database, answering 503 until it is there.
+//! the readiness probe. Nothing waits for the database at start: a
+//! background task applies the schema (`migration`), trying again until it
+//! succeeds, so a host may start before its database and answer 503 until
+//! it is there.
 
 mod codec;
 mod compact;
 pub mod copy;
 mod errors;
+mod migration;
 mod queries;
 mod rows;
 mod schema;
 mod writer;
 
+pub use compact::FOLD_LOCK;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio::sync::OnceCell;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use tokio_postgres::NoTls;
 
-use super::{MessageStore, StoreError, check_insert_batch, check_page_request, check_top_senders};
+use super::{MessageStore, StoreError, check_insert_batch, check_message, check_page_request, check_top_senders};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message, MessageStats, Page, PageRequest};
 use crate::config::PgUrl;
 
-/// Connections for reads, the fold and the probe.
+/// Connections for reads and the readiness probe.
 const READ_CONNECTIONS: usize = 8;
 
 /// How long a request waits for a free connection, or for a new one to be
@@ -43,74 +48,82 @@ const DEAD_PEER: Duration = Duration::from_secs(10);
 /// How long the readiness probe may take before it says "not ready".
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The server cancels a read running longer than this (503). A request cut
+/// short by its own deadline cannot cancel its query, and its connection
+/// goes back to the pool with the query still running: this bounds how long
+/// such a connection stays busy.
+const READ_STATEMENT_TIMEOUT: &str = "15s";
+
 /// The PostgreSQL-backed store.
 pub struct PgStore {
     writer: writer::Writer,
-    writes: Pool,
     reads: Pool,
-    migrated: OnceCell<()>,
-    host: String,
+    schema: migration::Applied,
+    /// The migration and the fold, stopped with the store.
+    background: Vec<AbortHandle>,
 }
 
 impl PgStore {
-    /// Sets up the pools and background tasks for the database at `url`;
-    /// connects only when first used. Must be called inside a tokio runtime.
+    /// Sets up the pools and starts the background tasks (the migration,
+    /// then the count fold) for the database at `url`, without waiting for
+    /// it. Must be called inside a tokio runtime.
     pub fn open(url: &PgUrl) -> anyhow::Result<Self> {
         let config = connection_config(url);
         let writes = pool(&config, writer::COMMITTERS)?;
-        let reads = pool(&config, READ_CONNECTIONS)?;
-        tokio::spawn(compact::run(reads.clone()));
+        let reads = pool(&read_config(&config), READ_CONNECTIONS)?;
+        // One connection of its own, without the reads' statement timeout:
+        // a fold after a large copy or delete may take long.
+        let upkeep = pool(&config, 1)?;
+        let (schema, migrating) = migration::start(writes.clone());
+        let folding = tokio::spawn(compact::run(upkeep, schema.clone()));
         Ok(Self {
-            writer: writer::Writer::start(writes.clone()),
-            writes,
+            writer: writer::Writer::start(writes),
             reads,
-            migrated: OnceCell::new(),
-            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map_or_else(|_| "unknown".into(), |name| name.trim().to_owned()),
+            schema,
+            background: vec![migrating.abort_handle(), folding.abort_handle()],
         })
     }
 
-    /// Applies the schema once per store (under the database's advisory
-    /// lock, so hosts starting together apply it once). Until it has
-    /// succeeded, every operation tries again first and is `unavailable`
-    /// while it fails.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.migrated
-            .get_or_try_init(|| async {
-                let mut client = self.writes.get().await.map_err(|e| errors::classify_pool(&e))?;
-                schema::migrate(&mut client)
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("database schema not applied: {e:#}")))
-            })
-            .await
-            .copied()
+    /// Waits for the first attempt to apply the schema: `Ok` once it is
+    /// applied, `unavailable` with the reason until then.
+    pub async fn schema_ready(&self) -> Result<(), StoreError> {
+        self.schema.ready().await
     }
 
-    async fn read_connection(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.migrate().await?;
+    async fn read_connection(&self) -> Result<Object, StoreError> {
+        self.schema.ready().await?;
         self.reads.get().await.map_err(|e| errors::classify_pool(&e))
     }
 
-    /// The schema is current, and the server takes a write (a primary, not
-    /// a replica in recovery).
-    async fn probe(&self) -> Result<(), StoreError> {
-        let client = self.read_connection().await?;
-        let version = schema::version(&**client).await.map_err(|e| errors::classify(&e))?;
-        if version != Some(schema::VERSION) {
-            return Err(StoreError::Unavailable(format!(
+    /// The schema is current, and the server is a primary that takes writes
+    /// (not a replica in recovery, not read-only). Asks without writing: a
+    /// write would wait on a synchronous standby. A probe that runs out of
+    /// time cancels its query and takes its connection out of the pool.
+    async fn probe(&self, deadline: Instant) -> Result<(), StoreError> {
+        let too_late = || StoreError::Unavailable("database did not answer in time".into());
+        let client = tokio::time::timeout_at(deadline, self.read_connection())
+            .await
+            .map_err(|_| too_late())??;
+        let Ok(answer) = tokio::time::timeout_at(deadline, schema::writable_version(&**client)).await else {
+            let cancel = client.cancel_token();
+            drop(Object::take(client));
+            tokio::spawn(async move { cancel.cancel_query(NoTls).await });
+            return Err(too_late());
+        };
+        match answer.map_err(|e| errors::classify(&e))? {
+            schema::Writable::Yes(version) if version == Some(schema::VERSION) => Ok(()),
+            schema::Writable::Yes(version) => Err(StoreError::Unavailable(format!(
                 "database schema is version {version:?}, not {}",
                 schema::VERSION
-            )));
+            ))),
+            schema::Writable::No(why) => Err(StoreError::Unavailable(format!("database is {why}"))),
         }
-        client
-            .execute(
-                "INSERT INTO health_probe (host, checked_at) VALUES ($1, now())
-                 ON CONFLICT (host) DO UPDATE SET checked_at = excluded.checked_at",
-                &[&self.host],
-            )
-            .await
-            .map_err(|e| errors::classify(&e))?;
-        Ok(())
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.background.iter().for_each(AbortHandle::abort);
     }
 }
 
@@ -124,10 +137,25 @@ fn connection_config(url: &PgUrl) -> tokio_postgres::Config {
     if config.get_tcp_user_timeout().is_none() {
         config.tcp_user_timeout(DEAD_PEER);
     }
-    config.keepalives_idle(DEAD_PEER / 2);
+    // The client's default (two hours) stands for "not set in the URL".
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(DEAD_PEER / 2);
+    }
     if config.get_application_name().is_none() {
         config.application_name("inlet");
     }
+    config
+}
+
+/// `config` with `READ_STATEMENT_TIMEOUT`, after any options the URL sets.
+fn read_config(config: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut config = config.clone();
+    let timeout = format!("-c statement_timeout={READ_STATEMENT_TIMEOUT}");
+    let options = match config.get_options() {
+        Some(options) => format!("{options} {timeout}"),
+        None => timeout,
+    };
+    config.options(options);
     config
 }
 
@@ -150,7 +178,8 @@ fn pool(config: &tokio_postgres::Config, size: usize) -> anyhow::Result<Pool> {
 #[async_trait]
 impl MessageStore for PgStore {
     async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
-        self.migrate().await?;
+        check_message(&message)?;
+        self.schema.ready().await?;
         self.writer.insert(message).await
     }
 
@@ -159,7 +188,7 @@ impl MessageStore for PgStore {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        self.migrate().await?;
+        self.schema.ready().await?;
         self.writer.insert_batch(messages).await
     }
 
@@ -180,8 +209,6 @@ impl MessageStore for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        tokio::time::timeout(PING_TIMEOUT, self.probe())
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("database did not answer in time".into())))
+        self.probe(Instant::now() + PING_TIMEOUT).await
     }
 }

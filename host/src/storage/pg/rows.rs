@@ -2,6 +2,8 @@
 //! writer's group commits and `inlet copy` both use it) and the one way a
 //! row is read back.
 
+use std::collections::HashSet;
+
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
@@ -18,13 +20,22 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
 ON CONFLICT (message_id) DO NOTHING
 RETURNING message_id";
 
-/// Inserts `rows` (each with its `created_at`), none of whose ids repeat,
-/// in the caller's transaction; the ids inserted.
+/// Inserts `rows` (each with its `created_at`) in the caller's
+/// transaction, the first of each id only; the ids it inserted. The rows go
+/// in id order, whoever calls: two transactions (hosts' group commits, a
+/// copy) then meet on their common ids in one order and cannot deadlock.
 pub(super) async fn insert(
     tx: &Transaction<'_>,
     rows: &[(&Message, &str)],
-) -> Result<Vec<String>, tokio_postgres::Error> {
-    let columns = Columns::of(rows);
+) -> Result<HashSet<String>, tokio_postgres::Error> {
+    let mut seen = HashSet::with_capacity(rows.len());
+    let mut rows: Vec<(&Message, &str)> = rows
+        .iter()
+        .copied()
+        .filter(|(m, _)| seen.insert(m.message_id.as_str()))
+        .collect();
+    rows.sort_unstable_by(|(a, _), (b, _)| a.message_id.cmp(&b.message_id));
+    let columns = Columns::of(&rows);
     let statement = tx.prepare_cached(INSERT).await?;
     let returned = tx
         .query(

@@ -17,26 +17,15 @@
 //! inserted, deleted or updated by hand (psql) are counted the same way.
 //! `copy_progress` is where `inlet copy` resumes (see `copy`).
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
+
+use crate::storage::hour_of;
 
 /// Bumped whenever the layout changes shape; `ping` checks it.
 pub(super) const VERSION: i32 = 1;
 
 /// Serialises migrations between hosts (any constant shared by all of them).
 const MIGRATION_LOCK: i64 = 0x696e_6c65_745f_6d31;
-
-/// The hour of `ts_micros` (floor division, also before 1970), in SQL.
-macro_rules! hour_of {
-    ($column:literal) => {
-        concat!(
-            "((",
-            $column,
-            " - ((",
-            $column,
-            " % 3600000000) + 3600000000) % 3600000000) / 3600000000)"
-        )
-    };
-}
 
 const SCHEMA: &str = concat!(
     "
@@ -84,10 +73,6 @@ CREATE TABLE totals (
     senders  bigint NOT NULL
 );
 INSERT INTO totals VALUES (1, 0, 0);
-CREATE TABLE health_probe (
-    host       text PRIMARY KEY,
-    checked_at timestamptz NOT NULL
-);
 CREATE TABLE copy_progress (
     source     text PRIMARY KEY,
     last_rowid bigint NOT NULL
@@ -170,7 +155,7 @@ pub(super) async fn migrate(client: &mut Client) -> anyhow::Result<()> {
 }
 
 /// The schema version, or `None` in a database Inlet never used.
-pub(super) async fn version(client: &impl tokio_postgres::GenericClient) -> Result<Option<i32>, tokio_postgres::Error> {
+pub(super) async fn version(client: &impl GenericClient) -> Result<Option<i32>, tokio_postgres::Error> {
     let exists: bool = client
         .query_one("SELECT to_regclass('inlet_schema') IS NOT NULL", &[])
         .await?
@@ -182,4 +167,30 @@ pub(super) async fn version(client: &impl tokio_postgres::GenericClient) -> Resu
         .query_opt("SELECT version FROM inlet_schema", &[])
         .await?
         .map(|row| row.get(0)))
+}
+
+/// Whether a server takes writes, as the readiness probe asks it.
+pub(super) enum Writable {
+    /// A primary in read-write mode, with this schema version.
+    Yes(Option<i32>),
+    /// Why not: "a replica in recovery" or "read-only".
+    No(&'static str),
+}
+
+/// Whether the server is a primary that takes writes, and its schema
+/// version: one round trip, no write. A database without the schema (a
+/// replica not caught up, a database recreated) fails with 42P01.
+pub(super) async fn writable_version(client: &impl GenericClient) -> Result<Writable, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on',
+                    (SELECT version FROM inlet_schema)",
+            &[],
+        )
+        .await?;
+    Ok(match (row.get(0), row.get(1)) {
+        (true, _) => Writable::No("a replica in recovery"),
+        (false, true) => Writable::No("read-only"),
+        (false, false) => Writable::Yes(row.get(2)),
+    })
 }

@@ -8,10 +8,12 @@
 //! RETURNING message_id`, then COMMIT; callers hear back only after the
 //! commit returned.
 //!
-//! Ids are sorted before they are sent, so two groups (on this host or
-//! another) always meet on their common ids in the same order and cannot
-//! deadlock; an id inserted concurrently elsewhere makes this statement wait
-//! for that commit and then skip it: exactly one `created`.
+//! Ids go in sorted order (`rows::insert`), so two groups (on this host or
+//! another) cannot deadlock; an id inserted concurrently elsewhere makes
+//! this statement wait for that commit and then skip it: exactly one
+//! `created`. A group the database refuses because of a row (a constraint,
+//! a limit) is committed again caller by caller, so one bad request cannot
+//! fail its neighbours.
 //!
 //! Nothing here cancels or times out a commit: with synchronous replication
 //! a cancelled commit can become visible yet be lost on failover. A commit
@@ -28,7 +30,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::{errors, rows};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
 use crate::storage::StoreError;
-use crate::storage::pending::{Batch, MAX_BATCH, Pending, stopped};
+use crate::storage::pending::{Batch, MAX_BATCH, Pending, commit_time, stopped};
 
 /// Commits in flight at once, each on its own connection.
 pub(super) const COMMITTERS: usize = 4;
@@ -104,47 +106,77 @@ async fn gather(pool: Pool, mut queue: mpsc::UnboundedReceiver<Pending>, queued:
 
 /// Commits one group and answers its callers.
 async fn commit(pool: &Pool, mut batch: Batch) {
-    let messages: Vec<&Message> = batch.messages().collect();
-    match insert(pool, &messages).await {
-        Ok(mut created) => {
-            // The first of several equal ids in the group is the one created.
-            let outcomes = messages
-                .iter()
-                .map(|m| {
-                    if created.remove(&m.message_id) {
-                        InsertOutcome::Created
-                    } else {
-                        InsertOutcome::Duplicate
-                    }
-                })
-                .collect();
-            batch.answer(outcomes);
+    let Err(failure) = commit_once(pool, &mut batch).await else {
+        return;
+    };
+    tracing::error!(error = ?failure.error, rows = batch.rows, "storage commit failed");
+    match batch.split().filter(|_| failure.refused_row) {
+        Some(groups) => {
+            for mut alone in groups {
+                if let Err(failure) = commit_once(pool, &mut alone).await {
+                    alone.fail(&failure.error);
+                }
+            }
         }
-        Err(error) => {
-            tracing::error!(error = ?error, rows = batch.rows, "storage commit failed");
-            batch.fail(&error);
+        None => batch.fail(&failure.error),
+    }
+}
+
+/// Why a group's commit failed: nothing of it was stored, unless the
+/// error says the outcome is unknown.
+struct Failure {
+    error: StoreError,
+    /// The database refused a row of the group (see `errors::refused_row`).
+    refused_row: bool,
+}
+
+impl Failure {
+    fn of(error: &tokio_postgres::Error) -> Self {
+        Self {
+            error: errors::classify(error),
+            refused_row: errors::refused_row(error),
         }
     }
 }
 
-/// Inserts the first occurrence of each id in one transaction; the ids it
-/// created, once committed.
-async fn insert(pool: &Pool, messages: &[&Message]) -> Result<HashSet<String>, StoreError> {
-    let mut seen = HashSet::with_capacity(messages.len());
-    let mut rows: Vec<&Message> = messages
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Self {
+            error,
+            refused_row: false,
+        }
+    }
+}
+
+/// Commits `batch` and answers its callers; on a failure, leaves them waiting.
+async fn commit_once(pool: &Pool, batch: &mut Batch) -> Result<(), Failure> {
+    let messages: Vec<&Message> = batch.messages().collect();
+    let mut created = insert(pool, &messages).await?;
+    // The first of several equal ids in the group is the one created.
+    let outcomes = messages
         .iter()
-        .copied()
-        .filter(|m| seen.insert(m.message_id.as_str()))
+        .map(|m| {
+            if created.remove(&m.message_id) {
+                InsertOutcome::Created
+            } else {
+                InsertOutcome::Duplicate
+            }
+        })
         .collect();
-    rows.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
-    let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let rows: Vec<(&Message, &str)> = rows.into_iter().map(|m| (m, created_at.as_str())).collect();
+    batch.answer(outcomes);
+    Ok(())
+}
+
+/// Inserts `messages` in one transaction; the ids it created, once committed.
+async fn insert(pool: &Pool, messages: &[&Message]) -> Result<HashSet<String>, Failure> {
+    let created_at = commit_time();
+    let rows: Vec<(&Message, &str)> = messages.iter().map(|m| (*m, created_at.as_str())).collect();
     let mut client = pool.get().await.map_err(|e| errors::classify_pool(&e))?;
-    let tx = client.transaction().await.map_err(|e| errors::classify(&e))?;
-    let created = rows::insert(&tx, &rows).await.map_err(|e| errors::classify(&e))?;
+    let tx = client.transaction().await.map_err(|e| Failure::of(&e))?;
+    let created = rows::insert(&tx, &rows).await.map_err(|e| Failure::of(&e))?;
     tx.commit().await.map_err(|e| match e.as_db_error() {
-        Some(_) => errors::classify(&e),
-        None => errors::outcome_unknown(&e),
+        Some(_) => Failure::of(&e),
+        None => errors::outcome_unknown(&e).into(),
     })?;
-    Ok(created.into_iter().collect())
+    Ok(created)
 }

@@ -1,0 +1,77 @@
+//! The bounds of the storage interface that every backend enforces, so that
+//! a buggy guest gets `invalid-argument` rather than a database error (see
+//! `wit/service.wit`).
+
+use super::StoreError;
+use crate::bindings::inlet::service::storage::{Message, PageRequest};
+
+/// Most messages one `insert_batch` takes (a WhatsApp delivery carries up to 1000).
+pub const MAX_INSERT_BATCH: usize = 1000;
+
+/// Longest `message-id`, in bytes of UTF-8. Keys are indexed, and an index
+/// entry must fit a third of a PostgreSQL page even when every byte is
+/// escaped to two (see `pg::codec`).
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// Longest `from` and `to`, in bytes of UTF-8 (indexed beside the id).
+pub const MAX_MSISDN_BYTES: usize = 256;
+
+/// Largest `limit` and `top-senders` the storage interface accepts.
+const MAX_PAGE: u32 = 100;
+
+/// Rejects, as `InvalidArgument`, a message whose keys are longer than the
+/// interface allows.
+pub fn check_message(message: &Message) -> Result<(), StoreError> {
+    let fields = [
+        ("message-id", &message.message_id, MAX_ID_BYTES),
+        ("from", &message.from, MAX_MSISDN_BYTES),
+        ("to", &message.to, MAX_MSISDN_BYTES),
+    ];
+    match fields.into_iter().find(|(_, value, most)| value.len() > *most) {
+        None => Ok(()),
+        Some((field, value, most)) => Err(StoreError::InvalidArgument(format!(
+            "{field} is {} bytes; at most {most}",
+            value.len()
+        ))),
+    }
+}
+
+/// Rejects, as `InvalidArgument`, a batch of more than `MAX_INSERT_BATCH`
+/// messages, or one with a message `check_message` refuses.
+pub fn check_insert_batch(messages: &[Message]) -> Result<(), StoreError> {
+    if messages.len() > MAX_INSERT_BATCH {
+        return Err(StoreError::InvalidArgument(format!(
+            "{} messages in one batch; at most {MAX_INSERT_BATCH}",
+            messages.len()
+        )));
+    }
+    messages.iter().try_for_each(check_message)
+}
+
+/// Rejects, as `InvalidArgument`, a `limit` outside 1..=100 or an `offset` above `i64::MAX`.
+pub fn check_page_request(request: &PageRequest) -> Result<(), StoreError> {
+    if !(1..=MAX_PAGE).contains(&request.limit) {
+        return Err(StoreError::InvalidArgument(format!(
+            "limit {} is not in 1..={MAX_PAGE}",
+            request.limit
+        )));
+    }
+    if i64::try_from(request.offset).is_err() {
+        return Err(StoreError::InvalidArgument(format!(
+            "offset {} is too large",
+            request.offset
+        )));
+    }
+    Ok(())
+}
+
+/// Rejects, as `InvalidArgument`, a `top_senders` outside 1..=100.
+pub fn check_top_senders(top_senders: u32) -> Result<(), StoreError> {
+    if (1..=MAX_PAGE).contains(&top_senders) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidArgument(format!(
+            "top-senders {top_senders} is not in 1..={MAX_PAGE}"
+        )))
+    }
+}
