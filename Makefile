@@ -11,7 +11,8 @@ DATABASE_URL ?= sqlite:///./app.db
 LOG_LEVEL ?= INFO
 PORT ?= 8000
 
-.PHONY: build guest host fixtures wasm-target run test test-api test-guest lint up down logs test-docker bench bench-smoke reference
+.PHONY: build guest host fixtures wasm-target run test test-api test-guest lint up down logs test-docker bench bench-smoke reference \
+	cluster-up cluster-down test-cluster
 
 # `docker compose` (v2) where installed, else the v1 `docker-compose`.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
@@ -104,6 +105,38 @@ up:
 ## down: stop it and remove its volume (the database)
 down:
 	$(COMPOSE) down -v
+
+## cluster-up: Inlet highly available (the compose `cluster` profile): lb on
+## http://localhost:8000, inlet1..3 on a Patroni PostgreSQL cluster pg1..3. Every
+## image is made here (Debian packages on a debootstrap base). One or the other
+## with `make up`. The hosts serve target/cluster/guest/inlet_guest.wasm: replace
+## that file to swap the guest of every host.
+CLUSTER_SERVICES := lb inlet1 inlet2 inlet3 pg1 pg2 pg3
+cluster-up: guest
+	bash host/docker/base-image.sh
+	bash host/docker/base-image.sh debian
+	mkdir -p target/cluster/guest
+	cp $(GUEST_WASM) target/cluster/guest/.inlet_guest.wasm.new
+	mv target/cluster/guest/.inlet_guest.wasm.new target/cluster/guest/inlet_guest.wasm
+	$(COMPOSE) build api
+	$(COMPOSE) --profile cluster up -d --build $(CLUSTER_SERVICES)
+
+## cluster-down: stop the cluster and remove its containers; its volumes (the
+## database) stay for the next cluster-up
+cluster-down:
+	$(COMPOSE) --profile cluster down
+
+## test-cluster: the cluster under faults, one at a time under a steady signed load
+## through lb (tests/src/bin/cluster): duplicates sent to different hosts, an Inlet
+## host killed, the database leader killed, a host cut off the database network, the
+## guest swapped, the whole cluster down and up again with its volumes. Every
+## acknowledged message stored once and whole, every reply 200 or 503 + Retry-After.
+## A few minutes; leaves the cluster down.
+test-cluster: export WEBHOOK_SECRET := testsecret
+test-cluster:
+	$(MAKE) cluster-up
+	$(CARGO) run --release --locked -p inlet-e2e --bin cluster; status=$$?; \
+		$(MAKE) cluster-down; exit $$status
 
 ## logs: follow the service's JSON logs
 logs:

@@ -1,0 +1,13 @@
+# The cluster's front: HAProxy spreads HTTP over the Inlet hosts and sends
+# database connections to the Patroni leader. Debian's package on the
+# locally made base (`host/docker/base-image.sh debian`); nothing is pulled.
+ARG DEBIAN_IMAGE=debian:bookworm-slim
+FROM ${DEBIAN_IMAGE}
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy \
+ && rm -rf /var/lib/apt/lists/*
+COPY host/cluster/haproxy.cfg /etc/haproxy/haproxy.cfg
+COPY host/cluster/unavailable.http /etc/haproxy/unavailable.http
+USER haproxy
+EXPOSE 8000 5432
+ENTRYPOINT ["haproxy", "-W", "-db", "-f", "/etc/haproxy/haproxy.cfg"]

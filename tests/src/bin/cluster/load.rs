@@ -1,0 +1,180 @@
+//! Signed deliveries through `lb`, as a webhook sender makes them: a 503
+//! with `Retry-After` is tried again with the same `message_id`; anything
+//! else but a 200 within the deadline is a violation of the contract.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use inlet_e2e::{message, sign};
+
+/// `lb` as clients reach it.
+const LB: &str = "http://127.0.0.1:8000";
+
+/// Concurrent senders in a load.
+const SENDERS: usize = 8;
+
+/// The longest a reply may take (a hang past it is a violation).
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// How long a sender keeps retrying one id before calling it lost.
+const RETRY_FOR: Duration = Duration::from_secs(90);
+
+/// A pause between retries of one id.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Ids unique to this run and scenario.
+pub(crate) fn prefix(kind: &str) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("{kind}-{}", now.as_millis())
+}
+
+/// The body stored under `id`: its text is the id, so a stored row can be
+/// checked against what was sent.
+pub(crate) fn body(id: &str) -> String {
+    message(id, "+15550100", "2025-01-15T10:00:00Z", Some(id))
+}
+
+/// What one delivery attempt got.
+enum Reply {
+    Acknowledged,
+    RetryLater,
+    Violation(String),
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(DEADLINE))
+        .build()
+        .into()
+}
+
+fn attempt(agent: &ureq::Agent, id: &str) -> Reply {
+    let body = body(id);
+    let sent = Instant::now();
+    let response = agent
+        .post(format!("{LB}/webhook"))
+        .header("Content-Type", "application/json")
+        .header("X-Signature", sign(&body))
+        .send(body.as_str());
+    match response {
+        Ok(response) if response.status() == 200 => Reply::Acknowledged,
+        Ok(response) if response.status() == 503 && response.headers().contains_key("retry-after") => Reply::RetryLater,
+        Ok(response) => Reply::Violation(format!("{id}: status {}", response.status())),
+        Err(error) => Reply::Violation(format!("{id}: {error} after {:?}", sent.elapsed())),
+    }
+}
+
+/// Delivers `id` until it is acknowledged; an error on a violation.
+pub(crate) fn deliver_until_acked(id: &str) -> anyhow::Result<()> {
+    let agent = agent();
+    let until = Instant::now() + RETRY_FOR;
+    while Instant::now() < until {
+        match attempt(&agent, id) {
+            Reply::Acknowledged => return Ok(()),
+            Reply::RetryLater => std::thread::sleep(RETRY_PAUSE),
+            Reply::Violation(why) => anyhow::bail!(why),
+        }
+    }
+    anyhow::bail!("{id}: not acknowledged within {RETRY_FOR:?}")
+}
+
+/// A running load: `SENDERS` threads, each delivering new ids one after
+/// another until stopped.
+pub(crate) struct Load {
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    senders: Vec<JoinHandle<Sent>>,
+}
+
+/// What one sender did.
+#[derive(Default)]
+struct Sent {
+    acknowledged: Vec<(String, Instant)>,
+    unavailable: usize,
+    violations: Vec<String>,
+}
+
+/// What a load did, all senders together.
+pub(crate) struct Outcome {
+    pub(crate) prefix: String,
+    pub(crate) acknowledged: Vec<String>,
+    /// 503s answered (each retried).
+    pub(crate) unavailable: usize,
+    pub(crate) violations: Vec<String>,
+    /// The longest time in which no sender got an acknowledgement.
+    pub(crate) longest_gap: Duration,
+}
+
+impl Load {
+    pub(crate) fn start(kind: &str) -> Self {
+        let prefix = prefix(kind);
+        let stop = Arc::new(AtomicBool::new(false));
+        let senders = (0..SENDERS)
+            .map(|sender| {
+                let (prefix, stop) = (prefix.clone(), stop.clone());
+                std::thread::spawn(move || send(&format!("{prefix}-{sender}"), &stop))
+            })
+            .collect();
+        Self { prefix, stop, senders }
+    }
+
+    pub(crate) fn stop(self) -> Outcome {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut all = Sent::default();
+        for sender in self.senders {
+            let sent = sender.join().expect("sender thread");
+            all.acknowledged.extend(sent.acknowledged);
+            all.unavailable += sent.unavailable;
+            all.violations.extend(sent.violations);
+        }
+        let mut instants: Vec<Instant> = all.acknowledged.iter().map(|(_, at)| *at).collect();
+        instants.sort_unstable();
+        let longest_gap = instants.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+        Outcome {
+            prefix: self.prefix,
+            acknowledged: all.acknowledged.into_iter().map(|(id, _)| id).collect(),
+            unavailable: all.unavailable,
+            violations: all.violations,
+            longest_gap,
+        }
+    }
+}
+
+/// Delivers `<ids>-0`, `<ids>-1`, … until `stop`; an id answered 503 is
+/// retried (the load stops only between ids, so none is left mid-retry
+/// unless it runs out of `RETRY_FOR`).
+fn send(ids: &str, stop: &AtomicBool) -> Sent {
+    let agent = agent();
+    let mut sent = Sent::default();
+    for n in 0.. {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let id = format!("{ids}-{n}");
+        let until = Instant::now() + RETRY_FOR;
+        loop {
+            match attempt(&agent, &id) {
+                Reply::Acknowledged => {
+                    sent.acknowledged.push((id, Instant::now()));
+                    break;
+                }
+                Reply::RetryLater if Instant::now() < until => {
+                    sent.unavailable += 1;
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                Reply::RetryLater => {
+                    sent.violations.push(format!("{id}: still 503 after {RETRY_FOR:?}"));
+                    break;
+                }
+                Reply::Violation(why) => {
+                    sent.violations.push(why);
+                    break;
+                }
+            }
+        }
+    }
+    sent
+}

@@ -1,0 +1,176 @@
+//! `make test-cluster`: Inlet's HA cluster (`make cluster-up`) under faults.
+//!
+//! Each scenario runs a steady signed load through `lb` (every sender
+//! retries a 503 with the same `message_id`, as webhook senders do), makes
+//! one fault, waits for the cluster to serve again by itself, and checks:
+//! every acknowledged message is stored exactly once and as sent, every
+//! reply was 200 or 503 with `Retry-After` within the deadline. It prints
+//! one JSON line per scenario and exits non-zero on the first violation.
+//!
+//! Reaches the cluster only through ports published on 127.0.0.1 and
+//! `docker` commands, never at a container's own address.
+
+mod docker;
+mod load;
+mod stored;
+
+use std::time::{Duration, Instant};
+
+use inlet_e2e::swap;
+use serde_json::json;
+
+/// The compose project's containers are named `<project>_<service>_1`.
+const PROJECT_ENV: &str = "COMPOSE_PROJECT_NAME";
+
+/// How long the cluster has to serve again after a fault.
+const RECOVERY: Duration = Duration::from_secs(60);
+
+type Scenario = fn(&docker::Cluster) -> anyhow::Result<()>;
+
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("duplicates_across_hosts", duplicates_across_hosts),
+    ("kill_inlet_host", kill_inlet_host),
+    ("kill_database_leader", kill_database_leader),
+    ("cut_host_from_database", cut_host_from_database),
+    ("swap_guest_under_load", swap_guest_under_load),
+    ("cluster_down_and_up", cluster_down_and_up),
+];
+
+fn main() -> anyhow::Result<()> {
+    let project = std::env::var(PROJECT_ENV).unwrap_or_else(|_| docker::default_project());
+    let cluster = docker::Cluster::new(&project);
+    let chosen: Vec<String> = std::env::args().skip(1).collect();
+    for (name, scenario) in SCENARIOS {
+        if !chosen.is_empty() && !chosen.iter().any(|c| c == name) {
+            continue;
+        }
+        cluster.wait_serving(RECOVERY)?;
+        let started = Instant::now();
+        scenario(&cluster).map_err(|e| e.context(format!("scenario {name}")))?;
+        eprintln!("{name}: passed in {:.0?}", started.elapsed());
+    }
+    Ok(())
+}
+
+/// 8 senders deliver the same 20 ids at once, spread over the hosts by
+/// `lb`: one row each.
+fn duplicates_across_hosts(_: &docker::Cluster) -> anyhow::Result<()> {
+    let prefix = load::prefix("dup");
+    let ids: Vec<String> = (0..20).map(|n| format!("{prefix}-{n}")).collect();
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let ids = ids.clone();
+            std::thread::spawn(move || ids.iter().map(|id| load::deliver_until_acked(id)).collect::<Vec<_>>())
+        })
+        .collect();
+    for sender in senders {
+        for outcome in sender.join().expect("sender thread") {
+            outcome?;
+        }
+    }
+    stored::check(&prefix, &ids)?;
+    println!(
+        "{}",
+        json!({"scenario": "duplicates_across_hosts", "ids": ids.len(), "deliveries": ids.len() * 8})
+    );
+    Ok(())
+}
+
+/// One Inlet host SIGKILLed under load, started again 5 s later.
+fn kill_inlet_host(cluster: &docker::Cluster) -> anyhow::Result<()> {
+    let load = load::Load::start("host");
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.kill("inlet2")?;
+    std::thread::sleep(Duration::from_secs(5));
+    cluster.start("inlet2")?;
+    cluster.wait_serving(RECOVERY)?;
+    std::thread::sleep(Duration::from_secs(2));
+    finish("kill_inlet_host", load).map(drop)
+}
+
+/// The PostgreSQL leader SIGKILLed under load; the outage is the longest
+/// time without an acknowledgement. The old leader is started again after
+/// and rejoins as a replica.
+fn kill_database_leader(cluster: &docker::Cluster) -> anyhow::Result<()> {
+    let leader = cluster.database_leader()?;
+    let load = load::Load::start("leader");
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.kill(&leader)?;
+    cluster.wait_new_leader(&leader, RECOVERY)?;
+    cluster.wait_serving(RECOVERY)?;
+    std::thread::sleep(Duration::from_secs(3));
+    let result = finish("kill_database_leader", load).map(drop);
+    cluster.start(&leader)?;
+    result
+}
+
+/// One Inlet host cut off the database network for 10 s, then reconnected:
+/// it answers 503 (and leaves `lb`'s rotation) meanwhile, then serves.
+fn cut_host_from_database(cluster: &docker::Cluster) -> anyhow::Result<()> {
+    let load = load::Load::start("cut");
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.disconnect("inlet1")?;
+    std::thread::sleep(Duration::from_secs(10));
+    cluster.connect("inlet1")?;
+    cluster.wait_serving(RECOVERY)?;
+    std::thread::sleep(Duration::from_secs(3));
+    finish("cut_host_from_database", load).map(drop)
+}
+
+/// The shared guest file replaced under load: every host reports the new
+/// digest, and no request failed, not even with a 503.
+fn swap_guest_under_load(cluster: &docker::Cluster) -> anyhow::Result<()> {
+    let load = load::Load::start("swap");
+    std::thread::sleep(Duration::from_secs(2));
+    let variant = swap::variant(&load::prefix("cluster"));
+    let live = inlet_e2e::workspace_root().join("target/cluster/guest/inlet_guest.wasm");
+    swap::replace_by_rename(&live, &variant);
+    cluster.wait_every_host_serving(&swap::sha256(&variant), RECOVERY)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let unavailable = finish("swap_guest_under_load", load)?;
+    anyhow::ensure!(
+        unavailable == 0,
+        "{unavailable} requests were answered 503 during the swap"
+    );
+    Ok(())
+}
+
+/// The whole cluster down and up again, its volumes kept (as
+/// `make cluster-down` and `make cluster-up` do, without building): what was
+/// acknowledged before is still there, and it serves again.
+fn cluster_down_and_up(cluster: &docker::Cluster) -> anyhow::Result<()> {
+    let load = load::Load::start("restart");
+    std::thread::sleep(Duration::from_secs(3));
+    let before = load.stop();
+    anyhow::ensure!(before.violations.is_empty(), "{:?}", before.violations);
+    cluster.down_and_up()?;
+    cluster.wait_serving(RECOVERY)?;
+    stored::check(&before.prefix, &before.acknowledged)?;
+    println!(
+        "{}",
+        json!({"scenario": "cluster_down_and_up", "acknowledged_before": before.acknowledged.len()})
+    );
+    Ok(())
+}
+
+/// Stops `load`, checks what it was told against what is stored, and
+/// prints the scenario's line; the number of 503s answered.
+fn finish(scenario: &str, load: load::Load) -> anyhow::Result<usize> {
+    let outcome = load.stop();
+    stored::check(&outcome.prefix, &outcome.acknowledged)?;
+    println!(
+        "{}",
+        json!({
+            "scenario": scenario,
+            "acknowledged": outcome.acknowledged.len(),
+            "unavailable_503": outcome.unavailable,
+            "longest_write_gap_ms": outcome.longest_gap.as_millis(),
+        })
+    );
+    anyhow::ensure!(
+        outcome.violations.is_empty(),
+        "replies outside the contract: {:?}",
+        outcome.violations
+    );
+    Ok(outcome.unavailable)
+}

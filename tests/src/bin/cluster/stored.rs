@@ -1,0 +1,64 @@
+//! What the database holds, read through `lb`'s PostgreSQL port.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::load;
+
+/// The leader as `lb` publishes it on the loopback.
+fn leader_url() -> String {
+    let password = std::env::var("INLET_DB_PASSWORD").unwrap_or_else(|_| "inlet".into());
+    format!("postgres://inlet:{password}@127.0.0.1:15432/inlet")
+}
+
+/// A stored row's `from`, `ts` and `text`.
+struct Stored {
+    from: String,
+    ts: String,
+    text: Option<String>,
+}
+
+/// Every id in `acknowledged` is stored, and every stored row under
+/// `prefix` (acknowledged or not) is whole: exactly the message sent.
+pub(crate) fn check(prefix: &str, acknowledged: &[String]) -> anyhow::Result<()> {
+    let rows = read(prefix)?;
+    let lost: Vec<&String> = acknowledged.iter().filter(|id| !rows.contains_key(*id)).collect();
+    anyhow::ensure!(lost.is_empty(), "{} acknowledged, not stored: {lost:?}", lost.len());
+    let expected_ts = "2025-01-15T10:00:00Z";
+    for (id, Stored { from, ts, text }) in &rows {
+        let whole = from == "+15550100" && ts == expected_ts && text.as_deref() == Some(id.as_str());
+        anyhow::ensure!(
+            whole,
+            "{id} is stored as ({from}, {ts}, {text:?}), not as sent: {}",
+            load::body(id)
+        );
+    }
+    Ok(())
+}
+
+/// The rows under `prefix` by id (the primary key: each at most once),
+/// asked again while the database is still coming back.
+fn read(prefix: &str) -> anyhow::Result<HashMap<String, Stored>> {
+    let sql = format!("SELECT message_id, from_msisdn, ts, text FROM messages WHERE message_id LIKE '{prefix}-%'");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match inlet_pgserver::rows(&leader_url(), &sql) {
+            Ok(rows) => {
+                return Ok(rows
+                    .into_iter()
+                    .map(|row| {
+                        let text = |n: usize| row[n].clone().unwrap_or_default();
+                        let stored = Stored {
+                            from: text(1),
+                            ts: text(2),
+                            text: row[3].clone(),
+                        };
+                        (text(0), stored)
+                    })
+                    .collect());
+            }
+            Err(error) if Instant::now() > deadline => return Err(error.into()),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
