@@ -112,6 +112,8 @@ down:
 ## with `make up`. The hosts serve target/cluster/guest/inlet_guest.wasm: replace
 ## that file to swap the guest of every host.
 CLUSTER_SERVICES := lb inlet1 inlet2 inlet3 pg1 pg2 pg3
+# One project name wherever the checkout lives, so that its containers are found.
+CLUSTER_COMPOSE := $(COMPOSE) --project-name inlet-cluster --profile cluster
 cluster-up: guest
 	bash host/docker/base-image.sh
 	bash host/docker/base-image.sh debian
@@ -119,24 +121,27 @@ cluster-up: guest
 	cp $(GUEST_WASM) target/cluster/guest/.inlet_guest.wasm.new
 	mv target/cluster/guest/.inlet_guest.wasm.new target/cluster/guest/inlet_guest.wasm
 	$(COMPOSE) build api
-	$(COMPOSE) --profile cluster up -d --build $(CLUSTER_SERVICES)
+	$(CLUSTER_COMPOSE) up -d --build $(CLUSTER_SERVICES)
 
 ## cluster-down: stop the cluster and remove its containers; its volumes (the
-## database) stay for the next cluster-up
+## database) stay for the next cluster-up (`make cluster-down CLUSTER_DOWN_ARGS=-v` removes them)
 cluster-down:
-	$(COMPOSE) --profile cluster down
+	$(CLUSTER_COMPOSE) down $(CLUSTER_DOWN_ARGS)
 
 ## test-cluster: the cluster under faults, one at a time under a steady signed load
 ## through lb (tests/src/bin/cluster): duplicates sent to different hosts, an Inlet
 ## host killed, the database leader killed, a host cut off the database network, the
 ## guest swapped, the whole cluster down and up again with its volumes. Every
 ## acknowledged message stored once and whole, every reply 200 or 503 + Retry-After.
-## A few minutes; leaves the cluster down.
+## A few minutes; starts from empty volumes, prints the containers' logs on a failure,
+## and leaves the cluster down with its volumes removed.
 test-cluster: export WEBHOOK_SECRET := testsecret
+test-cluster: export CLUSTER_COMPOSE := $(CLUSTER_COMPOSE)
 test-cluster:
-	$(MAKE) cluster-up
-	$(CARGO) run --release --locked -p inlet-e2e --bin cluster; status=$$?; \
-		$(MAKE) cluster-down; exit $$status
+	$(MAKE) cluster-down CLUSTER_DOWN_ARGS=-v
+	$(MAKE) cluster-up && $(CARGO) run --release --locked -p inlet-e2e --bin cluster; status=$$?; \
+		[ $$status = 0 ] || $(CLUSTER_COMPOSE) logs --tail 100; \
+		$(MAKE) cluster-down CLUSTER_DOWN_ARGS=-v; exit $$status
 
 ## logs: follow the service's JSON logs
 logs:

@@ -1,6 +1,7 @@
 # The cluster's front: HAProxy spreads HTTP over the Inlet hosts and sends
 # database connections to the Patroni leader. Debian's package on the
-# locally made base (`host/docker/base-image.sh debian`); nothing is pulled.
+# base `host/docker/base-image.sh debian` provides (made locally when no
+# registry answers).
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 FROM ${DEBIAN_IMAGE}
 RUN apt-get update -qq \

@@ -1,6 +1,7 @@
 # A PostgreSQL cluster node: PostgreSQL 15 run by Patroni, beside one member
 # of the cluster's etcd (node.sh starts both). Debian's packages on the
-# locally made base (`host/docker/base-image.sh debian`); nothing is pulled.
+# base `host/docker/base-image.sh debian` provides (made locally when no
+# registry answers).
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 FROM ${DEBIAN_IMAGE}
 
@@ -9,7 +10,7 @@ RUN mkdir -p /etc/postgresql-common/createcluster.d \
  && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/inlet.conf \
  && apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      postgresql-15 patroni etcd-server curl \
+      postgresql-15 patroni etcd-server \
  && rm -rf /var/lib/apt/lists/* \
  && install -d -o postgres -g postgres -m 700 /var/lib/postgresql
 

@@ -1,69 +1,104 @@
-//! The cluster's containers, through the `docker` command line.
+//! The cluster's containers, through compose and the `docker` command line.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The compose project of the cluster: docker-compose's default, the
-/// project folder's name without its other characters.
-pub(crate) fn default_project() -> String {
-    let root = inlet_e2e::workspace_root();
-    let name = root
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    name.chars().filter(char::is_ascii_alphanumeric).collect()
-}
+use crate::load;
+
+/// The compose command of the cluster's project and profile, as the
+/// Makefile runs it (`CLUSTER_COMPOSE`), and the project's name.
+const COMPOSE_VARIABLE: &str = "CLUSTER_COMPOSE";
+const PROJECT: &str = "inlet-cluster";
+
+/// The cluster's services, as `make cluster-up` starts them.
+const SERVICES: [&str; 7] = ["lb", "inlet1", "inlet2", "inlet3", "pg1", "pg2", "pg3"];
+
+/// The loopback bases at which inlet1..3 are published, one each.
+pub(crate) const HOSTS: [&str; 3] = [
+    "http://127.0.0.1:8001",
+    "http://127.0.0.1:8002",
+    "http://127.0.0.1:8003",
+];
 
 pub(crate) struct Cluster {
-    project: String,
+    compose: Vec<String>,
 }
 
 impl Cluster {
-    pub(crate) fn new(project: &str) -> Self {
-        Self {
-            project: project.to_owned(),
-        }
+    /// The cluster `make test-cluster` started (its `CLUSTER_COMPOSE`).
+    pub(crate) fn from_env() -> anyhow::Result<Self> {
+        let compose = std::env::var(COMPOSE_VARIABLE)
+            .map_err(|_| anyhow::anyhow!("{COMPOSE_VARIABLE} is not set: run `make test-cluster`"))?;
+        anyhow::ensure!(
+            compose.contains(PROJECT),
+            "{COMPOSE_VARIABLE} names another project: {compose}"
+        );
+        Ok(Self {
+            compose: compose.split_whitespace().map(str::to_owned).collect(),
+        })
     }
 
-    fn container(&self, service: &str) -> String {
-        format!("{}_{service}_1", self.project)
+    /// Runs the compose command with `args` in the project's folder; its stdout.
+    fn compose(&self, args: &[&str]) -> anyhow::Result<String> {
+        let (program, options) = self.compose.split_first().expect("a compose command");
+        let output = Command::new(program)
+            .args(options)
+            .args(args)
+            .current_dir(inlet_e2e::workspace_root())
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "compose {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    fn database_network(&self) -> String {
-        format!("{}_back", self.project)
+    /// The container of `service`, running or not.
+    fn container(&self, service: &str) -> anyhow::Result<String> {
+        let id = self.compose(&["ps", "-a", "-q", service])?;
+        let id = id.lines().next().unwrap_or_default().trim().to_owned();
+        anyhow::ensure!(!id.is_empty(), "no container for {service}");
+        Ok(id)
     }
 
     pub(crate) fn kill(&self, service: &str) -> anyhow::Result<()> {
-        docker(&["kill", &self.container(service)]).map(drop)
+        docker(&["kill", &self.container(service)?]).map(drop)
     }
 
     pub(crate) fn start(&self, service: &str) -> anyhow::Result<()> {
-        docker(&["start", &self.container(service)]).map(drop)
+        docker(&["start", &self.container(service)?]).map(drop)
     }
 
     /// Cuts `service` off the network on which it reaches the database.
     pub(crate) fn disconnect(&self, service: &str) -> anyhow::Result<()> {
-        docker(&[
-            "network",
-            "disconnect",
-            &self.database_network(),
-            &self.container(service),
-        ])
-        .map(drop)
+        let network = format!("{PROJECT}_back");
+        docker(&["network", "disconnect", &network, &self.container(service)?]).map(drop)
     }
 
     pub(crate) fn connect(&self, service: &str) -> anyhow::Result<()> {
-        docker(&["network", "connect", &self.database_network(), &self.container(service)]).map(drop)
+        let network = format!("{PROJECT}_back");
+        docker(&["network", "connect", &network, &self.container(service)?]).map(drop)
     }
 
-    /// The Patroni leader's member name (`pg1`…), as any live node tells it.
-    pub(crate) fn database_leader(&self) -> anyhow::Result<String> {
+    /// Every container removed and created again from the same images
+    /// (what `make cluster-down` and `make cluster-up` do, without building);
+    /// the volumes stay.
+    pub(crate) fn down_and_up(&self) -> anyhow::Result<()> {
+        self.compose(&["down"])?;
+        self.compose(&[&["up", "-d"][..], &SERVICES[..]].concat()).map(drop)
+    }
+
+    /// The members as Patroni lists them, asked of any live node.
+    fn members(&self) -> anyhow::Result<Vec<Value>> {
         for node in ["pg1", "pg2", "pg3"] {
+            let Ok(container) = self.container(node) else { continue };
             let listed = docker(&[
                 "exec",
-                &self.container(node),
+                &container,
                 "timeout",
                 "5",
                 "patronictl",
@@ -73,108 +108,83 @@ impl Cluster {
                 "-f",
                 "json",
             ]);
-            let Ok(listed) = listed else { continue };
-            let members: Vec<Value> = serde_json::from_str(&listed)?;
-            if let Some(leader) = members.iter().find(|m| m["Role"] == "Leader") {
-                return Ok(leader["Member"].as_str().unwrap_or_default().to_owned());
+            if let Ok(listed) = listed {
+                return Ok(serde_json::from_str(&listed)?);
             }
         }
-        anyhow::bail!("no node names a leader")
+        anyhow::bail!("no node answers")
+    }
+
+    /// The Patroni leader's member name (`pg1`…).
+    pub(crate) fn database_leader(&self) -> anyhow::Result<String> {
+        let members = self.members()?;
+        let leader = members.iter().find(|m| m["Role"] == "Leader");
+        leader
+            .and_then(|m| m["Member"].as_str().map(str::to_owned))
+            .ok_or_else(|| anyhow::anyhow!("no leader among {members:?}"))
     }
 
     /// Waits until a node other than `old` leads.
     pub(crate) fn wait_new_leader(&self, old: &str, patience: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + patience;
-        while Instant::now() < deadline {
-            if self.database_leader().is_ok_and(|leader| leader != old) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        anyhow::bail!("no new leader within {patience:?}")
+        wait(patience, "a new leader", || {
+            self.database_leader().is_ok_and(|leader| leader != old)
+        })
     }
 
-    /// Waits until `lb` answers `/health/ready` with 200.
+    /// Waits until `node` replicates again and some node is the
+    /// synchronous standby.
+    pub(crate) fn wait_replicating(&self, node: &str, patience: Duration) -> anyhow::Result<()> {
+        wait(
+            patience,
+            &format!("{node} back as a replica beside a sync standby"),
+            || {
+                self.members().is_ok_and(|members| {
+                    let back = members.iter().any(|m| {
+                        m["Member"] == node
+                            && m["Role"] != "Leader"
+                            && matches!(m["State"].as_str(), Some("running" | "streaming"))
+                    });
+                    back && members.iter().any(|m| m["Role"] == "Sync Standby")
+                })
+            },
+        )
+    }
+
+    /// Waits until `lb` and every host answer `/health/ready` with 200.
     pub(crate) fn wait_serving(&self, patience: Duration) -> anyhow::Result<()> {
-        let agent = agent();
-        let deadline = Instant::now() + patience;
-        while Instant::now() < deadline {
-            let ready = agent.get("http://127.0.0.1:8000/health/ready").call();
-            if ready.is_ok_and(|reply| reply.status() == 200) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        anyhow::bail!("the cluster did not serve within {patience:?}")
-    }
-}
-
-/// The cluster's services, as `make cluster-up` starts them.
-const SERVICES: [&str; 7] = ["lb", "inlet1", "inlet2", "inlet3", "pg1", "pg2", "pg3"];
-
-impl Cluster {
-    /// Every container removed and started again from the same images;
-    /// the volumes stay.
-    pub(crate) fn down_and_up(&self) -> anyhow::Result<()> {
-        self.compose(&["down"])?;
-        self.compose(&[&["up", "-d"][..], &SERVICES[..]].concat())
-    }
-
-    /// Runs compose on the cluster's profile and project, in the project's folder.
-    fn compose(&self, args: &[&str]) -> anyhow::Result<()> {
-        let v2 = Command::new("docker").args(["compose", "version"]).output();
-        let mut command = if v2.is_ok_and(|out| out.status.success()) {
-            let mut command = Command::new("docker");
-            command.arg("compose");
-            command
-        } else {
-            Command::new("docker-compose")
+        let agent = load::agent(Duration::from_secs(5));
+        let ready = |base: &str| {
+            let reply = agent.get(format!("{base}/health/ready")).call();
+            reply.is_ok_and(|reply| reply.status() == 200)
         };
-        let status = command
-            .args(["--project-name", &self.project, "--profile", "cluster"])
-            .args(args)
-            .current_dir(inlet_e2e::workspace_root())
-            .status()?;
-        anyhow::ensure!(status.success(), "compose {}: {status}", args.join(" "));
-        Ok(())
+        wait(patience, "every host ready", || {
+            ready(load::LB) && HOSTS.iter().all(|host| ready(host))
+        })
     }
-}
 
-/// The host ports on which inlet1..3 are published, one each.
-const HOST_PORTS: [u16; 3] = [8001, 8002, 8003];
-
-impl Cluster {
     /// Waits until every host is ready with the guest of digest `sha256`.
     pub(crate) fn wait_every_host_serving(&self, sha256: &str, patience: Duration) -> anyhow::Result<()> {
-        let agent = agent();
-        let deadline = Instant::now() + patience;
-        for port in HOST_PORTS {
-            loop {
-                let ready = agent.get(format!("http://127.0.0.1:{port}/health/ready")).call();
-                let digest = ready
-                    .ok()
-                    .and_then(|mut reply| reply.body_mut().read_json::<Value>().ok())
-                    .and_then(|body| body["guest"]["sha256"].as_str().map(str::to_owned));
-                if digest.as_deref() == Some(sha256) {
-                    break;
-                }
-                anyhow::ensure!(
-                    Instant::now() < deadline,
-                    "the host on {port} serves {digest:?}, not {sha256}"
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-        Ok(())
+        let agent = load::agent(Duration::from_secs(5));
+        let digest = |base: &str| {
+            let reply = agent.get(format!("{base}/health/ready")).call().ok();
+            reply
+                .and_then(|mut reply| reply.body_mut().read_json::<Value>().ok())
+                .and_then(|body| body["guest"]["sha256"].as_str().map(str::to_owned))
+        };
+        wait(patience, &format!("every host on guest {sha256}"), || {
+            HOSTS.iter().all(|host| digest(host).as_deref() == Some(sha256))
+        })
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into()
+/// Polls `done` until it holds, for at most `patience`.
+fn wait(patience: Duration, what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + patience;
+    while !done() {
+        anyhow::ensure!(Instant::now() < deadline, "no {what} within {patience:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Ok(())
 }
 
 /// Runs `docker` with `args`; its stdout.

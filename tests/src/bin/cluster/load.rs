@@ -10,13 +10,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use inlet_e2e::{message, sign};
 
 /// `lb` as clients reach it.
-const LB: &str = "http://127.0.0.1:8000";
+pub(crate) const LB: &str = "http://127.0.0.1:8000";
 
 /// Concurrent senders in a load.
 const SENDERS: usize = 8;
 
 /// The longest a reply may take (a hang past it is a violation).
-const DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
 /// How long a sender keeps retrying one id before calling it lost.
 const RETRY_FOR: Duration = Duration::from_secs(90);
@@ -43,19 +43,20 @@ enum Reply {
     Violation(String),
 }
 
-fn agent() -> ureq::Agent {
+/// A client whose requests give up after `deadline`; every status is a reply.
+pub(crate) fn agent(deadline: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(DEADLINE))
+        .timeout_global(Some(deadline))
         .build()
         .into()
 }
 
-fn attempt(agent: &ureq::Agent, id: &str) -> Reply {
+fn attempt(agent: &ureq::Agent, base: &str, id: &str) -> Reply {
     let body = body(id);
     let sent = Instant::now();
     let response = agent
-        .post(format!("{LB}/webhook"))
+        .post(format!("{base}/webhook"))
         .header("Content-Type", "application/json")
         .header("X-Signature", sign(&body))
         .send(body.as_str());
@@ -67,18 +68,37 @@ fn attempt(agent: &ureq::Agent, id: &str) -> Reply {
     }
 }
 
-/// Delivers `id` until it is acknowledged; an error on a violation.
-pub(crate) fn deliver_until_acked(id: &str) -> anyhow::Result<()> {
-    let agent = agent();
+/// How delivering one id ended.
+pub(crate) struct Delivery {
+    /// When it was acknowledged; `None` after a violation.
+    pub(crate) acknowledged: Option<Instant>,
+    /// 503s answered (and retried) on the way.
+    pub(crate) unavailable: usize,
+    pub(crate) violation: Option<String>,
+}
+
+/// Delivers `id` to `base` until it is acknowledged, a reply breaks the
+/// contract, or `RETRY_FOR` runs out.
+pub(crate) fn deliver(agent: &ureq::Agent, base: &str, id: &str) -> Delivery {
     let until = Instant::now() + RETRY_FOR;
-    while Instant::now() < until {
-        match attempt(&agent, id) {
-            Reply::Acknowledged => return Ok(()),
-            Reply::RetryLater => std::thread::sleep(RETRY_PAUSE),
-            Reply::Violation(why) => anyhow::bail!(why),
-        }
+    let mut unavailable = 0;
+    loop {
+        let violation = match attempt(agent, base, id) {
+            Reply::Acknowledged => None,
+            Reply::RetryLater if Instant::now() < until => {
+                unavailable += 1;
+                std::thread::sleep(RETRY_PAUSE);
+                continue;
+            }
+            Reply::RetryLater => Some(format!("{id}: still 503 after {RETRY_FOR:?}")),
+            Reply::Violation(why) => Some(why),
+        };
+        return Delivery {
+            acknowledged: violation.is_none().then(Instant::now),
+            unavailable,
+            violation,
+        };
     }
-    anyhow::bail!("{id}: not acknowledged within {RETRY_FOR:?}")
 }
 
 /// A running load: `SENDERS` threads, each delivering new ids one after
@@ -143,38 +163,20 @@ impl Load {
     }
 }
 
-/// Delivers `<ids>-0`, `<ids>-1`, … until `stop`; an id answered 503 is
-/// retried (the load stops only between ids, so none is left mid-retry
-/// unless it runs out of `RETRY_FOR`).
+/// Delivers `<ids>-0`, `<ids>-1`, … until `stop` (checked between ids, so
+/// none is left half-tried).
 fn send(ids: &str, stop: &AtomicBool) -> Sent {
-    let agent = agent();
+    let agent = agent(DEADLINE);
     let mut sent = Sent::default();
     for n in 0.. {
         if stop.load(Ordering::SeqCst) {
             break;
         }
         let id = format!("{ids}-{n}");
-        let until = Instant::now() + RETRY_FOR;
-        loop {
-            match attempt(&agent, &id) {
-                Reply::Acknowledged => {
-                    sent.acknowledged.push((id, Instant::now()));
-                    break;
-                }
-                Reply::RetryLater if Instant::now() < until => {
-                    sent.unavailable += 1;
-                    std::thread::sleep(RETRY_PAUSE);
-                }
-                Reply::RetryLater => {
-                    sent.violations.push(format!("{id}: still 503 after {RETRY_FOR:?}"));
-                    break;
-                }
-                Reply::Violation(why) => {
-                    sent.violations.push(why);
-                    break;
-                }
-            }
-        }
+        let delivery = deliver(&agent, LB, &id);
+        sent.unavailable += delivery.unavailable;
+        sent.violations.extend(delivery.violation);
+        sent.acknowledged.extend(delivery.acknowledged.map(|at| (id, at)));
     }
     sent
 }

@@ -19,9 +19,6 @@ use std::time::{Duration, Instant};
 use inlet_e2e::swap;
 use serde_json::json;
 
-/// The compose project's containers are named `<project>_<service>_1`.
-const PROJECT_ENV: &str = "COMPOSE_PROJECT_NAME";
-
 /// How long the cluster has to serve again after a fault.
 const RECOVERY: Duration = Duration::from_secs(60);
 
@@ -37,8 +34,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
 ];
 
 fn main() -> anyhow::Result<()> {
-    let project = std::env::var(PROJECT_ENV).unwrap_or_else(|_| docker::default_project());
-    let cluster = docker::Cluster::new(&project);
+    let cluster = docker::Cluster::from_env()?;
     let chosen: Vec<String> = std::env::args().skip(1).collect();
     for (name, scenario) in SCENARIOS {
         if !chosen.is_empty() && !chosen.iter().any(|c| c == name) {
@@ -52,26 +48,32 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 8 senders deliver the same 20 ids at once, spread over the hosts by
-/// `lb`: one row each.
+/// 9 senders, three at each host, deliver the same 20 ids at once: one
+/// row each.
 fn duplicates_across_hosts(_: &docker::Cluster) -> anyhow::Result<()> {
     let prefix = load::prefix("dup");
     let ids: Vec<String> = (0..20).map(|n| format!("{prefix}-{n}")).collect();
-    let senders: Vec<_> = (0..8)
-        .map(|_| {
+    let senders: Vec<_> = docker::HOSTS
+        .iter()
+        .cycle()
+        .take(9)
+        .map(|host| {
             let ids = ids.clone();
-            std::thread::spawn(move || ids.iter().map(|id| load::deliver_until_acked(id)).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                let agent = load::agent(load::DEADLINE);
+                ids.iter().map(|id| load::deliver(&agent, host, id)).collect::<Vec<_>>()
+            })
         })
         .collect();
     for sender in senders {
-        for outcome in sender.join().expect("sender thread") {
-            outcome?;
+        for delivery in sender.join().expect("sender thread") {
+            anyhow::ensure!(delivery.acknowledged.is_some(), "{:?}", delivery.violation);
         }
     }
     stored::check(&prefix, &ids)?;
     println!(
         "{}",
-        json!({"scenario": "duplicates_across_hosts", "ids": ids.len(), "deliveries": ids.len() * 8})
+        json!({"scenario": "duplicates_across_hosts", "ids": ids.len(), "deliveries": ids.len() * 9})
     );
     Ok(())
 }
@@ -101,6 +103,7 @@ fn kill_database_leader(cluster: &docker::Cluster) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(3));
     let result = finish("kill_database_leader", load).map(drop);
     cluster.start(&leader)?;
+    cluster.wait_replicating(&leader, RECOVERY)?;
     result
 }
 

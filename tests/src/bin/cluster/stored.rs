@@ -36,15 +36,16 @@ pub(crate) fn check(prefix: &str, acknowledged: &[String]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The rows under `prefix` by id (the primary key: each at most once),
-/// asked again while the database is still coming back.
+/// The rows under `prefix` by id, each id once (checked, though it is the
+/// primary key), asked again while the database is still coming back.
 fn read(prefix: &str) -> anyhow::Result<HashMap<String, Stored>> {
     let sql = format!("SELECT message_id, from_msisdn, ts, text FROM messages WHERE message_id LIKE '{prefix}-%'");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match inlet_pgserver::rows(&leader_url(), &sql) {
             Ok(rows) => {
-                return Ok(rows
+                let count = rows.len();
+                let by_id: HashMap<String, Stored> = rows
                     .into_iter()
                     .map(|row| {
                         let text = |n: usize| row[n].clone().unwrap_or_default();
@@ -55,7 +56,9 @@ fn read(prefix: &str) -> anyhow::Result<HashMap<String, Stored>> {
                         };
                         (text(0), stored)
                     })
-                    .collect());
+                    .collect();
+                anyhow::ensure!(by_id.len() == count, "{} rows for {} ids", count, by_id.len());
+                return Ok(by_id);
             }
             Err(error) if Instant::now() > deadline => return Err(error.into()),
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
