@@ -43,18 +43,9 @@ impl Cluster {
     /// Runs the compose command with `args` in the project's folder; its stdout.
     fn compose(&self, args: &[&str]) -> anyhow::Result<String> {
         let (program, options) = self.compose.split_first().expect("a compose command");
-        let output = Command::new(program)
-            .args(options)
-            .args(args)
-            .current_dir(inlet_e2e::workspace_root())
-            .output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "compose {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        let mut command = Command::new(program);
+        command.args(options).current_dir(inlet_e2e::workspace_root());
+        run(command, args)
     }
 
     /// The container of `service`, running or not.
@@ -189,10 +180,16 @@ fn wait(patience: Duration, what: &str, mut done: impl FnMut() -> bool) -> anyho
 
 /// Runs `docker` with `args`; its stdout.
 fn docker(args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("docker").args(args).output()?;
+    run(Command::new("docker"), args)
+}
+
+/// Runs `command` with `args`; its stdout, or its stderr as the error.
+fn run(mut command: Command, args: &[&str]) -> anyhow::Result<String> {
+    let output = command.args(args).output()?;
     anyhow::ensure!(
         output.status.success(),
-        "docker {}: {}",
+        "{:?} {}: {}",
+        command.get_program(),
         args.join(" "),
         String::from_utf8_lossy(&output.stderr).trim()
     );

@@ -78,16 +78,31 @@ fn duplicates_across_hosts(_: &docker::Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts a load named for `scenario`, makes `fault` once it runs, waits
+/// for `lb` and every host to serve again, and checks the load
+/// (`finish`); the number of 503s answered.
+fn under_load(
+    cluster: &docker::Cluster,
+    scenario: &str,
+    fault: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
+    let load = load::Load::start(scenario);
+    std::thread::sleep(Duration::from_secs(3));
+    fault()?;
+    cluster.wait_serving(RECOVERY)?;
+    // Acknowledgements after the recovery, so that the load proves it.
+    std::thread::sleep(Duration::from_secs(3));
+    finish(scenario, load)
+}
+
 /// One Inlet host SIGKILLed under load, started again 5 s later.
 fn kill_inlet_host(cluster: &docker::Cluster) -> anyhow::Result<()> {
-    let load = load::Load::start("host");
-    std::thread::sleep(Duration::from_secs(3));
-    cluster.kill("inlet2")?;
-    std::thread::sleep(Duration::from_secs(5));
-    cluster.start("inlet2")?;
-    cluster.wait_serving(RECOVERY)?;
-    std::thread::sleep(Duration::from_secs(2));
-    finish("kill_inlet_host", load).map(drop)
+    under_load(cluster, "kill_inlet_host", || {
+        cluster.kill("inlet2")?;
+        std::thread::sleep(Duration::from_secs(5));
+        cluster.start("inlet2")
+    })
+    .map(drop)
 }
 
 /// The PostgreSQL leader SIGKILLed under load; the outage is the longest
@@ -95,42 +110,35 @@ fn kill_inlet_host(cluster: &docker::Cluster) -> anyhow::Result<()> {
 /// and rejoins as a replica.
 fn kill_database_leader(cluster: &docker::Cluster) -> anyhow::Result<()> {
     let leader = cluster.database_leader()?;
-    let load = load::Load::start("leader");
-    std::thread::sleep(Duration::from_secs(3));
-    cluster.kill(&leader)?;
-    cluster.wait_new_leader(&leader, RECOVERY)?;
-    cluster.wait_serving(RECOVERY)?;
-    std::thread::sleep(Duration::from_secs(3));
-    let result = finish("kill_database_leader", load).map(drop);
+    let result = under_load(cluster, "kill_database_leader", || {
+        cluster.kill(&leader)?;
+        cluster.wait_new_leader(&leader, RECOVERY)
+    });
     cluster.start(&leader)?;
     cluster.wait_replicating(&leader, RECOVERY)?;
-    result
+    result.map(drop)
 }
 
 /// One Inlet host cut off the database network for 10 s, then reconnected:
 /// it answers 503 (and leaves `lb`'s rotation) meanwhile, then serves.
 fn cut_host_from_database(cluster: &docker::Cluster) -> anyhow::Result<()> {
-    let load = load::Load::start("cut");
-    std::thread::sleep(Duration::from_secs(3));
-    cluster.disconnect("inlet1")?;
-    std::thread::sleep(Duration::from_secs(10));
-    cluster.connect("inlet1")?;
-    cluster.wait_serving(RECOVERY)?;
-    std::thread::sleep(Duration::from_secs(3));
-    finish("cut_host_from_database", load).map(drop)
+    under_load(cluster, "cut_host_from_database", || {
+        cluster.disconnect("inlet1")?;
+        std::thread::sleep(Duration::from_secs(10));
+        cluster.connect("inlet1")
+    })
+    .map(drop)
 }
 
 /// The shared guest file replaced under load: every host reports the new
 /// digest, and no request failed, not even with a 503.
 fn swap_guest_under_load(cluster: &docker::Cluster) -> anyhow::Result<()> {
-    let load = load::Load::start("swap");
-    std::thread::sleep(Duration::from_secs(2));
-    let variant = swap::variant(&load::prefix("cluster"));
-    let live = inlet_e2e::workspace_root().join("target/cluster/guest/inlet_guest.wasm");
-    swap::replace_by_rename(&live, &variant);
-    cluster.wait_every_host_serving(&swap::sha256(&variant), RECOVERY)?;
-    std::thread::sleep(Duration::from_secs(2));
-    let unavailable = finish("swap_guest_under_load", load)?;
+    let unavailable = under_load(cluster, "swap_guest_under_load", || {
+        let variant = swap::variant(&load::prefix("cluster"));
+        let live = inlet_e2e::workspace_root().join("target/cluster/guest/inlet_guest.wasm");
+        swap::replace_by_rename(&live, &variant);
+        cluster.wait_every_host_serving(&swap::sha256(&variant), RECOVERY)
+    })?;
     anyhow::ensure!(
         unavailable == 0,
         "{unavailable} requests were answered 503 during the swap"

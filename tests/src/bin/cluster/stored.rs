@@ -39,7 +39,9 @@ pub(crate) fn check(prefix: &str, acknowledged: &[String]) -> anyhow::Result<()>
 /// The rows under `prefix` by id, each id once (checked, though it is the
 /// primary key), asked again while the database is still coming back.
 fn read(prefix: &str) -> anyhow::Result<HashMap<String, Stored>> {
-    let sql = format!("SELECT message_id, from_msisdn, ts, text FROM messages WHERE message_id LIKE '{prefix}-%'");
+    // `_` is a LIKE wildcard; a scenario's name holds it.
+    let pattern = prefix.replace('_', "\\_");
+    let sql = format!("SELECT message_id, from_msisdn, ts, text FROM messages WHERE message_id LIKE '{pattern}-%'");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match inlet_pgserver::rows(&leader_url(), &sql) {
