@@ -12,7 +12,7 @@ LOG_LEVEL ?= INFO
 PORT ?= 8000
 
 .PHONY: build guest host fixtures wasm-target run test test-api test-guest lint up down logs test-docker bench bench-smoke reference \
-	cluster-up cluster-down test-cluster
+	cluster-up cluster-down test-cluster bench-cluster
 
 # `docker compose` (v2) where installed, else the v1 `docker-compose`.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
@@ -142,6 +142,17 @@ test-cluster:
 	$(MAKE) cluster-up && $(CARGO) run --release --locked -p inlet-e2e --bin cluster; status=$$?; \
 		[ $$status = 0 ] || $(CLUSTER_COMPOSE) logs --tail 100; \
 		$(MAKE) cluster-down CLUSTER_DOWN_ARGS=-v; exit $$status
+
+## bench-cluster: ingest through lb at 32 connections with 1, 2 and 3 Inlet hosts
+## (the others held out of rotation), in alternating rounds, with each request's CPU
+## time by part (lb, hosts, PostgreSQL leader and standbys, load generator). Brings the
+## cluster up first (its hosts on the bench's secret) and leaves it running.
+## BENCH_ARGS passes options, as for `make bench`; the results go to $(CLUSTER_BENCH_OUT).
+CLUSTER_BENCH_OUT ?= target/bench/cluster.json
+bench-cluster: export WEBHOOK_SECRET := testsecret
+bench-cluster: export CLUSTER_COMPOSE := $(CLUSTER_COMPOSE)
+bench-cluster: cluster-up
+	$(CARGO) run --release --locked -p inlet-bench -- --phases cluster --out $(CLUSTER_BENCH_OUT) $(BENCH_ARGS)
 
 ## logs: follow the service's JSON logs
 logs:

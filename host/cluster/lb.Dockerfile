@@ -5,8 +5,9 @@
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 FROM ${DEBIAN_IMAGE}
 RUN apt-get update -qq \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy \
- && rm -rf /var/lib/apt/lists/*
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy socat \
+ && rm -rf /var/lib/apt/lists/* \
+ && install -d -o haproxy -g haproxy -m 700 /run/haproxy
 COPY host/cluster/haproxy.cfg /etc/haproxy/haproxy.cfg
 COPY host/cluster/unavailable.http /etc/haproxy/unavailable.http
 USER haproxy

@@ -19,6 +19,7 @@ use inlet_signature::SigningKey;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+pub mod cluster;
 pub mod swap;
 pub mod whatsapp;
 

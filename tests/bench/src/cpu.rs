@@ -84,6 +84,72 @@ pub(crate) fn per_request_us(before: &Sample, after: &Sample, requests: u64) -> 
     spent
 }
 
+/// CPU time so far, in nanoseconds, of the control group holding process
+/// `pid` (a container: every process in it); `None` where this machine
+/// keeps no such count.
+pub(crate) fn group_ns(pid: u32) -> Option<u64> {
+    let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let lines: Vec<(&str, &str)> = groups
+        .lines()
+        .filter_map(|line| line.split_once(':').and_then(|(_, rest)| rest.split_once(':')))
+        .collect();
+    // cgroup v1 counts in cpuacct.usage (ns); v2 in cpu.stat's usage_usec.
+    if let Some((_, path)) = lines
+        .iter()
+        .find(|(controllers, _)| controllers.split(',').any(|c| c == "cpuacct"))
+    {
+        let usage = std::fs::read_to_string(format!("/sys/fs/cgroup/cpuacct{path}/cpuacct.usage")).ok()?;
+        return usage.trim().parse().ok();
+    }
+    let (_, path) = lines.iter().find(|(controllers, _)| controllers.is_empty())?;
+    let stat = std::fs::read_to_string(format!("/sys/fs/cgroup{path}/cpu.stat")).ok()?;
+    let usec: u64 = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("usage_usec "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(usec * 1000)
+}
+
+/// The whole machine's CPU time so far (`/proc/stat`), busy and in all, in
+/// clock ticks.
+#[derive(Clone, Copy)]
+pub(crate) struct Machine {
+    busy: u64,
+    total: u64,
+}
+
+impl Machine {
+    pub(crate) fn sample() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        Self::parse(stat.lines().next().unwrap_or_default())
+    }
+
+    /// The `cpu` line: user nice system idle iowait irq softirq steal ….
+    fn parse(line: &str) -> Self {
+        let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+        let total = ticks.iter().take(8).sum();
+        let idle = ticks.iter().skip(3).take(2).sum::<u64>();
+        Self {
+            busy: total - idle,
+            total,
+        }
+    }
+
+    /// The share of every core's time spent busy between `self` and `later`.
+    pub(crate) fn busy_share(self, later: Self) -> f64 {
+        let total = later.total.saturating_sub(self.total);
+        later.busy.saturating_sub(self.busy) as f64 / total.max(1) as f64
+    }
+
+    /// The busy time of all cores together between `self` and `later`, in
+    /// nanoseconds (ticks of 1/100 s, USER_HZ).
+    pub(crate) fn busy_ns(self, later: Self) -> u64 {
+        later.busy.saturating_sub(self.busy) * 10_000_000
+    }
+}
+
 /// Microseconds of this whole process (the load generator) per request
 /// between `before` and now.
 pub(crate) fn own_per_request_us(before: &Sample, requests: u64) -> f64 {
@@ -106,6 +172,27 @@ mod tests {
         let stat = "4242 (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 1 2 3";
         assert_eq!(process_ns(stat), 325 * 10_000_000);
         assert_eq!(process_ns(""), 0);
+    }
+
+    #[test]
+    fn the_machine_is_busy_but_for_idle_and_iowait() {
+        let before = Machine::parse("cpu  100 0 50 800 50 0 0 0 0 0");
+        let after = Machine::parse("cpu  400 0 150 1200 250 0 0 0 0 0");
+        // 400 busy ticks of 1000.
+        assert_eq!(before.busy_share(after), 0.4);
+        assert_eq!(before.busy_ns(after), 4_000_000_000);
+    }
+
+    #[test]
+    fn this_process_group_counts_the_time_spent_in_it() {
+        let Some(before) = group_ns(std::process::id()) else {
+            return eprintln!("no CPU count per control group on this machine");
+        };
+        let mut x = 0u64;
+        for _ in 0..50_000_000 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+        }
+        assert!(group_ns(std::process::id()).expect("counted") > before);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! and the image size, and the same host with spinning guests beside real
 //! traffic. Prints a table and writes the results as JSON.
 
+mod cluster;
 mod containment;
 mod cpu;
 mod load;
@@ -69,6 +70,9 @@ enum Phase {
     Startup,
     Swap,
     Containment,
+    /// The HA cluster through `lb` with 1, 2 and 3 hosts (`make
+    /// bench-cluster`: it must be up, its hosts on `inlet_e2e::SECRET`).
+    Cluster,
 }
 
 /// Most requests one load scenario may send, whatever its duration.
@@ -102,6 +106,9 @@ fn main() -> anyhow::Result<()> {
     }
     if runs(Phase::Containment) {
         containment::run(cli.seconds, &runtime, &mut results)?;
+    }
+    if runs(Phase::Cluster) {
+        cluster::run(&cli, &runtime, &mut results)?;
     }
     if let Some(bytes) = image_size() {
         results.value("runtime image size", bytes as f64 / (1024.0 * 1024.0), "MiB");

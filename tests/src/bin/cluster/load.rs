@@ -7,10 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use inlet_e2e::cluster::{LB, agent};
 use inlet_e2e::{message, sign};
-
-/// `lb` as clients reach it.
-pub(crate) const LB: &str = "http://127.0.0.1:8000";
 
 /// Concurrent senders in a load.
 const SENDERS: usize = 8;
@@ -41,15 +39,6 @@ enum Reply {
     Acknowledged,
     RetryLater,
     Violation(String),
-}
-
-/// A client whose requests give up after `deadline`; every status is a reply.
-pub(crate) fn agent(deadline: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(deadline))
-        .build()
-        .into()
 }
 
 fn attempt(agent: &ureq::Agent, base: &str, id: &str) -> Reply {

@@ -10,19 +10,19 @@
 //! Reaches the cluster only through ports published on 127.0.0.1 and
 //! `docker` commands, never at a container's own address.
 
-mod docker;
 mod load;
 mod stored;
 
 use std::time::{Duration, Instant};
 
+use inlet_e2e::cluster::{self, Cluster};
 use inlet_e2e::swap;
 use serde_json::json;
 
 /// How long the cluster has to serve again after a fault.
 const RECOVERY: Duration = Duration::from_secs(60);
 
-type Scenario = fn(&docker::Cluster) -> anyhow::Result<()>;
+type Scenario = fn(&Cluster) -> anyhow::Result<()>;
 
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("duplicates_across_hosts", duplicates_across_hosts),
@@ -34,7 +34,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
 ];
 
 fn main() -> anyhow::Result<()> {
-    let cluster = docker::Cluster::from_env()?;
+    let cluster = Cluster::from_env()?;
     let chosen: Vec<String> = std::env::args().skip(1).collect();
     for (name, scenario) in SCENARIOS {
         if !chosen.is_empty() && !chosen.iter().any(|c| c == name) {
@@ -50,17 +50,17 @@ fn main() -> anyhow::Result<()> {
 
 /// 9 senders, three at each host, deliver the same 20 ids at once: one
 /// row each.
-fn duplicates_across_hosts(_: &docker::Cluster) -> anyhow::Result<()> {
+fn duplicates_across_hosts(_: &Cluster) -> anyhow::Result<()> {
     let prefix = load::prefix("dup");
     let ids: Vec<String> = (0..20).map(|n| format!("{prefix}-{n}")).collect();
-    let senders: Vec<_> = docker::HOSTS
+    let senders: Vec<_> = cluster::HOSTS
         .iter()
         .cycle()
         .take(9)
         .map(|host| {
             let ids = ids.clone();
             std::thread::spawn(move || {
-                let agent = load::agent(load::DEADLINE);
+                let agent = cluster::agent(load::DEADLINE);
                 ids.iter().map(|id| load::deliver(&agent, host, id)).collect::<Vec<_>>()
             })
         })
@@ -81,11 +81,7 @@ fn duplicates_across_hosts(_: &docker::Cluster) -> anyhow::Result<()> {
 /// Starts a load named for `scenario`, makes `fault` once it runs, waits
 /// for `lb` and every host to serve again, and checks the load
 /// (`finish`); the number of 503s answered.
-fn under_load(
-    cluster: &docker::Cluster,
-    scenario: &str,
-    fault: impl FnOnce() -> anyhow::Result<()>,
-) -> anyhow::Result<usize> {
+fn under_load(cluster: &Cluster, scenario: &str, fault: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<usize> {
     let load = load::Load::start(scenario);
     std::thread::sleep(Duration::from_secs(3));
     fault()?;
@@ -96,7 +92,7 @@ fn under_load(
 }
 
 /// One Inlet host SIGKILLed under load, started again 5 s later.
-fn kill_inlet_host(cluster: &docker::Cluster) -> anyhow::Result<()> {
+fn kill_inlet_host(cluster: &Cluster) -> anyhow::Result<()> {
     under_load(cluster, "kill_inlet_host", || {
         cluster.kill("inlet2")?;
         std::thread::sleep(Duration::from_secs(5));
@@ -108,7 +104,7 @@ fn kill_inlet_host(cluster: &docker::Cluster) -> anyhow::Result<()> {
 /// The PostgreSQL leader SIGKILLed under load; the outage is the longest
 /// time without an acknowledgement. The old leader is started again after
 /// and rejoins as a replica.
-fn kill_database_leader(cluster: &docker::Cluster) -> anyhow::Result<()> {
+fn kill_database_leader(cluster: &Cluster) -> anyhow::Result<()> {
     let leader = cluster.database_leader()?;
     let result = under_load(cluster, "kill_database_leader", || {
         cluster.kill(&leader)?;
@@ -121,7 +117,7 @@ fn kill_database_leader(cluster: &docker::Cluster) -> anyhow::Result<()> {
 
 /// One Inlet host cut off the database network for 10 s, then reconnected:
 /// it answers 503 (and leaves `lb`'s rotation) meanwhile, then serves.
-fn cut_host_from_database(cluster: &docker::Cluster) -> anyhow::Result<()> {
+fn cut_host_from_database(cluster: &Cluster) -> anyhow::Result<()> {
     under_load(cluster, "cut_host_from_database", || {
         cluster.disconnect("inlet1")?;
         std::thread::sleep(Duration::from_secs(10));
@@ -132,7 +128,7 @@ fn cut_host_from_database(cluster: &docker::Cluster) -> anyhow::Result<()> {
 
 /// The shared guest file replaced under load: every host reports the new
 /// digest, and no request failed, not even with a 503.
-fn swap_guest_under_load(cluster: &docker::Cluster) -> anyhow::Result<()> {
+fn swap_guest_under_load(cluster: &Cluster) -> anyhow::Result<()> {
     let unavailable = under_load(cluster, "swap_guest_under_load", || {
         let variant = swap::variant(&load::prefix("cluster"));
         let live = inlet_e2e::workspace_root().join("target/cluster/guest/inlet_guest.wasm");
@@ -149,7 +145,7 @@ fn swap_guest_under_load(cluster: &docker::Cluster) -> anyhow::Result<()> {
 /// The whole cluster down and up again, its volumes kept (as
 /// `make cluster-down` and `make cluster-up` do, without building): what was
 /// acknowledged before is still there, and it serves again.
-fn cluster_down_and_up(cluster: &docker::Cluster) -> anyhow::Result<()> {
+fn cluster_down_and_up(cluster: &Cluster) -> anyhow::Result<()> {
     let load = load::Load::start("restart");
     std::thread::sleep(Duration::from_secs(3));
     let before = load.stop();

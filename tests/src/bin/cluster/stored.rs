@@ -3,13 +3,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::load;
+use inlet_e2e::cluster;
 
-/// The leader as `lb` publishes it on the loopback.
-fn leader_url() -> String {
-    let password = std::env::var("INLET_DB_PASSWORD").unwrap_or_else(|_| "inlet".into());
-    format!("postgres://inlet:{password}@127.0.0.1:15432/inlet")
-}
+use crate::load;
 
 /// A stored row's `from`, `ts` and `text`.
 struct Stored {
@@ -44,7 +40,7 @@ fn read(prefix: &str) -> anyhow::Result<HashMap<String, Stored>> {
     let sql = format!("SELECT message_id, from_msisdn, ts, text FROM messages WHERE message_id LIKE '{pattern}-%'");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match inlet_pgserver::rows(&leader_url(), &sql) {
+        match inlet_pgserver::rows(&cluster::database_url(), &sql) {
             Ok(rows) => {
                 let count = rows.len();
                 let by_id: HashMap<String, Stored> = rows

@@ -1,11 +1,13 @@
-//! The cluster's containers, through compose and the `docker` command line.
+//! The HA cluster `make cluster-up` starts (host/cluster), driven through
+//! compose, the `docker` command line and `lb`'s runtime API: what
+//! `make test-cluster` and `make bench-cluster` do to it. Reaches the
+//! containers only through ports published on 127.0.0.1 and `docker exec`.
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-use crate::load;
 
 /// The compose command of the cluster's project and profile, as the
 /// Makefile runs it (`CLUSTER_COMPOSE`), and the project's name.
@@ -13,22 +15,48 @@ const COMPOSE_VARIABLE: &str = "CLUSTER_COMPOSE";
 const PROJECT: &str = "inlet-cluster";
 
 /// The cluster's services, as `make cluster-up` starts them.
-const SERVICES: [&str; 7] = ["lb", "inlet1", "inlet2", "inlet3", "pg1", "pg2", "pg3"];
+pub const SERVICES: [&str; 7] = ["lb", "inlet1", "inlet2", "inlet3", "pg1", "pg2", "pg3"];
+
+/// `lb` as clients reach it.
+pub const LB: &str = "http://127.0.0.1:8000";
 
 /// The loopback bases at which inlet1..3 are published, one each.
-pub(crate) const HOSTS: [&str; 3] = [
+pub const HOSTS: [&str; 3] = [
     "http://127.0.0.1:8001",
     "http://127.0.0.1:8002",
     "http://127.0.0.1:8003",
 ];
 
-pub(crate) struct Cluster {
+/// The Inlet hosts' services and `lb`'s names for them (haproxy.cfg).
+pub const HOST_SERVICES: [&str; 3] = ["inlet1", "inlet2", "inlet3"];
+
+/// `lb`'s runtime API socket (haproxy.cfg) and its backend of Inlet hosts.
+const LB_SOCKET: &str = "/run/haproxy/admin.sock";
+const LB_BACKEND: &str = "inlet";
+
+/// The database on the leader, as `lb` publishes it on the loopback.
+pub fn database_url() -> String {
+    let password = std::env::var("INLET_DB_PASSWORD").unwrap_or_else(|_| "inlet".into());
+    format!("postgres://inlet:{password}@127.0.0.1:15432/inlet")
+}
+
+/// A client whose requests give up after `deadline`; every status is a reply.
+pub fn agent(deadline: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(deadline))
+        .build()
+        .into()
+}
+
+/// The running cluster, found by its compose project.
+pub struct Cluster {
     compose: Vec<String>,
 }
 
 impl Cluster {
     /// The cluster `make test-cluster` started (its `CLUSTER_COMPOSE`).
-    pub(crate) fn from_env() -> anyhow::Result<Self> {
+    pub fn from_env() -> anyhow::Result<Self> {
         let compose = std::env::var(COMPOSE_VARIABLE)
             .map_err(|_| anyhow::anyhow!("{COMPOSE_VARIABLE} is not set: run `make test-cluster`"))?;
         anyhow::ensure!(
@@ -44,7 +72,7 @@ impl Cluster {
     fn compose(&self, args: &[&str]) -> anyhow::Result<String> {
         let (program, options) = self.compose.split_first().expect("a compose command");
         let mut command = Command::new(program);
-        command.args(options).current_dir(inlet_e2e::workspace_root());
+        command.args(options).current_dir(crate::workspace_root());
         run(command, args)
     }
 
@@ -56,21 +84,30 @@ impl Cluster {
         Ok(id)
     }
 
-    pub(crate) fn kill(&self, service: &str) -> anyhow::Result<()> {
+    /// The process id, on this machine, of `service`'s main process.
+    pub fn pid(&self, service: &str) -> anyhow::Result<u32> {
+        let pid = docker(&["inspect", "--format", "{{.State.Pid}}", &self.container(service)?])?;
+        Ok(pid.trim().parse()?)
+    }
+
+    /// `docker kill`: SIGKILL, no shutdown.
+    pub fn kill(&self, service: &str) -> anyhow::Result<()> {
         docker(&["kill", &self.container(service)?]).map(drop)
     }
 
-    pub(crate) fn start(&self, service: &str) -> anyhow::Result<()> {
+    /// `docker start` of a stopped or killed service.
+    pub fn start(&self, service: &str) -> anyhow::Result<()> {
         docker(&["start", &self.container(service)?]).map(drop)
     }
 
     /// Cuts `service` off the network on which it reaches the database.
-    pub(crate) fn disconnect(&self, service: &str) -> anyhow::Result<()> {
+    pub fn disconnect(&self, service: &str) -> anyhow::Result<()> {
         let network = format!("{PROJECT}_back");
         docker(&["network", "disconnect", &network, &self.container(service)?]).map(drop)
     }
 
-    pub(crate) fn connect(&self, service: &str) -> anyhow::Result<()> {
+    /// Joins `service` to the network `disconnect` cut it off.
+    pub fn connect(&self, service: &str) -> anyhow::Result<()> {
         let network = format!("{PROJECT}_back");
         docker(&["network", "connect", &network, &self.container(service)?]).map(drop)
     }
@@ -78,7 +115,7 @@ impl Cluster {
     /// Every container removed and created again from the same images
     /// (what `make cluster-down` and `make cluster-up` do, without building);
     /// the volumes stay.
-    pub(crate) fn down_and_up(&self) -> anyhow::Result<()> {
+    pub fn down_and_up(&self) -> anyhow::Result<()> {
         self.compose(&["down"])?;
         self.compose(&[&["up", "-d"][..], &SERVICES[..]].concat()).map(drop)
     }
@@ -107,16 +144,65 @@ impl Cluster {
     }
 
     /// The Patroni leader's member name (`pg1`…).
-    pub(crate) fn database_leader(&self) -> anyhow::Result<String> {
-        let members = self.members()?;
-        let leader = members.iter().find(|m| m["Role"] == "Leader");
+    pub fn database_leader(&self) -> anyhow::Result<String> {
+        let roles = self.database_roles()?;
+        let leader = roles.iter().find(|(_, role)| *role == "Leader");
         leader
-            .and_then(|m| m["Member"].as_str().map(str::to_owned))
-            .ok_or_else(|| anyhow::anyhow!("no leader among {members:?}"))
+            .map(|(member, _)| member.clone())
+            .ok_or_else(|| anyhow::anyhow!("no leader among {roles:?}"))
+    }
+
+    /// Each member's role as Patroni names it (`Leader`, `Sync Standby`, `Replica`).
+    pub fn database_roles(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let members = self.members()?;
+        let field = |member: &Value, key: &str| member[key].as_str().unwrap_or_default().to_owned();
+        Ok(members.iter().map(|m| (field(m, "Member"), field(m, "Role"))).collect())
+    }
+
+    /// Sends only the first `count` of inlet1..3 requests (the others are
+    /// put in maintenance, running but out of `lb`'s rotation), and waits
+    /// until `lb` has them up.
+    pub fn serve_with(&self, count: usize, patience: Duration) -> anyhow::Result<()> {
+        for (index, host) in HOST_SERVICES.iter().enumerate() {
+            let state = if index < count { "ready" } else { "maint" };
+            self.lb_api(&format!("set server {LB_BACKEND}/{host} state {state}"))?;
+        }
+        let wanted: Vec<&str> = (0..HOST_SERVICES.len())
+            .map(|index| if index < count { "UP" } else { "MAINT" })
+            .collect();
+        wait(patience, &format!("lb serving with {count} hosts"), || {
+            self.host_states().is_ok_and(|states| states == wanted)
+        })
+    }
+
+    /// `lb`'s view of inlet1..3: `UP`, `DOWN`, `MAINT`… (HAProxy's status column).
+    fn host_states(&self) -> anyhow::Result<Vec<String>> {
+        let csv = self.lb_api("show stat")?;
+        let status_column = csv
+            .lines()
+            .next()
+            .and_then(|header| header.trim_start_matches("# ").split(',').position(|c| c == "status"))
+            .ok_or_else(|| anyhow::anyhow!("no status column in {csv}"))?;
+        HOST_SERVICES
+            .iter()
+            .map(|host| {
+                csv.lines()
+                    .map(|line| line.split(',').collect::<Vec<_>>())
+                    .find(|fields| fields.first() == Some(&LB_BACKEND) && fields.get(1) == Some(host))
+                    .and_then(|fields| fields.get(status_column).map(|s| (*s).to_owned()))
+                    .ok_or_else(|| anyhow::anyhow!("lb lists no {host}"))
+            })
+            .collect()
+    }
+
+    /// One command of `lb`'s runtime API; its answer.
+    fn lb_api(&self, command: &str) -> anyhow::Result<String> {
+        let talk = format!("echo \"$1\" | socat stdio {LB_SOCKET}");
+        docker(&["exec", &self.container("lb")?, "sh", "-c", &talk, "sh", command])
     }
 
     /// Waits until a node other than `old` leads.
-    pub(crate) fn wait_new_leader(&self, old: &str, patience: Duration) -> anyhow::Result<()> {
+    pub fn wait_new_leader(&self, old: &str, patience: Duration) -> anyhow::Result<()> {
         wait(patience, "a new leader", || {
             self.database_leader().is_ok_and(|leader| leader != old)
         })
@@ -124,7 +210,7 @@ impl Cluster {
 
     /// Waits until `node` replicates again and some node is the
     /// synchronous standby.
-    pub(crate) fn wait_replicating(&self, node: &str, patience: Duration) -> anyhow::Result<()> {
+    pub fn wait_replicating(&self, node: &str, patience: Duration) -> anyhow::Result<()> {
         wait(
             patience,
             &format!("{node} back as a replica beside a sync standby"),
@@ -142,20 +228,20 @@ impl Cluster {
     }
 
     /// Waits until `lb` and every host answer `/health/ready` with 200.
-    pub(crate) fn wait_serving(&self, patience: Duration) -> anyhow::Result<()> {
-        let agent = load::agent(Duration::from_secs(5));
+    pub fn wait_serving(&self, patience: Duration) -> anyhow::Result<()> {
+        let agent = agent(Duration::from_secs(5));
         let ready = |base: &str| {
             let reply = agent.get(format!("{base}/health/ready")).call();
             reply.is_ok_and(|reply| reply.status() == 200)
         };
         wait(patience, "every host ready", || {
-            ready(load::LB) && HOSTS.iter().all(|host| ready(host))
+            ready(LB) && HOSTS.iter().all(|host| ready(host))
         })
     }
 
     /// Waits until every host is ready with the guest of digest `sha256`.
-    pub(crate) fn wait_every_host_serving(&self, sha256: &str, patience: Duration) -> anyhow::Result<()> {
-        let agent = load::agent(Duration::from_secs(5));
+    pub fn wait_every_host_serving(&self, sha256: &str, patience: Duration) -> anyhow::Result<()> {
+        let agent = agent(Duration::from_secs(5));
         let digest = |base: &str| {
             let reply = agent.get(format!("{base}/health/ready")).call().ok();
             reply
