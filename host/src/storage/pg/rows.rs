@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::codec;
@@ -20,12 +20,13 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
 ON CONFLICT (message_id) DO NOTHING
 RETURNING message_id";
 
-/// Inserts `rows` (each with its `created_at`) in the caller's
-/// transaction, the first of each id only; the ids it inserted. The rows go
+/// Inserts `rows` (each with its `created_at`) through `client` (in the
+/// caller's transaction, or committed by itself), the first of each id
+/// only; the ids it inserted. The rows go
 /// in id order, whoever calls: two transactions (hosts' group commits, a
 /// copy) then meet on their common ids in one order and cannot deadlock.
 pub(super) async fn insert(
-    tx: &Transaction<'_>,
+    client: &impl GenericClient,
     rows: &[(&Message, &str)],
 ) -> Result<HashSet<String>, tokio_postgres::Error> {
     let mut seen = HashSet::with_capacity(rows.len());
@@ -36,8 +37,8 @@ pub(super) async fn insert(
         .collect();
     rows.sort_unstable_by(|(a, _), (b, _)| a.message_id.cmp(&b.message_id));
     let columns = Columns::of(&rows);
-    let statement = tx.prepare_cached(INSERT).await?;
-    let returned = tx
+    let statement = client.prepare_cached(INSERT).await?;
+    let returned = client
         .query(
             &statement,
             &[
