@@ -130,8 +130,9 @@ cluster-down:
 
 ## test-cluster: the cluster under faults, one at a time under a steady signed load
 ## through lb (tests/src/bin/cluster): duplicates sent to different hosts, an Inlet
-## host killed, the database leader killed, a host cut off the database network, the
-## guest swapped, the whole cluster down and up again with its volumes. Every
+## host killed, the database leader killed, a planned switchover, a host drained and
+## recreated, a host cut off the database network, the guest swapped, the whole
+## cluster down and up again with its volumes. Every
 ## acknowledged message stored once and whole, every reply 200 or 503 + Retry-After.
 ## A few minutes; starts from empty volumes, prints the containers' logs on a failure,
 ## and leaves the cluster down with its volumes removed.

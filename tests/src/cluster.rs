@@ -40,6 +40,27 @@ pub fn database_url() -> String {
     format!("postgres://inlet:{password}@127.0.0.1:15432/inlet")
 }
 
+/// How `lb` treats a host (HAProxy's administrative states).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostState {
+    /// In rotation (its health checks permitting).
+    Ready,
+    /// No new requests; those it has finish.
+    Drain,
+    /// Out of rotation at once.
+    Maint,
+}
+
+impl HostState {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Drain => "drain",
+            Self::Maint => "maint",
+        }
+    }
+}
+
 /// A client whose requests give up after `deadline`; every status is a reply.
 pub fn agent(deadline: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -112,6 +133,35 @@ impl Cluster {
         docker(&["network", "connect", &network, &self.container(service)?]).map(drop)
     }
 
+    /// `service` stopped, removed and created again from its image, alone
+    /// (how a host gets a new Inlet image).
+    pub fn recreate(&self, service: &str) -> anyhow::Result<()> {
+        self.compose(&["up", "-d", "--no-deps", "--force-recreate", service])
+            .map(drop)
+    }
+
+    /// A planned switchover of the Patroni leader to `candidate`.
+    pub fn switchover(&self, leader: &str, candidate: &str) -> anyhow::Result<()> {
+        let switchover = ["switchover", "--leader", leader, "--candidate", candidate, "--force"];
+        self.patronictl(leader, &switchover, Duration::from_secs(30)).map(drop)
+    }
+
+    /// `patronictl` with `args` on `node`, given up after `patience` (it
+    /// can block while etcd or the synchronous standby is down); its output.
+    fn patronictl(&self, node: &str, args: &[&str], patience: Duration) -> anyhow::Result<String> {
+        let (container, seconds) = (self.container(node)?, patience.as_secs().to_string());
+        let patronictl = [
+            "exec",
+            &container,
+            "timeout",
+            &seconds,
+            "patronictl",
+            "-c",
+            "/etc/patroni/patroni.yml",
+        ];
+        docker(&[&patronictl[..], args].concat())
+    }
+
     /// Every container removed and created again from the same images
     /// (what `make cluster-down` and `make cluster-up` do, without building);
     /// the volumes stay.
@@ -123,19 +173,7 @@ impl Cluster {
     /// The members as Patroni lists them, asked of any live node.
     fn members(&self) -> anyhow::Result<Vec<Value>> {
         for node in ["pg1", "pg2", "pg3"] {
-            let Ok(container) = self.container(node) else { continue };
-            let listed = docker(&[
-                "exec",
-                &container,
-                "timeout",
-                "5",
-                "patronictl",
-                "-c",
-                "/etc/patroni/patroni.yml",
-                "list",
-                "-f",
-                "json",
-            ]);
+            let listed = self.patronictl(node, &["list", "-f", "json"], Duration::from_secs(5));
             if let Ok(listed) = listed {
                 return Ok(serde_json::from_str(&listed)?);
             }
@@ -164,14 +202,32 @@ impl Cluster {
     /// until `lb` has them up.
     pub fn serve_with(&self, count: usize, patience: Duration) -> anyhow::Result<()> {
         for (index, host) in HOST_SERVICES.iter().enumerate() {
-            let state = if index < count { "ready" } else { "maint" };
-            self.lb_api(&format!("set server {LB_BACKEND}/{host} state {state}"))?;
+            let state = if index < count {
+                HostState::Ready
+            } else {
+                HostState::Maint
+            };
+            self.set_host_state(host, state)?;
         }
         let wanted: Vec<&str> = (0..HOST_SERVICES.len())
             .map(|index| if index < count { "UP" } else { "MAINT" })
             .collect();
         wait(patience, &format!("lb serving with {count} hosts"), || {
             self.host_states().is_ok_and(|states| states == wanted)
+        })
+    }
+
+    /// Sets how `lb` treats `host` (one of `HOST_SERVICES`).
+    pub fn set_host_state(&self, host: &str, state: HostState) -> anyhow::Result<()> {
+        self.lb_api(&format!("set server {LB_BACKEND}/{host} state {}", state.name()))
+            .map(drop)
+    }
+
+    /// Waits until `lb` sends `host` requests again.
+    pub fn wait_host_up(&self, host: &str, patience: Duration) -> anyhow::Result<()> {
+        let index = HOST_SERVICES.iter().position(|h| *h == host).expect("one of the hosts");
+        wait(patience, &format!("lb sending {host} requests"), || {
+            self.host_states().is_ok_and(|states| states[index] == "UP")
         })
     }
 

@@ -15,7 +15,7 @@ mod stored;
 
 use std::time::{Duration, Instant};
 
-use inlet_e2e::cluster::{self, Cluster};
+use inlet_e2e::cluster::{self, Cluster, HostState};
 use inlet_e2e::swap;
 use serde_json::json;
 
@@ -28,6 +28,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("duplicates_across_hosts", duplicates_across_hosts),
     ("kill_inlet_host", kill_inlet_host),
     ("kill_database_leader", kill_database_leader),
+    ("switchover_database_leader", switchover_database_leader),
+    ("drain_and_recreate_host", drain_and_recreate_host),
     ("cut_host_from_database", cut_host_from_database),
     ("swap_guest_under_load", swap_guest_under_load),
     ("cluster_down_and_up", cluster_down_and_up),
@@ -113,6 +115,42 @@ fn kill_database_leader(cluster: &Cluster) -> anyhow::Result<()> {
     cluster.start(&leader)?;
     cluster.wait_replicating(&leader, RECOVERY)?;
     result.map(drop)
+}
+
+/// A planned switchover of the leader to the synchronous standby under load
+/// (`patronictl switchover`, as an operator does before maintenance): a
+/// short write pause, the old leader a replica after.
+fn switchover_database_leader(cluster: &Cluster) -> anyhow::Result<()> {
+    let leader = cluster.database_leader()?;
+    let roles = cluster.database_roles()?;
+    let standby = roles
+        .iter()
+        .find(|(_, role)| *role == "Sync Standby")
+        .map(|(member, _)| member.clone())
+        .ok_or_else(|| anyhow::anyhow!("no synchronous standby among {roles:?}"))?;
+    under_load(cluster, "switchover_database_leader", || {
+        cluster.switchover(&leader, &standby)?;
+        cluster.wait_new_leader(&leader, RECOVERY)
+    })?;
+    cluster.wait_replicating(&leader, RECOVERY)
+}
+
+/// A host taken out of rotation by a drain, recreated from its image (how
+/// a new Inlet image is rolled out, host by host) and put back: no request
+/// failed, not even with a 503.
+fn drain_and_recreate_host(cluster: &Cluster) -> anyhow::Result<()> {
+    let unavailable = under_load(cluster, "drain_and_recreate_host", || {
+        cluster.set_host_state("inlet2", HostState::Drain)?;
+        cluster.recreate("inlet2")?;
+        cluster.wait_serving(RECOVERY)?;
+        cluster.set_host_state("inlet2", HostState::Ready)?;
+        cluster.wait_host_up("inlet2", RECOVERY)
+    })?;
+    anyhow::ensure!(
+        unavailable == 0,
+        "{unavailable} requests were answered 503 during the rollout"
+    );
+    Ok(())
 }
 
 /// One Inlet host cut off the database network for 10 s, then reconnected:
