@@ -14,8 +14,17 @@ use serde_json::Value;
 const COMPOSE_VARIABLE: &str = "CLUSTER_COMPOSE";
 const PROJECT: &str = "inlet-cluster";
 
-/// The cluster's services, as `make cluster-up` starts them.
-pub const SERVICES: [&str; 7] = ["lb", "inlet1", "inlet2", "inlet3", "pg1", "pg2", "pg3"];
+/// The cluster's services, as `make cluster-up` starts them: `lb`,
+pub const LB_SERVICE: &str = "lb";
+/// the Inlet hosts (also `lb`'s names for them, haproxy.cfg),
+pub const HOST_SERVICES: [&str; 3] = ["inlet1", "inlet2", "inlet3"];
+/// and the database nodes (also Patroni's member names).
+pub const NODE_SERVICES: [&str; 3] = ["pg1", "pg2", "pg3"];
+
+/// Every service of the cluster.
+pub fn services() -> impl Iterator<Item = &'static str> {
+    std::iter::once(LB_SERVICE).chain(HOST_SERVICES).chain(NODE_SERVICES)
+}
 
 /// `lb` as clients reach it.
 pub const LB: &str = "http://127.0.0.1:8000";
@@ -26,9 +35,6 @@ pub const HOSTS: [&str; 3] = [
     "http://127.0.0.1:8002",
     "http://127.0.0.1:8003",
 ];
-
-/// The Inlet hosts' services and `lb`'s names for them (haproxy.cfg).
-pub const HOST_SERVICES: [&str; 3] = ["inlet1", "inlet2", "inlet3"];
 
 /// `lb`'s runtime API socket (haproxy.cfg) and its backend of Inlet hosts.
 const LB_SOCKET: &str = "/run/haproxy/admin.sock";
@@ -61,6 +67,31 @@ impl HostState {
     }
 }
 
+/// What `lb` makes of a host: its administrative state and its health
+/// checks together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostStatus {
+    /// In rotation.
+    Up,
+    /// Drained: its open requests finish, it gets no new ones.
+    Drain,
+    /// In maintenance.
+    Maint,
+    /// Anything else HAProxy reports (`DOWN`, `UP 1/2` while its checks change…).
+    Other(String),
+}
+
+impl HostStatus {
+    fn parse(status: &str) -> Self {
+        match status {
+            "UP" => Self::Up,
+            "DRAIN" => Self::Drain,
+            "MAINT" => Self::Maint,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
 /// A client whose requests give up after `deadline`; every status is a reply.
 pub fn agent(deadline: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -76,10 +107,12 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The cluster `make test-cluster` started (its `CLUSTER_COMPOSE`).
+    /// The cluster `make test-cluster` or `make bench-cluster` started (its
+    /// `CLUSTER_COMPOSE`).
     pub fn from_env() -> anyhow::Result<Self> {
-        let compose = std::env::var(COMPOSE_VARIABLE)
-            .map_err(|_| anyhow::anyhow!("{COMPOSE_VARIABLE} is not set: run `make test-cluster`"))?;
+        let compose = std::env::var(COMPOSE_VARIABLE).map_err(|_| {
+            anyhow::anyhow!("{COMPOSE_VARIABLE} is not set: run `make test-cluster` or `make bench-cluster`")
+        })?;
         anyhow::ensure!(
             compose.contains(PROJECT),
             "{COMPOSE_VARIABLE} names another project: {compose}"
@@ -167,12 +200,13 @@ impl Cluster {
     /// the volumes stay.
     pub fn down_and_up(&self) -> anyhow::Result<()> {
         self.compose(&["down"])?;
-        self.compose(&[&["up", "-d"][..], &SERVICES[..]].concat()).map(drop)
+        let up: Vec<&str> = ["up", "-d"].into_iter().chain(services()).collect();
+        self.compose(&up).map(drop)
     }
 
     /// The members as Patroni lists them, asked of any live node.
     fn members(&self) -> anyhow::Result<Vec<Value>> {
-        for node in ["pg1", "pg2", "pg3"] {
+        for node in NODE_SERVICES {
             let listed = self.patronictl(node, &["list", "-f", "json"], Duration::from_secs(5));
             if let Ok(listed) = listed {
                 return Ok(serde_json::from_str(&listed)?);
@@ -202,59 +236,52 @@ impl Cluster {
     /// until `lb` has them up.
     pub fn serve_with(&self, count: usize, patience: Duration) -> anyhow::Result<()> {
         for (index, host) in HOST_SERVICES.iter().enumerate() {
-            let state = if index < count {
-                HostState::Ready
+            let (state, status) = if index < count {
+                (HostState::Ready, HostStatus::Up)
             } else {
-                HostState::Maint
+                (HostState::Maint, HostStatus::Maint)
             };
             self.set_host_state(host, state)?;
+            self.wait_host_status(host, status, patience)?;
         }
-        let wanted: Vec<&str> = (0..HOST_SERVICES.len())
-            .map(|index| if index < count { "UP" } else { "MAINT" })
-            .collect();
-        wait(patience, &format!("lb serving with {count} hosts"), || {
-            self.host_states().is_ok_and(|states| states == wanted)
-        })
+        Ok(())
     }
 
     /// Sets how `lb` treats `host` (one of `HOST_SERVICES`).
     pub fn set_host_state(&self, host: &str, state: HostState) -> anyhow::Result<()> {
-        self.lb_api(&format!("set server {LB_BACKEND}/{host} state {}", state.name()))
-            .map(drop)
+        let command = format!("set server {LB_BACKEND}/{host} state {}", state.name());
+        // It answers nothing on success, and why not otherwise.
+        let answer = self.lb_api(&command)?;
+        anyhow::ensure!(answer.trim().is_empty(), "lb refused `{command}`: {}", answer.trim());
+        Ok(())
     }
 
-    /// Waits until `lb` sends `host` requests again.
-    pub fn wait_host_up(&self, host: &str, patience: Duration) -> anyhow::Result<()> {
-        let index = HOST_SERVICES.iter().position(|h| *h == host).expect("one of the hosts");
-        wait(patience, &format!("lb sending {host} requests"), || {
-            self.host_states().is_ok_and(|states| states[index] == "UP")
+    /// Waits until `lb` reports `status` for `host`.
+    pub fn wait_host_status(&self, host: &str, status: HostStatus, patience: Duration) -> anyhow::Result<()> {
+        wait(patience, &format!("lb reporting {host} {status:?}"), || {
+            self.host_status(host).is_ok_and(|now| now == status)
         })
     }
 
-    /// `lb`'s view of inlet1..3: `UP`, `DOWN`, `MAINT`… (HAProxy's status column).
-    fn host_states(&self) -> anyhow::Result<Vec<String>> {
+    /// `lb`'s view of `host` now (the status column of its `show stat`).
+    fn host_status(&self, host: &str) -> anyhow::Result<HostStatus> {
         let csv = self.lb_api("show stat")?;
         let status_column = csv
             .lines()
             .next()
             .and_then(|header| header.trim_start_matches("# ").split(',').position(|c| c == "status"))
             .ok_or_else(|| anyhow::anyhow!("no status column in {csv}"))?;
-        HOST_SERVICES
-            .iter()
-            .map(|host| {
-                csv.lines()
-                    .map(|line| line.split(',').collect::<Vec<_>>())
-                    .find(|fields| fields.first() == Some(&LB_BACKEND) && fields.get(1) == Some(host))
-                    .and_then(|fields| fields.get(status_column).map(|s| (*s).to_owned()))
-                    .ok_or_else(|| anyhow::anyhow!("lb lists no {host}"))
-            })
-            .collect()
+        csv.lines()
+            .map(|line| line.split(',').collect::<Vec<_>>())
+            .find(|fields| fields.first() == Some(&LB_BACKEND) && fields.get(1) == Some(&host))
+            .and_then(|fields| fields.get(status_column).map(|status| HostStatus::parse(status)))
+            .ok_or_else(|| anyhow::anyhow!("lb lists no {host}"))
     }
 
     /// One command of `lb`'s runtime API; its answer.
     fn lb_api(&self, command: &str) -> anyhow::Result<String> {
         let talk = format!("echo \"$1\" | socat stdio {LB_SOCKET}");
-        docker(&["exec", &self.container("lb")?, "sh", "-c", &talk, "sh", command])
+        docker(&["exec", &self.container(LB_SERVICE)?, "sh", "-c", &talk, "sh", command])
     }
 
     /// Waits until a node other than `old` leads.

@@ -15,7 +15,7 @@ use inlet_e2e::cluster::{self, Cluster};
 use inlet_pgserver::psql;
 
 use crate::cpu;
-use crate::load::LoadResult;
+use crate::load::{LoadResult, RequestFactory};
 use crate::report::Results;
 use crate::{Cli, push, requests};
 
@@ -39,11 +39,23 @@ const STATS_DELAY: Duration = Duration::from_secs(2);
 pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let cluster = Cluster::from_env()?;
     cluster.wait_serving(PATIENCE)?;
-    let measured = rounds(cli, runtime, results, &cluster);
+    let rounds = cli.ratio_rounds.max(1);
+    let measured = measure_rounds(cli.seconds, rounds, runtime, results, &cluster);
     // Every host back in rotation, whatever happened.
     let restored = cluster.serve_with(cluster::HOST_SERVICES.len(), PATIENCE);
-    report(results, cli.ratio_rounds.max(1), &measured?);
-    restored
+    let measured = measured?;
+    report(results, rounds, &measured);
+    restored?;
+    // The target is durable ingest: a load that stored nothing, or got
+    // anything but 200s, measured something else.
+    let failed = measured
+        .iter()
+        .flatten()
+        .find(|r| r.load.requests == 0 || r.load.errors > 0);
+    match failed {
+        Some(round) => anyhow::bail!("a cluster load failed: {:?}", round.load),
+        None => Ok(()),
+    }
 }
 
 /// What one load measured.
@@ -51,6 +63,9 @@ struct Round {
     load: LoadResult,
     /// The share of the machine's cores busy during it.
     busy: f64,
+    /// The machine's busy time, all cores, per request: every part's CPU
+    /// time together, in microseconds.
+    machine_us: f64,
     /// Requests per database commit (group commits, with the hosts'
     /// readiness checks and other transactions counted too).
     per_commit: f64,
@@ -61,47 +76,62 @@ struct Round {
 
 /// Each host count once per round, each round starting one further on, since
 /// this machine's speed drifts within minutes; the rounds by host count.
-fn rounds(
-    cli: &Cli,
+fn measure_rounds(
+    seconds: u64,
+    rounds: usize,
     runtime: &tokio::runtime::Runtime,
     results: &mut Results,
     cluster: &Cluster,
 ) -> anyhow::Result<Vec<Vec<Round>>> {
-    let lb: SocketAddr = cluster::LB.trim_start_matches("http://").parse()?;
     // Ids new to the database, whatever earlier runs stored in it.
     let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
     let mut measured: Vec<Vec<Round>> = HOST_COUNTS.iter().map(|_| Vec::new()).collect();
-    for round in 1..=cli.ratio_rounds.max(1) {
+    for round in 1..=rounds {
         for turn in 0..HOST_COUNTS.len() {
             let index = (turn + round - 1) % HOST_COUNTS.len();
             let hosts = HOST_COUNTS[index];
             cluster.serve_with(hosts, PATIENCE)?;
             let webhooks = requests::webhooks(&format!("cluster{run}-r{round}-h{hosts}"), None);
-            let parts = Parts::of(cluster)?;
-            let commits = database_commits()?;
-            let (machine, before) = (cpu::Machine::sample(), parts.sample());
-            let generator = cpu::sample(std::process::id());
-            let load = push(runtime, lb, CONNECTIONS, cli.seconds, webhooks)?;
-            let (machine_after, after) = (cpu::Machine::sample(), parts.sample());
-            let mut cpu_us = parts.per_request_us(&before, &after, load.requests);
-            if !cpu_us.is_empty() {
-                cpu_us.insert(GENERATOR.into(), cpu::own_per_request_us(&generator, load.requests));
-                let attributed: f64 = cpu_us.values().sum();
-                let busy_us = machine.busy_ns(machine_after) as f64 / 1000.0 / load.requests.max(1) as f64;
-                cpu_us.insert(REST.into(), busy_us - attributed);
-            }
-            std::thread::sleep(STATS_DELAY);
-            let commits = database_commits()? - commits;
-            results.load(&format!("round {round}: {}", label(hosts)), load.clone());
-            measured[index].push(Round {
-                busy: machine.busy_share(machine_after),
-                per_commit: load.requests as f64 / commits.max(1) as f64,
-                load,
-                cpu_us,
-            });
+            let measured_round = measure(cluster, runtime, seconds, webhooks)?;
+            results.load(&format!("round {round}: {}", label(hosts)), measured_round.load.clone());
+            measured[index].push(measured_round);
         }
     }
     Ok(measured)
+}
+
+/// One load through `lb` with the hosts it serves with now, and where its
+/// CPU time went.
+fn measure(
+    cluster: &Cluster,
+    runtime: &tokio::runtime::Runtime,
+    seconds: u64,
+    webhooks: RequestFactory,
+) -> anyhow::Result<Round> {
+    let lb: SocketAddr = cluster::LB.trim_start_matches("http://").parse()?;
+    let parts = Parts::of(cluster)?;
+    let commits = database_commits()?;
+    let (machine, before) = (cpu::Machine::sample(), parts.sample());
+    let generator = cpu::sample(std::process::id());
+    let load = push(runtime, lb, CONNECTIONS, seconds, webhooks)?;
+    let (machine_after, after) = (cpu::Machine::sample(), parts.sample());
+    let per_request = |ns: f64| ns / 1000.0 / load.requests.max(1) as f64;
+    let machine_us = per_request(machine.busy_ns(machine_after) as f64);
+    let mut cpu_us = parts.per_request_us(&before, &after, load.requests);
+    if !cpu_us.is_empty() {
+        cpu_us.insert(GENERATOR.into(), cpu::own_per_request_us(&generator, load.requests));
+        let attributed: f64 = cpu_us.values().sum();
+        cpu_us.insert(REST.into(), machine_us - attributed);
+    }
+    std::thread::sleep(STATS_DELAY);
+    let commits = database_commits()? - commits;
+    Ok(Round {
+        busy: machine.busy_share(machine_after),
+        machine_us,
+        per_commit: load.requests as f64 / commits.max(1) as f64,
+        load,
+        cpu_us,
+    })
 }
 
 /// Transactions committed in the cluster's database so far.
@@ -132,6 +162,11 @@ fn report(results: &mut Results, rounds: usize, measured: &[Vec<Round>]) {
         results.spread(&format!("{label} p99 {of_rounds}"), &of(|r| r.load.p99_ms), "ms");
         results.spread(&format!("{label}: machine busy"), &of(|r| r.busy * 100.0), "%");
         results.spread(
+            &format!("{label}: CPU per request, whole machine"),
+            &of(|r| r.machine_us),
+            "µs",
+        );
+        results.spread(
             &format!("{label}: requests per database commit"),
             &of(|r| r.per_commit),
             "",
@@ -155,13 +190,12 @@ impl Parts {
     /// `lb`, the Inlet hosts together, each PostgreSQL node by its role.
     fn of(cluster: &Cluster) -> anyhow::Result<Self> {
         let roles = cluster.database_roles()?;
-        let pids = cluster::SERVICES
-            .iter()
+        let pids = cluster::services()
             .map(|service| {
-                let part = match roles.get(*service) {
+                let part = match roles.get(service) {
                     Some(role) => format!("PostgreSQL {}", role.to_lowercase()),
-                    None if service.starts_with("inlet") => "Inlet hosts".into(),
-                    None => (*service).to_owned(),
+                    None if cluster::HOST_SERVICES.contains(&service) => "Inlet hosts".into(),
+                    None => service.to_owned(),
                 };
                 let pid = cluster
                     .pid(service)

@@ -4,6 +4,10 @@
 
 use std::collections::BTreeMap;
 
+/// Linux counts process and machine CPU time in clock ticks of 1/100 s
+/// (USER_HZ).
+const TICK_NS: u64 = 10_000_000;
+
 /// Name of the row that sums every thread, including those that ended.
 pub(crate) const WHOLE_PROCESS: &str = "whole process";
 
@@ -57,8 +61,7 @@ fn process_ns(stat: &str) -> u64 {
         .take(2)
         .filter_map(|field| field.parse::<u64>().ok())
         .sum();
-    // Linux reports them in clock ticks of 1/100 s (USER_HZ).
-    ticks * 10_000_000
+    ticks * TICK_NS
 }
 
 /// Microseconds per request between `before` and `after`, per thread group
@@ -127,12 +130,13 @@ impl Machine {
     }
 
     /// The `cpu` line: user nice system idle iowait irq softirq steal ….
+    /// Steal is time the hypervisor gave to other machines: not busy here.
     fn parse(line: &str) -> Self {
         let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+        let field = |index: usize| ticks.get(index).copied().unwrap_or(0);
         let total = ticks.iter().take(8).sum();
-        let idle = ticks.iter().skip(3).take(2).sum::<u64>();
         Self {
-            busy: total - idle,
+            busy: total - field(3) - field(4) - field(7),
             total,
         }
     }
@@ -144,9 +148,9 @@ impl Machine {
     }
 
     /// The busy time of all cores together between `self` and `later`, in
-    /// nanoseconds (ticks of 1/100 s, USER_HZ).
+    /// nanoseconds.
     pub(crate) fn busy_ns(self, later: Self) -> u64 {
-        later.busy.saturating_sub(self.busy) * 10_000_000
+        later.busy.saturating_sub(self.busy) * TICK_NS
     }
 }
 
@@ -170,16 +174,16 @@ mod tests {
     #[test]
     fn the_process_time_is_read_after_a_name_holding_parentheses() {
         let stat = "4242 (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 1 2 3";
-        assert_eq!(process_ns(stat), 325 * 10_000_000);
+        assert_eq!(process_ns(stat), 325 * TICK_NS);
         assert_eq!(process_ns(""), 0);
     }
 
     #[test]
-    fn the_machine_is_busy_but_for_idle_and_iowait() {
+    fn the_machine_is_busy_but_for_idle_iowait_and_steal() {
         let before = Machine::parse("cpu  100 0 50 800 50 0 0 0 0 0");
-        let after = Machine::parse("cpu  400 0 150 1200 250 0 0 0 0 0");
-        // 400 busy ticks of 1000.
-        assert_eq!(before.busy_share(after), 0.4);
+        let after = Machine::parse("cpu  400 0 150 1200 250 0 0 100 0 0");
+        // 400 busy ticks of 1100 (100 stolen).
+        assert_eq!(before.busy_share(after), 400.0 / 1100.0);
         assert_eq!(before.busy_ns(after), 4_000_000_000);
     }
 

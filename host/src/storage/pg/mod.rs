@@ -69,6 +69,9 @@ impl PgStore {
     /// it. Must be called inside a tokio runtime.
     pub fn open(url: &PgUrl) -> anyhow::Result<Self> {
         let config = connection_config(url);
+        // Group commits and the migration: only through tokio-postgres's
+        // `Transaction` (never a raw BEGIN), so that no connection goes back
+        // to the pool inside a transaction block (writer::insert relies on it).
         let writes = pool(&config, writer::COMMITTERS)?;
         let reads = pool(&read_config(&config), READ_CONNECTIONS)?;
         // One connection of its own, without the reads' statement timeout:

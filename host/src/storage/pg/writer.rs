@@ -35,10 +35,11 @@ use crate::storage::StoreError;
 use crate::storage::pending::{Batch, MAX_BATCH, Pending, commit_time, stopped};
 
 /// Commits in flight at once, each on its own connection. Few: a commit
-/// costs the leader and every standby CPU time whatever its size, so fewer,
-/// larger groups carry more requests on the same cores (`make
-/// bench-cluster` reports requests per commit); two keep one commit
-/// forming while the other waits for the standby.
+/// costs the leader and every standby CPU time whatever its size, and a
+/// group is what queued while the commits in flight ran, so fewer
+/// committers make fewer, larger groups (`make bench-cluster` reports
+/// requests per commit). Two rather than one: a host still sends a group
+/// while the other waits for the synchronous standby.
 pub(super) const COMMITTERS: usize = 2;
 
 /// Rows that may wait for a commit before new inserts are refused (503)
@@ -176,7 +177,11 @@ async fn commit_once(pool: &Pool, batch: &mut Batch) -> Result<(), Failure> {
 /// Inserts `messages` in one statement that commits by itself; the ids it
 /// created, once committed. The answer is read to the server's "ready"
 /// that follows the commit: an error from the server means nothing was
-/// stored; a connection lost on the way leaves the outcome unknown.
+/// stored; a connection lost on the way leaves the outcome unknown. This
+/// holds because no connection of the pool is ever handed out inside a
+/// transaction block (tokio-postgres rolls back a `Transaction` dropped
+/// uncommitted, before any later statement on its connection); inside one,
+/// the rows would be answered before anything committed them.
 async fn insert(pool: &Pool, messages: &[&Message]) -> Result<HashSet<String>, Failure> {
     let created_at = commit_time();
     let rows: Vec<(&Message, &str)> = messages.iter().map(|m| (*m, created_at.as_str())).collect();

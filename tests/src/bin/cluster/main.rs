@@ -15,7 +15,7 @@ mod stored;
 
 use std::time::{Duration, Instant};
 
-use inlet_e2e::cluster::{self, Cluster, HostState};
+use inlet_e2e::cluster::{self, Cluster, HostState, HostStatus};
 use inlet_e2e::swap;
 use serde_json::json;
 
@@ -141,10 +141,11 @@ fn switchover_database_leader(cluster: &Cluster) -> anyhow::Result<()> {
 fn drain_and_recreate_host(cluster: &Cluster) -> anyhow::Result<()> {
     let unavailable = under_load(cluster, "drain_and_recreate_host", || {
         cluster.set_host_state("inlet2", HostState::Drain)?;
+        cluster.wait_host_status("inlet2", HostStatus::Drain, RECOVERY)?;
         cluster.recreate("inlet2")?;
         cluster.wait_serving(RECOVERY)?;
         cluster.set_host_state("inlet2", HostState::Ready)?;
-        cluster.wait_host_up("inlet2", RECOVERY)
+        cluster.wait_host_status("inlet2", HostStatus::Up, RECOVERY)
     })?;
     anyhow::ensure!(
         unavailable == 0,
