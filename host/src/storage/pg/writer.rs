@@ -34,13 +34,13 @@ use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
 use crate::storage::StoreError;
 use crate::storage::pending::{Batch, MAX_BATCH, Pending, commit_time, stopped};
 
-/// Commits in flight at once, each on its own connection. Few: a commit
-/// costs the leader and every standby CPU time whatever its size, and a
-/// group is what queued while the commits in flight ran, so fewer
-/// committers make fewer, larger groups (`make bench-cluster` reports
-/// requests per commit). Two rather than one: a host still sends a group
-/// while the other waits for the synchronous standby.
-pub(super) const COMMITTERS: usize = 2;
+/// Commits in flight at once, each on its own connection. Fewer would make
+/// fewer, larger groups, which cost the database less CPU per request (a
+/// commit costs the leader and every standby whatever its size), but
+/// requests then queue behind commits that hang on an unreachable
+/// database: with two, a host cut off from it answered requests 504 past
+/// their deadline instead of 503 (`make test-cluster`).
+pub(super) const COMMITTERS: usize = 4;
 
 /// Rows that may wait for a commit before new inserts are refused (503)
 /// rather than queued behind a commit that hangs (a lost synchronous standby).
