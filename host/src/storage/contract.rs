@@ -2,6 +2,8 @@
 //! a buggy guest gets `invalid-argument` rather than a database error (see
 //! `wit/service.wit`).
 
+use std::time::Duration;
+
 use super::StoreError;
 use crate::bindings::inlet::service::storage::{Message, PageRequest};
 
@@ -15,6 +17,11 @@ pub const MAX_ID_BYTES: usize = 1024;
 
 /// Longest `from` and `to`, in bytes of UTF-8 (indexed beside the id).
 pub const MAX_MSISDN_BYTES: usize = 256;
+
+/// Longest one read (a page, the stats) may run before the backend stops
+/// it (`unavailable`). A request past its deadline is abandoned, but its
+/// query would otherwise run on, holding a reader or a connection.
+pub const READ_TIME_LIMIT: Duration = Duration::from_secs(15);
 
 /// Largest `limit` and `top-senders` the storage interface accepts.
 const MAX_PAGE: u32 = 100;

@@ -4,9 +4,9 @@ use rusqlite::ErrorCode;
 
 use super::StoreError;
 
-/// Transient conditions (locks, a full disk, an unwritable file) are
-/// `unavailable`, so the caller answers 503 and the sender retries; anything
-/// else is `internal`.
+/// Transient conditions (locks, a full disk, an unwritable file, a read
+/// stopped at its time limit) are `unavailable`, so the caller answers 503
+/// and the sender retries; anything else is `internal`.
 pub(super) fn classify(error: &rusqlite::Error) -> StoreError {
     let transient = matches!(
         error.sqlite_error_code(),
@@ -18,6 +18,7 @@ pub(super) fn classify(error: &rusqlite::Error) -> StoreError {
                 | ErrorCode::SystemIoFailure
                 | ErrorCode::CannotOpen
                 | ErrorCode::OutOfMemory
+                | ErrorCode::OperationInterrupted
         )
     );
     if transient {

@@ -10,8 +10,8 @@
 pub mod bulk;
 mod contract;
 pub use contract::{
-    MAX_ID_BYTES, MAX_INSERT_BATCH, MAX_MSISDN_BYTES, check_insert_batch, check_message, check_page_request,
-    check_top_senders,
+    MAX_ID_BYTES, MAX_INSERT_BATCH, MAX_MSISDN_BYTES, READ_TIME_LIMIT, check_insert_batch, check_message,
+    check_page_request, check_top_senders,
 };
 mod errors;
 mod folding;

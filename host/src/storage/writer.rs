@@ -9,11 +9,18 @@
 //! constraint or a limit, when each caller's inserts are committed alone so
 //! that one cannot fail the others. Between commits the thread
 //! fills the text index and folds the WAL back (see `upkeep`).
+//!
+//! The queue is bounded: past `QUEUE` waiting jobs a caller is refused at
+//! once (`unavailable`: 503). A readiness ping is answered from the last
+//! commit when one succeeded within `PROVEN_FOR`, without queuing, so probes
+//! cost no durable write and wait for no insert while messages flow.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
@@ -22,6 +29,12 @@ use super::text_index::IndexSchedule;
 use super::upkeep::Upkeep;
 use super::{StoreError, errors, folding, schema};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
+
+/// Jobs waiting for the writer, at most; more are refused.
+const QUEUE: usize = 4096;
+
+/// How long a successful commit proves that the database takes writes.
+const PROVEN_FOR: Duration = Duration::from_secs(5);
 
 enum Job {
     Insert(Pending),
@@ -33,6 +46,7 @@ enum Job {
 /// and close the database.
 pub(super) struct Writer {
     jobs: Sender<Job>,
+    proof: Arc<WriteProof>,
 }
 
 impl Writer {
@@ -45,11 +59,13 @@ impl Writer {
         // before its callers hear back; `upkeep` folds it after the replies.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(|e| anyhow::anyhow!("cannot configure {}: {e}", path.display()))?;
-        let (jobs, queue) = crossbeam_channel::unbounded();
+        let (jobs, queue) = crossbeam_channel::bounded(QUEUE);
+        let proof = Arc::new(WriteProof::default());
+        let written = proof.clone();
         thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, queue, schedule))?;
-        Ok(Self { jobs })
+            .spawn(move || run(conn, queue, schedule, &written))?;
+        Ok(Self { jobs, proof })
     }
 
     pub(super) async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
@@ -61,7 +77,11 @@ impl Writer {
         self.submit(|reply| Job::Insert(Pending::Many(messages, reply))).await
     }
 
+    /// A commit proved writes lately, or the writer checks now (behind what is queued).
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        if self.proof.fresh() {
+            return Ok(());
+        }
         self.submit(Job::Ping).await
     }
 
@@ -72,17 +92,38 @@ impl Writer {
 
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(job(reply)).map_err(|_| stopped())?;
+        self.jobs.try_send(job(reply)).map_err(|error| match error {
+            TrySendError::Full(_) => StoreError::Unavailable("too many writes are waiting".into()),
+            TrySendError::Disconnected(_) => stopped(),
+        })?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-fn run(mut conn: Connection, queue: Receiver<Job>, schedule: IndexSchedule) {
+/// When a write last succeeded, shared by the writer thread and its
+/// handle: it answers readiness pings for a while without queuing them.
+#[derive(Default)]
+struct WriteProof(Mutex<Option<Instant>>);
+
+impl WriteProof {
+    fn record(&self, succeeded: bool) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = succeeded.then(Instant::now);
+    }
+
+    fn fresh(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < PROVEN_FOR)
+    }
+}
+
+fn run(mut conn: Connection, queue: Receiver<Job>, schedule: IndexSchedule, proof: &WriteProof) {
     let mut batch = Batch::default();
     let mut upkeep = Upkeep::new(&conn, schedule);
     while let Some(first) = next_job(&queue, &mut conn, &mut upkeep) {
-        gather(first, &queue, &mut conn, &mut batch);
-        commit_batch(&mut conn, &mut batch);
+        gather(first, &queue, &mut conn, &mut batch, proof);
+        commit_batch(&mut conn, &mut batch, proof);
         upkeep.after_commit(&mut conn);
     }
 }
@@ -104,16 +145,16 @@ fn next_job(queue: &Receiver<Job>, conn: &mut Connection, upkeep: &mut Upkeep) -
 
 /// Handles `first` and whatever else has queued, up to `MAX_BATCH` rows in
 /// `batch`; pings and checkpoints are answered on the way.
-fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut Batch) {
+fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut Batch, proof: &WriteProof) {
     let mut next = Some(first);
     while let Some(job) = next.take() {
         match job {
             Job::Insert(pending) => batch.push(pending),
             Job::Ping(reply) => {
-                let _ = reply.send(ping(conn));
+                let _ = reply.send(ping(conn, proof));
             }
             Job::Checkpoint(reply) => {
-                commit_batch(conn, batch);
+                commit_batch(conn, batch, proof);
                 let _ = reply.send(checkpoint(conn));
             }
         }
@@ -124,18 +165,22 @@ fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut 
 }
 
 /// Commits every queued insert in one transaction and answers each caller.
-fn commit_batch(conn: &mut Connection, batch: &mut Batch) {
+fn commit_batch(conn: &mut Connection, batch: &mut Batch, proof: &WriteProof) {
     if batch.pending.is_empty() {
         return;
     }
-    match insert_all(conn, batch.messages()) {
+    let committed = insert_all(conn, batch.messages());
+    proof.record(committed.is_ok());
+    match committed {
         Ok(outcomes) => batch.answer(outcomes),
         Err(error) => {
             let refused_row = errors::refused_row(&error);
             let error = errors::classify(&error);
             tracing::error!(error = ?error, rows = batch.rows, "storage commit failed; batch rolled back");
             match batch.split().filter(|_| refused_row) {
-                Some(groups) => groups.into_iter().for_each(|mut alone| commit_batch(conn, &mut alone)),
+                Some(groups) => groups
+                    .into_iter()
+                    .for_each(|mut alone| commit_batch(conn, &mut alone, proof)),
                 None => batch.fail(&error),
             }
         }
@@ -182,10 +227,16 @@ fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
         .map_err(|e| errors::classify(&e))
 }
 
-/// The schema is current and the database takes a write.
-fn ping(conn: &mut Connection) -> Result<(), StoreError> {
+/// The schema is current and the database takes a write: a commit proved
+/// it lately, or a probe write does now.
+fn ping(conn: &mut Connection, proof: &WriteProof) -> Result<(), StoreError> {
     match schema::is_current(conn) {
-        Ok(true) => schema::probe_write(conn).map_err(|e| errors::classify(&e)),
+        Ok(true) if proof.fresh() => Ok(()),
+        Ok(true) => {
+            let probed = schema::probe_write(conn);
+            proof.record(probed.is_ok());
+            probed.map_err(|e| errors::classify(&e))
+        }
         Ok(false) => Err(StoreError::Unavailable("database schema is not current".into())),
         Err(error) => Err(errors::classify(&error)),
     }

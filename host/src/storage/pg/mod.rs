@@ -30,7 +30,9 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_postgres::NoTls;
 
-use super::{MessageStore, StoreError, check_insert_batch, check_message, check_page_request, check_top_senders};
+use super::{
+    MessageStore, READ_TIME_LIMIT, StoreError, check_insert_batch, check_message, check_page_request, check_top_senders,
+};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message, MessageStats, Page, PageRequest};
 use crate::config::PgUrl;
 
@@ -47,12 +49,6 @@ const DEAD_PEER: Duration = Duration::from_secs(10);
 
 /// How long the readiness probe may take before it says "not ready".
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The server cancels a read running longer than this (503). A request cut
-/// short by its own deadline cannot cancel its query, and its connection
-/// goes back to the pool with the query still running: this bounds how long
-/// such a connection stays busy.
-const READ_STATEMENT_TIMEOUT: &str = "15s";
 
 /// The PostgreSQL-backed store.
 pub struct PgStore {
@@ -150,10 +146,14 @@ fn connection_config(url: &PgUrl) -> tokio_postgres::Config {
     config
 }
 
-/// `config` with `READ_STATEMENT_TIMEOUT`, after any options the URL sets.
+/// `config` with `READ_TIME_LIMIT` as the server's `statement_timeout` (it
+/// cancels a longer read: 503), after any options the URL sets. A request
+/// cut short by its own deadline cannot cancel its query, and its connection
+/// goes back to the pool with the query still running: this bounds how long
+/// such a connection stays busy.
 fn read_config(config: &tokio_postgres::Config) -> tokio_postgres::Config {
     let mut config = config.clone();
-    let timeout = format!("-c statement_timeout={READ_STATEMENT_TIMEOUT}");
+    let timeout = format!("-c statement_timeout={}", READ_TIME_LIMIT.as_millis());
     let options = match config.get_options() {
         Some(options) => format!("{options} {timeout}"),
         None => timeout,
