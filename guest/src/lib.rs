@@ -14,7 +14,6 @@ mod openapi;
 mod payload;
 mod problem;
 mod query;
-mod readiness;
 mod response;
 mod router;
 mod stats;
@@ -37,8 +36,10 @@ pub mod bindings {
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
 
+use inlet_signature::Presented;
 use response::Response;
 use router::Route;
+use webhook::Accepted;
 
 struct Component;
 
@@ -63,21 +64,27 @@ fn respond(request: &IncomingRequest) -> Response {
     }
     match router::route(&method, &path) {
         Err(response) => response,
-        Ok(Route::Webhook) => signed(request, webhook::handle),
+        Ok(Route::Webhook) => signed(request, Accepted::AnyScheme, webhook::handle),
         Ok(Route::Messages) => listing::handle(&query),
         Ok(Route::Stats) => stats::handle(),
-        Ok(Route::Ready) => readiness::handle(),
         Ok(Route::OpenApi) => openapi::handle(),
         Ok(Route::WhatsApp) if method == "GET" => whatsapp::verify_subscription(&query),
-        Ok(Route::WhatsApp) => signed(request, whatsapp::handle),
+        Ok(Route::WhatsApp) => signed(request, Accepted::HubOnly, whatsapp::handle),
     }
 }
 
-/// A signed delivery: its body and signature headers, handed to `handle`.
-fn signed(request: &IncomingRequest, handle: fn(&webhook::SignatureFields, &[u8]) -> Response) -> Response {
+/// A signed delivery: the signature its headers present (refused before
+/// the body is read when there is none usable), then its body, handed to
+/// `handle`.
+fn signed(request: &IncomingRequest, accepted: Accepted, handle: fn(&Presented<'_>, &[u8]) -> Response) -> Response {
     let headers = http_io::Headers::of(request);
+    let fields = webhook::SignatureFields::read(|name| headers.get(name));
+    let presented = match webhook::present(&fields, accepted) {
+        Ok(presented) => presented,
+        Err(refused) => return refused,
+    };
     match http_io::read_body(request, &headers) {
-        Ok(body) => handle(&webhook::SignatureFields::read(|name| headers.get(name)), &body),
+        Ok(body) => handle(&presented, &body),
         Err(_) => Response::detail(400, "could not read the request body"),
     }
 }

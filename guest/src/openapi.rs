@@ -4,10 +4,11 @@
 //! operation from an exhaustive match, the bodies are the schemas of the
 //! types the handlers serialise (`ToSchema`), and the parameters and the
 //! webhook body take their limits from the validators' own constants. So a
-//! swapped guest describes itself. Two routes the host answers for any
-//! guest (`/health/live`, `/metrics`) are described too, as are the host's
-//! answers on the guest's routes: 413 for a body over `MAX_BODY_BYTES`, 504
-//! past the request deadline and 500 when the guest fails, all as `Detail`.
+//! swapped guest describes itself. The routes the host answers for any
+//! guest (`/health/live`, `/health/ready`, `/metrics`) are described too, as
+//! are the host's answers on the guest's routes: 413 for a body over
+//! `MAX_BODY_BYTES`, 504 past the request deadline and 500 when the guest
+//! fails, all as `Detail`.
 
 use inlet_signature::{hex_hmac, standard};
 use serde_json::{Value, json};
@@ -70,6 +71,7 @@ fn openapi() -> OpenApi {
     }
     paths = paths
         .path("/health/live", PathItem::new(HttpMethod::Get, live()))
+        .path("/health/ready", PathItem::new(HttpMethod::Get, readiness()))
         .path("/metrics", PathItem::new(HttpMethod::Get, metrics()));
     OpenApiBuilder::new()
         .info(
@@ -110,7 +112,6 @@ fn operations(route: Route) -> Vec<(HttpMethod, Operation)> {
         Route::Webhook => vec![(HttpMethod::Post, webhook())],
         Route::Messages => vec![(HttpMethod::Get, messages())],
         Route::Stats => vec![(HttpMethod::Get, stats())],
-        Route::Ready => vec![(HttpMethod::Get, ready_operation())],
         Route::OpenApi => Vec::new(),
         Route::WhatsApp => vec![
             (HttpMethod::Get, whatsapp_handshake()),
@@ -404,8 +405,12 @@ fn stats() -> Operation {
         .build()
 }
 
-fn ready_operation() -> Operation {
-    guest_operation("ready", "Whether this host can serve: storage reachable, a secret set")
+fn readiness() -> Operation {
+    OperationBuilder::new()
+        .operation_id(Some("ready"))
+        .summary(Some(
+            "Whether this host can serve: storage reachable, a secret set (answered by the host)",
+        ))
         .response("200", json_response("Ready", "Ready"))
         .response(
             "503",
@@ -414,8 +419,7 @@ fn ready_operation() -> Operation {
         .build()
 }
 
-/// `/health/ready`'s 200 as a client gets it: the guest's `ready`, to
-/// which the host adds the guest it serves.
+/// `/health/ready`'s 200: ready, and the guest the host serves.
 fn ready() -> Schema {
     let guest = ObjectBuilder::new()
         .description(Some("The guest component this host serves."))
@@ -468,6 +472,10 @@ fn guest_operation(id: &str, summary: &str) -> OperationBuilder {
     OperationBuilder::new()
         .operation_id(Some(id))
         .summary(Some(summary))
+        .response(
+            "408",
+            json_response("The body did not arrive within `BODY_READ_TIMEOUT_MS`", "Detail"),
+        )
         .response(
             "413",
             json_response("The body is larger than `MAX_BODY_BYTES`", "Detail"),

@@ -8,17 +8,15 @@ pub(crate) enum Route {
     Webhook,
     Messages,
     Stats,
-    Ready,
     OpenApi,
     WhatsApp,
 }
 
 impl Route {
-    pub(crate) const ALL: [Self; 6] = [
+    pub(crate) const ALL: [Self; 5] = [
         Self::Webhook,
         Self::Messages,
         Self::Stats,
-        Self::Ready,
         Self::OpenApi,
         Self::WhatsApp,
     ];
@@ -34,7 +32,6 @@ impl Route {
             Self::Webhook => "/webhook",
             Self::Messages => "/messages",
             Self::Stats => "/stats",
-            Self::Ready => "/health/ready",
             Self::OpenApi => "/openapi.json",
             Self::WhatsApp => "/webhook/whatsapp",
         }
@@ -44,7 +41,7 @@ impl Route {
     pub(crate) fn methods(self) -> &'static [&'static str] {
         match self {
             Self::Webhook => &["POST"],
-            Self::Messages | Self::Stats | Self::Ready | Self::OpenApi => &["GET"],
+            Self::Messages | Self::Stats | Self::OpenApi => &["GET"],
             Self::WhatsApp => &["GET", "POST"],
         }
     }
@@ -69,7 +66,11 @@ mod tests {
         assert_eq!(route("POST", "/webhook").unwrap(), Route::Webhook);
         assert_eq!(route("GET", "/messages").unwrap(), Route::Messages);
         assert_eq!(route("GET", "/stats").unwrap(), Route::Stats);
-        assert_eq!(route("GET", "/health/ready").unwrap(), Route::Ready);
+        assert_eq!(
+            route("GET", "/health/ready").unwrap_err().status,
+            404,
+            "the host answers it"
+        );
         assert_eq!(route("GET", "/openapi.json").unwrap(), Route::OpenApi);
         assert_eq!(route("GET", "/webhook/whatsapp").unwrap(), Route::WhatsApp);
         assert_eq!(route("POST", "/webhook/whatsapp").unwrap(), Route::WhatsApp);

@@ -1,6 +1,6 @@
 //! `POST /webhook`: verify the signature, validate, store exactly once.
 
-use inlet_signature::{Rejection, SignatureHeaders, standard};
+use inlet_signature::{Presented, Rejection, SignatureHeaders, standard};
 
 use crate::bindings::inlet::service::log::{self, FieldValue, Level};
 use crate::bindings::inlet::service::metrics::{self, WebhookResult};
@@ -43,11 +43,15 @@ impl SignatureFields {
         }
     }
 
-    /// `X-Hub-Signature-256` alone: the one scheme Meta signs with.
-    fn hub_only(&self) -> SignatureHeaders<'_> {
-        SignatureHeaders {
-            hub_signature_256: self.hub_signature.as_deref(),
-            ..SignatureHeaders::default()
+    /// The headers of the schemes `accepted` takes.
+    fn accepted(&self, accepted: Accepted) -> SignatureHeaders<'_> {
+        match accepted {
+            Accepted::AnyScheme => self.headers(),
+            // The one scheme Meta signs with.
+            Accepted::HubOnly => SignatureHeaders {
+                hub_signature_256: self.hub_signature.as_deref(),
+                ..SignatureHeaders::default()
+            },
         }
     }
 
@@ -77,8 +81,17 @@ impl SignatureFields {
     }
 }
 
-pub(crate) fn handle(signature: &SignatureFields, body: &[u8]) -> Response {
-    if let Err(refused) = authenticate(&signature.headers(), body) {
+/// Which signature schemes a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accepted {
+    /// Any of them (`/webhook`).
+    AnyScheme,
+    /// `X-Hub-Signature-256` alone (`/webhook/whatsapp`).
+    HubOnly,
+}
+
+pub(crate) fn handle(signature: &Presented<'_>, body: &[u8]) -> Response {
+    if let Err(refused) = authenticate(signature, body) {
         return refused;
     }
     let message = match payload::parse(body) {
@@ -119,29 +132,30 @@ pub(crate) fn secrets() -> Vec<String> {
         .collect()
 }
 
-/// A WhatsApp delivery's check: `X-Hub-Signature-256` under any secret.
-pub(crate) fn verify_hub(signature: &SignatureFields, body: &[u8]) -> Result<(), Response> {
-    authenticate(&signature.hub_only(), body)
+/// The signature a delivery's headers present, checked before its body is
+/// read: a delivery without a usable one is refused (401, counted as such)
+/// without waiting for a body that may never come.
+pub(crate) fn present(signature: &SignatureFields, accepted: Accepted) -> Result<Presented<'_>, Response> {
+    inlet_signature::present(&signature.accepted(accepted), clock()).map_err(refuse)
 }
 
-/// Verifies the signature in `headers`, saying in the log which scheme did
-/// or why none did; a refusal is the 401 to answer (counted as such).
-fn authenticate(headers: &SignatureHeaders<'_>, body: &[u8]) -> Result<(), Response> {
-    match inlet_signature::verify(headers, body, &secrets(), clock()) {
-        Ok(scheme) => {
-            log::annotate("scheme", &FieldValue::Text(scheme.label().to_owned()));
-            Ok(())
-        }
-        Err(rejection) => {
-            log::escalate(Level::Error);
-            log::annotate("signature", &FieldValue::Text(rejection_label(rejection).to_owned()));
-            Err(finish(
-                WebhookResult::InvalidSignature,
-                None,
-                Response::detail(401, "invalid signature"),
-            ))
-        }
-    }
+/// Verifies the body against the presented signature under any secret,
+/// saying in the log which scheme did; a refusal is the 401 to answer.
+pub(crate) fn authenticate(signature: &Presented<'_>, body: &[u8]) -> Result<(), Response> {
+    let scheme = signature.verify(body, &secrets()).map_err(refuse)?;
+    log::annotate("scheme", &FieldValue::Text(scheme.label().to_owned()));
+    Ok(())
+}
+
+/// The 401 for `rejection`, saying in the log why (never which secret).
+fn refuse(rejection: Rejection) -> Response {
+    log::escalate(Level::Error);
+    log::annotate("signature", &FieldValue::Text(rejection_label(rejection).to_owned()));
+    finish(
+        WebhookResult::InvalidSignature,
+        None,
+        Response::detail(401, "invalid signature"),
+    )
 }
 
 /// Now, from the host's wall clock, and the tolerance it configured.

@@ -18,7 +18,8 @@ use crate::payload::{MAX_ID_CHARS, MAX_MSISDN_CHARS, MAX_TEXT_CHARS, too_long};
 use crate::problem::FieldError;
 use crate::query;
 use crate::response::{Acknowledged, Response};
-use crate::webhook::{self, SignatureFields};
+use crate::webhook;
+use inlet_signature::Presented;
 
 /// The token Meta's handshake must present, from the host (unset: every
 /// handshake is refused).
@@ -71,8 +72,8 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// `POST`: a notification.
-pub(crate) fn handle(signature: &SignatureFields, body: &[u8]) -> Response {
-    if let Err(response) = webhook::verify_hub(signature, body) {
+pub(crate) fn handle(signature: &Presented<'_>, body: &[u8]) -> Response {
+    if let Err(response) = webhook::authenticate(signature, body) {
         return response;
     }
     let delivery = match parse(body) {

@@ -8,7 +8,11 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "inlet:service/service",
-    imports: { "inlet:service/storage": async },
+    imports: {
+        "inlet:service/storage": async,
+        "inlet:service/log.annotate": trappable,
+        "inlet:service/log.event": trappable,
+    },
     exports: { default: async },
     with: {
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,

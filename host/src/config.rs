@@ -18,6 +18,17 @@ const DEFAULT_PORT: u16 = 8000;
 /// library's value).
 pub const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
 
+/// The largest value of each numeric setting: beyond them a value is a
+/// mistake (or would overflow a clock or an allocator), and start-up stops.
+const MAX_TOLERANCE_SECONDS: u64 = 366 * 24 * 3600;
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// A wasm32 memory's whole address space.
+const MAX_GUEST_MEMORY_MB: usize = 4096;
+const MAX_INSTANCES: u32 = 4096;
+const MAX_INSTANCE_REUSE: u32 = 1_000_000;
+const MAX_BODY_BYTES: u64 = 1 << 30;
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 /// Everything `inlet serve` needs to start.
 #[derive(Clone)]
 pub struct Config {
@@ -129,13 +140,16 @@ pub struct Settings {
     /// `off` disables it. Default: `guest-cache/` next to a SQLite database; off with PostgreSQL.
     #[arg(long, env = "GUEST_CACHE_DIR")]
     guest_cache_dir: Option<String>,
-    /// Wall-clock budget of one request in the guest, in milliseconds; past it: 504.
+    /// Wall-clock budget of one request from its arrival (from its body's, for a body that came
+    /// slowly), the wait for a guest instance included, in milliseconds; past it: 504 (503
+    /// when no instance came free).
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = GuestLimits::default().request_timeout.as_millis().to_string())]
     request_timeout_ms: String,
     /// Linear memory one guest instance may grow to, in MiB; past it: 500.
     #[arg(long, env = "GUEST_MEMORY_MB", default_value_t = (GuestLimits::default().memory_bytes >> 20).to_string())]
     guest_memory_mb: String,
-    /// Guest instances alive at once; further requests wait for one.
+    /// Guest instances alive at once; further requests wait for one within their
+    /// `REQUEST_TIMEOUT_MS`.
     #[arg(long, env = "MAX_INSTANCES", default_value_t = GuestLimits::default().max_instances.to_string())]
     max_instances: String,
     /// Requests one guest instance serves. 1 is a fresh instance per request; above 1 an
@@ -158,6 +172,14 @@ pub struct Settings {
     /// idle timeout.
     #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = HttpLimits::default().header_read_timeout.as_millis().to_string())]
     header_read_timeout_ms: String,
+    /// Time a client has to send a request's whole body after its headers, in milliseconds;
+    /// past it: 408. The host receives bodies, so a slow one holds no guest instance.
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = HttpLimits::default().body_read_timeout.as_millis().to_string())]
+    body_read_timeout_ms: String,
+    /// Time a response may wait for the client to read any of it, in milliseconds; past it
+    /// the connection is closed.
+    #[arg(long, env = "SEND_TIMEOUT_MS", default_value_t = HttpLimits::default().send_timeout.as_millis().to_string())]
+    send_timeout_ms: String,
     /// Open client connections at once; further clients wait in the listen backlog.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = HttpLimits::default().max_connections.to_string())]
     max_connections: String,
@@ -179,7 +201,12 @@ impl Config {
         let database = parse_database_url(&settings.database_url)?;
         Ok(Self {
             secrets,
-            tolerance_seconds: parse("WEBHOOK_TOLERANCE_SECONDS", &settings.webhook_tolerance_seconds)?,
+            tolerance_seconds: ranged(
+                "WEBHOOK_TOLERANCE_SECONDS",
+                &settings.webhook_tolerance_seconds,
+                0,
+                MAX_TOLERANCE_SECONDS,
+            )?,
             whatsapp_verify_token: settings
                 .whatsapp_verify_token
                 .filter(|token| !token.is_empty())
@@ -194,21 +221,29 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(default_guest_path),
             guest_limits: GuestLimits {
-                request_timeout: Duration::from_millis(positive("REQUEST_TIMEOUT_MS", &settings.request_timeout_ms)?),
-                memory_bytes: positive::<usize>("GUEST_MEMORY_MB", &settings.guest_memory_mb)?
-                    .checked_mul(1 << 20)
-                    .ok_or_else(|| ConfigError::new("GUEST_MEMORY_MB", "is too large"))?,
-                max_instances: positive("MAX_INSTANCES", &settings.max_instances)?,
-                requests_per_instance: positive("GUEST_INSTANCE_REUSE", &settings.guest_instance_reuse)?,
+                request_timeout: millis("REQUEST_TIMEOUT_MS", &settings.request_timeout_ms)?,
+                memory_bytes: ranged::<usize>("GUEST_MEMORY_MB", &settings.guest_memory_mb, 1, MAX_GUEST_MEMORY_MB)?
+                    << 20,
+                max_instances: ranged("MAX_INSTANCES", &settings.max_instances, 1, MAX_INSTANCES)?,
+                requests_per_instance: ranged(
+                    "GUEST_INSTANCE_REUSE",
+                    &settings.guest_instance_reuse,
+                    1,
+                    MAX_INSTANCE_REUSE,
+                )?,
             },
             http_limits: HttpLimits {
-                max_body_bytes: positive("MAX_BODY_BYTES", &settings.max_body_bytes)?,
-                max_whatsapp_body_bytes: positive("WHATSAPP_MAX_BODY_BYTES", &settings.whatsapp_max_body_bytes)?,
-                header_read_timeout: Duration::from_millis(positive(
-                    "HEADER_READ_TIMEOUT_MS",
-                    &settings.header_read_timeout_ms,
-                )?),
-                max_connections: positive("MAX_CONNECTIONS", &settings.max_connections)?,
+                max_body_bytes: ranged("MAX_BODY_BYTES", &settings.max_body_bytes, 1, MAX_BODY_BYTES)?,
+                max_whatsapp_body_bytes: ranged(
+                    "WHATSAPP_MAX_BODY_BYTES",
+                    &settings.whatsapp_max_body_bytes,
+                    1,
+                    MAX_BODY_BYTES,
+                )?,
+                header_read_timeout: millis("HEADER_READ_TIMEOUT_MS", &settings.header_read_timeout_ms)?,
+                body_read_timeout: millis("BODY_READ_TIMEOUT_MS", &settings.body_read_timeout_ms)?,
+                send_timeout: millis("SEND_TIMEOUT_MS", &settings.send_timeout_ms)?,
+                max_connections: ranged("MAX_CONNECTIONS", &settings.max_connections, 1, MAX_CONNECTIONS)?,
             },
         })
     }
@@ -360,15 +395,23 @@ fn parse<T: std::str::FromStr>(variable: &'static str, text: &str) -> Result<T, 
         .map_err(|_| ConfigError::new(variable, format!("must be a whole number in range (got {text:?})")))
 }
 
-/// A whole number above zero.
-fn positive<T: std::str::FromStr + PartialOrd + Default>(variable: &'static str, text: &str) -> Result<T, ConfigError> {
+/// A whole number from `min` to `max`.
+fn ranged<T>(variable: &'static str, text: &str, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
     match text.trim().parse::<T>() {
-        Ok(n) if n > T::default() => Ok(n),
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(ConfigError::new(
             variable,
-            format!("must be a positive whole number (got {text:?})"),
+            format!("must be a whole number from {min} to {max} (got {text:?})"),
         )),
     }
+}
+
+/// A duration in milliseconds, from 1 ms to `MAX_TIMEOUT_MS`.
+fn millis(variable: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    ranged(variable, text, 1, MAX_TIMEOUT_MS).map(Duration::from_millis)
 }
 
 /// `GUEST_CACHE_DIR`; `off` (or empty) disables the cache. Unset, it is
@@ -518,6 +561,15 @@ mod tests {
             ("GUEST_MEMORY_MB", "0"),
             ("GUEST_INSTANCE_REUSE", "0"),
             ("MAX_CONNECTIONS", "many"),
+            ("MAX_CONNECTIONS", "4294967296"),
+            ("MAX_INSTANCES", "100000"),
+            ("GUEST_MEMORY_MB", "5000"),
+            ("REQUEST_TIMEOUT_MS", "18446744073709551615"),
+            ("HEADER_READ_TIMEOUT_MS", "0"),
+            ("BODY_READ_TIMEOUT_MS", "99999999999"),
+            ("SEND_TIMEOUT_MS", "-1"),
+            ("MAX_BODY_BYTES", "2000000000"),
+            ("WEBHOOK_TOLERANCE_SECONDS", "9223372036854775807"),
             ("LOG_LEVEL", "loud"),
         ] {
             let error = config(&[("WEBHOOK_SECRET", "s"), (var, value)]).err().unwrap();

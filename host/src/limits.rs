@@ -43,6 +43,79 @@ impl Default for GuestLimits {
     }
 }
 
+/// Most resources (`wasi:http` requests, fields, bodies, streams, pollables)
+/// one instance may hold at once; one request needs a few dozen. Past it a
+/// constructor traps.
+pub const MAX_GUEST_RESOURCES: usize = 256;
+
+/// Most bytes of names and values one `wasi:http` `fields` the guest builds
+/// may hold; past it `set`/`append` return an error. With
+/// `MAX_GUEST_RESOURCES` it bounds what a guest's headers cost the host.
+pub const MAX_GUEST_FIELD_BYTES: usize = 16 << 10;
+
+/// What a guest may attach to its request's log line through `log`,
+/// which the host holds until the line is written. Past it the call traps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestLogLimits {
+    /// Distinct keys `annotate` may set.
+    pub fields: usize,
+    /// Bytes of one field's key and text value.
+    pub field_bytes: usize,
+    /// Calls to `event`.
+    pub events: usize,
+    /// Bytes of one event's message.
+    pub event_bytes: usize,
+}
+
+/// The log limits every guest runs under.
+pub const GUEST_LOG: GuestLogLimits = GuestLogLimits {
+    fields: 32,
+    field_bytes: 4 << 10,
+    events: 16,
+    event_bytes: 4 << 10,
+};
+
+impl GuestLogLimits {
+    /// Refuses a field that would make `fields` distinct keys, or whose key
+    /// and text take `bytes`, beyond the limits.
+    pub fn check_field(&self, fields: usize, bytes: usize) -> wasmtime::Result<()> {
+        wasmtime::ensure!(
+            fields <= self.fields,
+            "the guest annotated more than {} log fields",
+            self.fields
+        );
+        wasmtime::ensure!(
+            bytes <= self.field_bytes,
+            "the guest annotated a log field of {bytes} bytes; at most {}",
+            self.field_bytes
+        );
+        Ok(())
+    }
+
+    /// Refuses an event beyond the `events` already emitted, or of `bytes`
+    /// beyond the limit.
+    pub fn check_event(&self, emitted: usize, bytes: usize) -> wasmtime::Result<()> {
+        wasmtime::ensure!(
+            emitted < self.events,
+            "the guest emitted more than {} log events",
+            self.events
+        );
+        wasmtime::ensure!(
+            bytes <= self.event_bytes,
+            "the guest emitted a log event of {bytes} bytes; at most {}",
+            self.event_bytes
+        );
+        Ok(())
+    }
+}
+
+/// Bytes of request bodies the host holds at once, over every request it
+/// is receiving or serving. Bodies are received before a guest runs (see
+/// `runtime::request_body`), so without this, clients that never send a
+/// valid signature could make the host hold `MAX_CONNECTIONS` full bodies.
+/// A body that would pass it is refused with 503.
+pub const MAX_BUFFERED_BODY_BYTES: u64 = 256 << 20;
+
 /// The guest's route for WhatsApp Cloud API deliveries, which may be larger
 /// than other bodies.
 pub const WHATSAPP_ROUTE: &str = "/webhook/whatsapp";
@@ -88,6 +161,14 @@ pub struct HttpLimits {
     /// also runs while a keep-alive connection waits for its next request,
     /// so it is the idle timeout too.
     pub header_read_timeout: Duration,
+    /// Time a client has to send a request's whole body once its headers
+    /// are in (`BODY_READ_TIMEOUT_MS`): 408, and the connection closes. The
+    /// host receives bodies itself, so a slow one holds no guest instance.
+    pub body_read_timeout: Duration,
+    /// Time a response may go without a byte accepted by the client
+    /// (`SEND_TIMEOUT_MS`) before the connection is closed, so a client that
+    /// never reads frees its connection slot.
+    pub send_timeout: Duration,
     /// Open connections at once (`MAX_CONNECTIONS`); further clients wait in
     /// the listen backlog.
     pub max_connections: usize,
@@ -99,6 +180,8 @@ impl Default for HttpLimits {
             max_body_bytes: 1 << 20,
             max_whatsapp_body_bytes: 4 << 20,
             header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
             max_connections: 1024,
         }
     }

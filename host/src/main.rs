@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use inlet::{commands, config, telemetry};
@@ -135,7 +136,16 @@ fn seed_database(database: &str, plan: &commands::seed::SeedPlan) -> anyhow::Res
     Ok(())
 }
 
+/// How long an ending process waits for its last log lines to be written.
+const FINAL_LOG_FLUSH: Duration = Duration::from_secs(2);
+
 fn serve(settings: config::Settings) -> ExitCode {
+    let code = serve_until_stopped(settings);
+    telemetry::stdout::flush(FINAL_LOG_FLUSH);
+    code
+}
+
+fn serve_until_stopped(settings: config::Settings) -> ExitCode {
     let config = match config::Config::from_settings(settings) {
         Ok(config) => config,
         Err(error) => {

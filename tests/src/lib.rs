@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub mod cluster;
+pub mod raw;
 pub mod swap;
 pub mod whatsapp;
 

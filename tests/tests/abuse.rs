@@ -5,30 +5,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use inlet_e2e::raw::{body_of, exchange as raw, status_line};
 use inlet_e2e::{Server, message, sign};
 use serde_json::json;
-
-/// Writes `request` as is and reads until the server closes the connection.
-fn raw(server: &Server, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    // A server may answer and close before reading everything we send.
-    let _ = stream.write_all(request);
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    String::from_utf8_lossy(&response).into_owned()
-}
-
-fn status_line(response: &str) -> &str {
-    response.lines().next().unwrap_or_default()
-}
-
-fn body_of(response: &str) -> &str {
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body)
-        .unwrap_or_default()
-}
 
 fn signed_post(body: &[u8], content_type: Option<&str>) -> Vec<u8> {
     let signature = inlet_signature::SigningKey::new(inlet_e2e::SECRET).sign(body);

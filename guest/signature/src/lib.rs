@@ -69,17 +69,23 @@ pub struct SignatureHeaders<'a> {
     pub standard: Option<standard::Headers<'a>>,
 }
 
-/// Verifies `body` as delivered with `headers` against every secret in
-/// `secrets` (raw text, as configured); `clock` bounds Standard Webhooks'
-/// timestamp.
-pub fn verify<S: AsRef<str>>(
-    headers: &SignatureHeaders<'_>,
-    body: &[u8],
-    secrets: &[S],
-    clock: standard::Clock,
-) -> Result<Scheme, Rejection> {
+/// A signature as a delivery's headers present it: well formed (and, for
+/// Standard Webhooks, timely), to be checked against the body once it is
+/// here. A delivery whose headers present none is refused before its body
+/// is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented<'a>(Presentation<'a>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Presentation<'a> {
+    Standard(standard::Presented<'a>),
+    Hex(Scheme, Signature),
+}
+
+/// The signature `headers` present; the strongest scheme present decides.
+pub fn present<'a>(headers: &SignatureHeaders<'a>, clock: standard::Clock) -> Result<Presented<'a>, Rejection> {
     if let Some(standard) = &headers.standard {
-        return standard::verify(standard, body, secrets, clock).map(|()| Scheme::StandardWebhooks);
+        return standard::present(standard, clock).map(|p| Presented(Presentation::Standard(p)));
     }
     let (scheme, value) = match (headers.hub_signature_256, headers.x_signature) {
         (Some(value), _) => (Scheme::HubSignature256, value),
@@ -91,11 +97,32 @@ pub fn verify<S: AsRef<str>>(
         _ => Signature::from_header(value),
     }
     .ok_or(Rejection::Malformed(scheme))?;
-    secrets
-        .iter()
-        .any(|secret| SigningKey::new(secret.as_ref()).verifies(body, &signature))
-        .then_some(scheme)
-        .ok_or(Rejection::Mismatch(scheme))
+    Ok(Presented(Presentation::Hex(scheme, signature)))
+}
+
+impl Presented<'_> {
+    /// Verifies `body` against every secret in `secrets` (raw text, as configured).
+    pub fn verify<S: AsRef<str>>(&self, body: &[u8], secrets: &[S]) -> Result<Scheme, Rejection> {
+        match &self.0 {
+            Presentation::Standard(presented) => presented.verify(body, secrets).map(|()| Scheme::StandardWebhooks),
+            Presentation::Hex(scheme, signature) => secrets
+                .iter()
+                .any(|secret| SigningKey::new(secret.as_ref()).verifies(body, signature))
+                .then_some(*scheme)
+                .ok_or(Rejection::Mismatch(*scheme)),
+        }
+    }
+}
+
+/// Verifies `body` as delivered with `headers` against every secret in
+/// `secrets`; `clock` bounds Standard Webhooks' timestamp.
+pub fn verify<S: AsRef<str>>(
+    headers: &SignatureHeaders<'_>,
+    body: &[u8],
+    secrets: &[S],
+    clock: standard::Clock,
+) -> Result<Scheme, Rejection> {
+    present(headers, clock)?.verify(body, secrets)
 }
 
 #[cfg(test)]

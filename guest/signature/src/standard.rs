@@ -60,13 +60,17 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("{VERSION},{}", BASE64.encode(mac.finalize().into_bytes()))
 }
 
-/// Whether one of `secrets` signed this delivery within the clock's tolerance.
-pub(crate) fn verify<S: AsRef<str>>(
-    headers: &Headers<'_>,
-    body: &[u8],
-    secrets: &[S],
-    clock: Clock,
-) -> Result<(), Rejection> {
+/// A Standard Webhooks signature as its headers present it: well formed
+/// and within the clock's tolerance, not yet checked against the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Presented<'a> {
+    id: &'a str,
+    timestamp: &'a str,
+    signatures: Vec<Vec<u8>>,
+}
+
+/// The headers' signature, if well formed and within the clock's tolerance.
+pub(crate) fn present<'a>(headers: &Headers<'a>, clock: Clock) -> Result<Presented<'a>, Rejection> {
     let malformed = Rejection::Malformed(Scheme::StandardWebhooks);
     let timestamp = unix_seconds(headers.timestamp).ok_or(malformed)?;
     let signatures: Vec<Vec<u8>> = headers
@@ -82,16 +86,27 @@ pub(crate) fn verify<S: AsRef<str>>(
     if timestamp.abs_diff(clock.now_unix) > clock.tolerance_seconds {
         return Err(Rejection::OutsideTolerance);
     }
-    let signed = |secret: &S| {
-        let mac = mac(&key(secret.as_ref()), headers.id, headers.timestamp, body);
-        signatures
-            .iter()
-            .any(|signature| mac.clone().verify_slice(signature).is_ok())
-    };
-    if secrets.iter().any(signed) {
-        Ok(())
-    } else {
-        Err(Rejection::Mismatch(Scheme::StandardWebhooks))
+    Ok(Presented {
+        id: headers.id,
+        timestamp: headers.timestamp,
+        signatures,
+    })
+}
+
+impl Presented<'_> {
+    /// Whether one of `secrets` signed `body` so.
+    pub(crate) fn verify<S: AsRef<str>>(&self, body: &[u8], secrets: &[S]) -> Result<(), Rejection> {
+        let signed = |secret: &S| {
+            let mac = mac(&key(secret.as_ref()), self.id, self.timestamp, body);
+            self.signatures
+                .iter()
+                .any(|signature| mac.clone().verify_slice(signature).is_ok())
+        };
+        if secrets.iter().any(signed) {
+            Ok(())
+        } else {
+            Err(Rejection::Mismatch(Scheme::StandardWebhooks))
+        }
     }
 }
 
@@ -123,6 +138,10 @@ mod tests {
     const TIMESTAMP: i64 = 1_649_367_553;
     const BODY: &[u8] = br#"{"email":"test@example.com","username":"test_user"}"#;
     const SIGNATURE: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+
+    fn verify(headers: &Headers<'_>, body: &[u8], secrets: &[&str], clock: Clock) -> Result<(), Rejection> {
+        present(headers, clock)?.verify(body, secrets)
+    }
 
     fn at(now_unix: i64) -> Clock {
         Clock {

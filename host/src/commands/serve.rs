@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::config::{Config, Database};
 use crate::docs::Docs;
@@ -49,14 +48,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let guests = Arc::new(GuestSlot::new(guest));
     let reloader = Reloader::new(runtime, cache, config.guest.clone(), guests.clone(), services.clone());
     tokio::spawn(Arc::new(reloader).watch());
-    let app = Arc::new(App {
-        guests,
-        services,
-        instances: Arc::new(Semaphore::new(config.guest_limits.max_instances as usize)),
-        max_instances: config.guest_limits.max_instances,
-        limits: config.http_limits,
-        docs: Docs::new()?,
-    });
+    let app = Arc::new(App::new(guests, services, config.http_limits, Docs::new()?));
     let address = SocketAddr::from((config.bind_address, config.port));
     let listener = TcpListener::bind(address)
         .await

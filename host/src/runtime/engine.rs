@@ -1,6 +1,9 @@
 //! One wasmtime engine and linker for the life of the process.
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -25,6 +28,9 @@ pub struct Runtime {
     pub ticker: EpochTicker,
     /// The guest worker threads, apart from the server's.
     pub executor: GuestExecutor,
+    /// One permit per instance a request may run in (`MAX_INSTANCES`); the
+    /// pool holds one slot more, for trying out a new guest (see `reload`).
+    pub instances: Arc<Semaphore>,
 }
 
 /// How a freed instance's linear memory is made fresh for the next one.
@@ -80,6 +86,7 @@ impl Runtime {
             memory_reset,
             ticker,
             executor,
+            instances: Arc::new(Semaphore::new(limits.max_instances as usize)),
         })
     }
 }
@@ -103,11 +110,14 @@ const MEMORY_KEEP_RESIDENT_BYTES: usize = 256 << 10;
 /// reuses them, which makes a fresh instance per request cheap.
 fn engine_config(limits: &GuestLimits, memory_reset: MemoryReset) -> Config {
     // Idle instances kept for reuse hold slots too: at most as many as run.
-    let instances = if limits.reuses_instances() {
+    // One more slot is a swap's trial instance, which so never waits for a
+    // request's slot nor takes one.
+    let running = if limits.reuses_instances() {
         limits.max_instances.saturating_mul(2)
     } else {
         limits.max_instances
     };
+    let instances = running + 1;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances);
     pool.total_core_instances(instances * 4);

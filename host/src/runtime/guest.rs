@@ -8,6 +8,7 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::cache::{Compilation, CompileCache};
@@ -40,6 +41,8 @@ pub struct Guest {
     pub executor: GuestExecutor,
     /// Instances waiting for their next request (none unless reuse is on).
     pub idle: IdleInstances,
+    /// The runtime's instance permits, shared by every guest it loads.
+    pub instances: Arc<Semaphore>,
 }
 
 impl Guest {
@@ -73,6 +76,7 @@ impl Guest {
                 runtime.limits.max_instances as usize,
                 runtime.limits.requests_per_instance,
             ),
+            instances: runtime.instances.clone(),
         })
     }
 

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use crate::bindings::inlet::service::{log, metrics, storage};
+use crate::limits::GUEST_LOG;
 use crate::storage::Operation;
 use crate::telemetry::logging::Level;
 use crate::telemetry::metrics::result_label;
@@ -12,6 +13,7 @@ use super::sandbox::{Sandbox, Services};
 
 impl storage::Host for Sandbox {
     async fn insert(&mut self, message: storage::Message) -> Result<storage::InsertOutcome, storage::Error> {
+        self.effects.mark();
         let services = self.services.clone();
         let outcome = timed(&services, Operation::Insert, services.store.insert(message)).await;
         if outcome == Ok(storage::InsertOutcome::Created) {
@@ -24,6 +26,7 @@ impl storage::Host for Sandbox {
         &mut self,
         messages: Vec<storage::Message>,
     ) -> Result<Vec<storage::InsertOutcome>, storage::Error> {
+        self.effects.mark();
         let services = self.services.clone();
         let outcomes = timed(&services, Operation::InsertBatch, services.store.insert_batch(messages)).await?;
         for _ in outcomes.iter().filter(|o| **o == storage::InsertOutcome::Created) {
@@ -58,23 +61,35 @@ async fn timed<T>(services: &Services, operation: Operation, call: impl Future<O
     result
 }
 
+/// The log imports trap a guest that goes past `limits::GuestLogLimits`:
+/// what it attaches is held by the host until the request's line is written.
 impl log::Host for Sandbox {
-    fn annotate(&mut self, key: String, value: log::FieldValue) {
+    fn annotate(&mut self, key: String, value: log::FieldValue) -> wasmtime::Result<()> {
+        let text_bytes = match &value {
+            log::FieldValue::Text(text) => text.len(),
+            log::FieldValue::Flag(_) | log::FieldValue::Number(_) => 0,
+        };
+        let fields = self.fields.fields().len() + usize::from(!self.fields.fields().contains_key(&key));
+        GUEST_LOG.check_field(fields, key.len() + text_bytes)?;
         let value = match value {
             log::FieldValue::Text(text) => serde_json::Value::String(text),
             log::FieldValue::Flag(flag) => serde_json::Value::Bool(flag),
             log::FieldValue::Number(n) => serde_json::Value::from(n),
         };
         self.fields.annotate(key, value);
+        Ok(())
     }
 
     fn escalate(&mut self, level: log::Level) {
         self.fields.escalate(level.into());
     }
 
-    fn event(&mut self, level: log::Level, message: String) {
+    fn event(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        GUEST_LOG.check_event(self.fields.events().len(), message.len())?;
+        self.effects.mark();
         request_log::guest_event(&self.request_id, level.into(), &message);
         self.fields.record_event(level.into(), message);
+        Ok(())
     }
 }
 
@@ -91,11 +106,13 @@ impl From<log::Level> for Level {
 
 impl metrics::Host for Sandbox {
     fn record_webhook(&mut self, outcome: metrics::WebhookResult) {
+        self.effects.mark();
         self.services.metrics.record_webhook(outcome);
         self.fields.set("result", result_label(outcome).into());
     }
 
     fn record_whatsapp_statuses(&mut self, count: u32) {
+        self.effects.mark();
         self.services.metrics.record_whatsapp_statuses(count);
     }
 

@@ -1,12 +1,17 @@
 //! One request through one fresh guest instance, within the guest limits.
+//!
+//! An instance is held only while its guest works: waiting for a free
+//! instance is bounded by the request deadline, a guest that asks for a
+//! body still on its way is stopped and run again once the body is here
+//! (see `request_body`), and a client that goes away stops its guest.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
-use hyper::body::{Body, Bytes};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -14,6 +19,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::guest::Guest;
 use super::instances::Instance;
+use super::request_body::{BodyFailure, ClientBody, GuestBody};
 use super::sandbox::{Sandbox, Services};
 use crate::bindings::Service;
 use crate::telemetry::request_log::{self, LogFields, RequestId};
@@ -25,7 +31,8 @@ pub enum GuestFailure {
     Deadline,
     /// The instance tried to grow its memory past `GUEST_MEMORY_MB`.
     Memory,
-    /// The guest trapped (a panic, an invalid operation) or could not be run.
+    /// The guest trapped (a panic, an invalid operation, a host limit it
+    /// exceeded) or could not be run.
     Trap(String),
     /// The guest returned without a response, or answered with a
     /// `wasi:http` error code instead of one.
@@ -94,7 +101,7 @@ pub enum GuestReply {
         /// Status and headers as the guest set them; the body streams while the guest writes it.
         response: hyper::Response<HyperOutgoingBody>,
         /// The guest's task on the guest workers; it may still fail after the response was set.
-        exit: JoinHandle<GuestExit>,
+        exit: GuestTask,
     },
     /// The guest failed before setting a response.
     Failed {
@@ -103,30 +110,161 @@ pub enum GuestReply {
         /// Why it gave no response; `GuestFailure::status` says what to answer.
         failure: GuestFailure,
     },
+    /// No instance came free within the request deadline: the guest never ran.
+    Busy,
+    /// The guest needed the whole body, which did not arrive: it never ran to an answer.
+    Body(BodyFailure),
 }
 
-/// Runs `request` in a fresh instance of `guest`, bounded by its limits.
-pub async fn call<B>(
+/// A request as the host received it: the head, and the body the host receives.
+pub struct GuestRequest {
+    /// Method, URI, version and headers.
+    pub head: http::request::Parts,
+    /// The body, received by the host (see `request_body`).
+    pub body: ClientBody,
+}
+
+impl GuestRequest {
+    /// A copy of the request for one run, reading the body from its start.
+    fn for_run(&self) -> hyper::Request<GuestBody> {
+        let mut request = hyper::Request::new(self.body.reader());
+        *request.method_mut() = self.head.method.clone();
+        *request.uri_mut() = self.head.uri.clone();
+        *request.version_mut() = self.head.version;
+        *request.headers_mut() = self.head.headers.clone();
+        request
+    }
+}
+
+/// A guest's task that has answered; it ends once the guest has written its
+/// body and returned.
+pub struct GuestTask(JoinHandle<RunEnd>);
+
+impl GuestTask {
+    /// How the guest's run ended.
+    pub async fn exit(self) -> GuestExit {
+        match self.0.await {
+            Ok(RunEnd::Exit(exit)) => exit,
+            // A guest that answered is never run again; one stopped because
+            // its client left has nothing more to say.
+            Ok(RunEnd::AwaitBody | RunEnd::Cancelled) => GuestExit {
+                fields: LogFields::default(),
+                result: Ok(()),
+            },
+            Err(join_error) => task_failed(&join_error),
+        }
+    }
+}
+
+fn task_failed(join_error: &tokio::task::JoinError) -> GuestExit {
+    GuestExit {
+        fields: LogFields::default(),
+        result: Err(GuestFailure::Trap(format!("guest task failed: {join_error}"))),
+    }
+}
+
+/// How one run ended, inside the guest's task.
+enum RunEnd {
+    /// The guest returned or failed.
+    Exit(GuestExit),
+    /// The guest asked for body bytes not yet here, and had done nothing
+    /// that a second run would repeat: run it again once the body is whole.
+    AwaitBody,
+    /// `cancel` fired: the client is gone.
+    Cancelled,
+}
+
+/// Runs `request`, which `arrived` then, in an instance of `guest`, bounded
+/// by its limits; stops when `cancel` fires. Holds an instance only while
+/// the guest works. `REQUEST_TIMEOUT_MS` runs from the request's arrival,
+/// waiting for an instance included, and starts again once a body the guest
+/// was stopped for is whole.
+pub async fn call(
     guest: Arc<Guest>,
     services: Arc<Services>,
     id: RequestId,
-    request: hyper::Request<B>,
-) -> GuestReply
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<wasmtime_wasi_http::Error>,
-{
+    request: &GuestRequest,
+    arrived: Instant,
+    cancel: &CancellationToken,
+) -> GuestReply {
+    let mut deadline = arrived + guest.limits.request_timeout;
+    // A body a moment behind its headers (a client's second write) is
+    // waited for here, holding nothing, rather than by a run it would stop.
+    if let Ok(Err(failure)) = tokio::time::timeout(BODY_GRACE, request.body.finished()).await {
+        return GuestReply::Body(failure);
+    }
+    // The caller drops this future when its client goes away (and fires
+    // `cancel`): the waits here then simply end; a guest task stops itself.
+    loop {
+        let queued = guest.instances.clone().acquire_owned();
+        let Ok(permit) = tokio::time::timeout_at(deadline.into(), queued).await else {
+            return GuestReply::Busy;
+        };
+        let permit = permit.expect("the instance semaphore is never closed");
+        let run = Run {
+            permit,
+            deadline,
+            cancel: cancel.clone(),
+        };
+        match run_once(guest.clone(), services.clone(), id.clone(), request, run).await {
+            Some(reply) => return reply,
+            // The body is not here yet; no instance waits for it. Once it is
+            // whole, the next run cannot be stopped for it again.
+            None => {
+                if let Err(failure) = request.body.finished().await {
+                    return GuestReply::Body(failure);
+                }
+                deadline = Instant::now() + guest.limits.request_timeout;
+            }
+        }
+    }
+}
+
+/// How long a request waits for its body before its guest runs anyway
+/// (and may refuse it from its headers alone).
+const BODY_GRACE: Duration = Duration::from_millis(20);
+
+/// What one run of the guest holds and is bounded by.
+struct Run {
+    /// Its instance's slot, the guest task's until it ends.
+    permit: OwnedSemaphorePermit,
+    /// When its time is up.
+    deadline: Instant,
+    /// Fires when its client has gone away.
+    cancel: CancellationToken,
+}
+
+/// One run of the guest; `None` when it was stopped to wait for the body.
+async fn run_once(
+    guest: Arc<Guest>,
+    services: Arc<Services>,
+    id: RequestId,
+    request: &GuestRequest,
+    run_limits: Run,
+) -> Option<GuestReply> {
     let (sender, receiver) = oneshot::channel();
+    let watch = request.body.watch();
+    let http_request = request.for_run();
     let executor = guest.executor.clone();
     let task = executor.spawn(async move {
+        let Run {
+            permit: _permit,
+            deadline,
+            cancel,
+        } = run_limits;
         let _deadline_clock = guest.ticker.running();
-        let deadline = Instant::now() + guest.limits.request_timeout;
         let (mut store, service, served) = checkout(&guest, services, id, deadline);
+        let effects = store.data().effects.clone();
+        let running = run(&guest, &mut store, service, http_request, sender);
         // A computing guest traps at its first epoch tick past the deadline
-        // (`Guest::new_store`); one waiting on the host (storage, the
-        // client's body) is abandoned here.
-        let running = run(&guest, &mut store, service, request, sender);
-        let result = match tokio::time::timeout_at(deadline.into(), running).await {
+        // (`Guest::new_store`); one waiting on the host (storage) is abandoned here.
+        let outcome = tokio::select! {
+            biased;
+            outcome = tokio::time::timeout_at(deadline.into(), running) => outcome,
+            () = watch.starved_before(&effects) => return RunEnd::AwaitBody,
+            () = cancel.cancelled() => return RunEnd::Cancelled,
+        };
+        let result = match outcome {
             Ok(Ok(service)) => Ok(service),
             Ok(Err(error)) => Err(classify(&error, store.data())),
             Err(_) => Err(GuestFailure::Deadline),
@@ -138,10 +276,13 @@ where
                 guest.idle.give_back(Instance { store, service, served });
             }
         });
-        GuestExit { fields, result }
+        RunEnd::Exit(GuestExit { fields, result })
     });
     match receiver.await {
-        Ok(Ok(response)) => GuestReply::Response { response, exit: task },
+        Ok(Ok(response)) => Some(GuestReply::Response {
+            response,
+            exit: GuestTask(task),
+        }),
         Ok(Err(code)) => failed(task, Some(code)).await,
         Err(_) => failed(task, None).await,
     }
@@ -166,23 +307,27 @@ fn checkout(
 
 /// Handles `request` in `service`, instantiating the guest first when there
 /// is none; returns the instance so the caller may keep it for reuse.
-async fn run<B>(
+async fn run(
     guest: &Guest,
     store: &mut Store<Sandbox>,
     service: Option<Service>,
-    request: hyper::Request<B>,
+    request: hyper::Request<GuestBody>,
     sender: oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>,
-) -> wasmtime::Result<Service>
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<wasmtime_wasi_http::Error>,
-{
+) -> wasmtime::Result<Service> {
     let service = match service {
         Some(service) => service,
         None => instantiate(guest, store).await?,
     };
     let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
-    let out = store.data_mut().http().new_response_outparam(sender)?;
+    // Answering is an effect: a guest that answered is never run again.
+    let effects = store.data().effects.clone();
+    let out = store
+        .data_mut()
+        .http()
+        .new_response_outparam_from_callback(move |response| {
+            effects.mark();
+            let _ = sender.send(response);
+        })?;
     service
         .wasi_http_incoming_handler()
         .call_handle(&mut *store, request, out)
@@ -211,20 +356,27 @@ fn classify(error: &wasmtime::Error, sandbox: &Sandbox) -> GuestFailure {
     }
 }
 
-/// Waits for a guest that did not produce a response, and explains why.
-async fn failed(task: JoinHandle<GuestExit>, code: Option<ErrorCode>) -> GuestReply {
-    let exit = task.await.unwrap_or_else(|join_error| GuestExit {
-        fields: LogFields::default(),
-        result: Err(GuestFailure::Trap(format!("guest task failed: {join_error}"))),
-    });
+/// Waits for a guest that did not produce a response, and explains why;
+/// `None` when it was stopped to wait for its body.
+async fn failed(exit: JoinHandle<RunEnd>, code: Option<ErrorCode>) -> Option<GuestReply> {
+    let exit = match exit.await {
+        Ok(RunEnd::Exit(exit)) => exit,
+        Ok(RunEnd::AwaitBody) => return None,
+        // Only a caller already gone fires `cancel`: nobody reads this.
+        Ok(RunEnd::Cancelled) => GuestExit {
+            fields: LogFields::default(),
+            result: Err(GuestFailure::NoResponse("the client went away".into())),
+        },
+        Err(join_error) => task_failed(&join_error),
+    };
     let failure = exit.result.err().unwrap_or_else(|| {
         GuestFailure::NoResponse(match code {
             Some(code) => format!("guest answered with error code {code:?}"),
             None => "guest returned without setting a response".into(),
         })
     });
-    GuestReply::Failed {
+    Some(GuestReply::Failed {
         fields: exit.fields,
         failure,
-    }
+    })
 }

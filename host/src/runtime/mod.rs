@@ -10,6 +10,7 @@ mod imports;
 mod instances;
 mod invoke;
 mod reload;
+mod request_body;
 mod sandbox;
 mod stderr;
 
@@ -17,6 +18,7 @@ pub use cache::{Compilation, CompileCache};
 pub use engine::Runtime;
 pub use executor::{GuestExecutor, WORKER_NAME};
 pub use guest::{Guest, GuestSlot};
-pub use invoke::{GuestExit, GuestFailure, GuestReply, call};
+pub use invoke::{GuestExit, GuestFailure, GuestReply, GuestRequest, GuestTask, call};
 pub use reload::{ReloadOutcome, Reloader, Trigger};
+pub use request_body::{BodyFailure, ClientBody, GuestBody};
 pub use sandbox::Services;

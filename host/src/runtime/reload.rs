@@ -69,6 +69,8 @@ pub struct Reloader {
     path: PathBuf,
     slot: Arc<GuestSlot>,
     services: Arc<Services>,
+    /// One reload at a time: the pool keeps one slot for a trial instance.
+    trial: tokio::sync::Mutex<()>,
 }
 
 /// Identifies a version of the file: a rename gives a new inode, a write a
@@ -96,11 +98,13 @@ impl Reloader {
             path,
             slot,
             services,
+            trial: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Loads the guest file and, if it is valid and different, makes it live.
     pub async fn reload(&self, trigger: Trigger) -> ReloadOutcome {
+        let _trial = self.trial.lock().await;
         let started = Instant::now();
         let outcome = match self.candidate().await {
             Ok(guest) if guest.sha256 == self.slot.current().sha256 => ReloadOutcome::Unchanged,
@@ -146,6 +150,8 @@ impl Reloader {
             .context("guest compilation task failed")??;
         // On the guest workers and within a request's deadline, like any
         // instance: a start function that spins is stopped, not waited for.
+        // Its pool slot is the one kept for trials, so a busy moment, when
+        // requests hold every other slot, cannot fail it.
         let id = RequestId::from_header(Some("guest-reload"));
         let mut store = guest.new_store(self.services.clone(), id, Instant::now() + guest.limits.request_timeout);
         let (pre, ticker) = (guest.pre.clone(), guest.ticker.clone());

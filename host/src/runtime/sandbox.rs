@@ -6,6 +6,7 @@
 //! imports bound to this request's log line.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
@@ -15,6 +16,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use super::stderr::GuestStderr;
 use crate::config::WebhookSecret;
+use crate::limits::{MAX_GUEST_FIELD_BYTES, MAX_GUEST_RESOURCES};
 use crate::secrets::Secrets;
 use crate::storage::MessageStore;
 use crate::telemetry::metrics::Metrics;
@@ -48,6 +50,26 @@ pub struct Sandbox {
     pub fields: LogFields,
     stderr: GuestStderr,
     pub limiter: MemoryLimiter,
+    /// Whether this request's run has done anything a second run would repeat.
+    pub effects: Effects,
+}
+
+/// Whether a run has had an effect outside its instance: stored something,
+/// counted a metric, written a log event or answered. Until then it may be
+/// stopped and run again from the start (see `request_body`).
+#[derive(Debug, Clone, Default)]
+pub struct Effects(Arc<AtomicBool>);
+
+impl Effects {
+    /// Notes an effect.
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether any effect happened.
+    pub fn any(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl Sandbox {
@@ -61,10 +83,14 @@ impl Sandbox {
             wasi.env("WHATSAPP_VERIFY_TOKEN", token.expose());
         }
         let wasi = wasi.build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_GUEST_FIELD_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_GUEST_RESOURCES);
         Self {
             wasi,
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             hooks: DenyOutgoingHttp,
             services,
             request_id,
@@ -75,6 +101,7 @@ impl Sandbox {
                 max_bytes: memory_bytes,
                 exceeded: false,
             },
+            effects: Effects::default(),
         }
     }
 
@@ -84,6 +111,7 @@ impl Sandbox {
         self.deadline = deadline;
         self.fields = LogFields::default();
         self.limiter.exceeded = false;
+        self.effects = Effects::default();
     }
 
     /// What the guest attached to this request's log line, plus anything it

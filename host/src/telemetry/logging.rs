@@ -4,7 +4,6 @@
 //! `tracing` (start-up, storage errors, ...) carry their fields plus `msg`;
 //! request lines are written whole by `request_log`.
 
-use std::io::Write;
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
@@ -13,6 +12,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
+
+use super::stdout;
 
 /// Severity, least to most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -67,6 +68,8 @@ pub fn init(level: tracing::Level) {
         .try_init();
     std::panic::set_hook(Box::new(|info| {
         tracing::error!(panic = %info, "panic");
+        // The process may end right after this hook: the line must be out.
+        super::stdout::flush(std::time::Duration::from_millis(500));
     }));
 }
 
@@ -86,8 +89,7 @@ pub fn write_line(level: Level, fields: Map<String, Value>) {
     line.extend(fields);
     let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
     bytes.push(b'\n');
-    // A closed stdout is not worth crashing over.
-    let _ = std::io::stdout().lock().write_all(&bytes);
+    stdout::write(bytes);
 }
 
 /// The current time as ISO-8601 UTC with milliseconds.

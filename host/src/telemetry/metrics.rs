@@ -35,6 +35,8 @@ pub const MAX_GUEST_ROUTES: usize = 32;
 pub const MAX_ROUTE_BYTES: usize = 64;
 /// The host's own routes, which it answers and counts itself.
 pub const HOST_LIVE: &str = "/health/live";
+/// See `HOST_LIVE`: readiness, answered without a guest (see `server::readiness`).
+pub const HOST_READY: &str = "/health/ready";
 /// See `HOST_LIVE`.
 pub const HOST_METRICS: &str = "/metrics";
 /// See `HOST_LIVE`: the API docs page, and its files below it (see `docs`).
@@ -126,6 +128,11 @@ impl Metrics {
         );
         registry.register("requests_in_flight", "Requests being served now", in_flight.clone());
         registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stdout did not keep up",
+            super::stdout::dropped_lines(),
+        );
+        registry.register(
             "guest_instantiation_ms",
             "Time to instantiate a fresh guest for a request, in milliseconds",
             instantiation.clone(),
@@ -211,6 +218,21 @@ impl Metrics {
         let label: &'static str = Box::leak(name.to_owned().into_boxed_str());
         routes.push(label);
         label
+    }
+
+    /// Requests counted as started and not yet as done.
+    pub fn requests_in_flight(&self) -> i64 {
+        self.in_flight.get()
+    }
+
+    /// The label of `path` if a guest has named it a route already; unlike
+    /// `guest_route`, a client's path never becomes a label.
+    pub fn known_route(&self, path: &str) -> Option<&'static str> {
+        let routes = self
+            .guest_routes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        routes.iter().find(|known| **known == path).copied()
     }
 
     /// Observes one guest instantiation in `guest_instantiation_ms`.
@@ -305,7 +327,7 @@ fn is_route_name(name: &str) -> bool {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "/_.-".contains(c);
     (1..=MAX_ROUTE_BYTES).contains(&name.len())
         && name.chars().all(allowed)
-        && ![OTHER_ROUTE, HOST_LIVE, HOST_METRICS, HOST_DOCS].contains(&name)
+        && ![OTHER_ROUTE, HOST_LIVE, HOST_READY, HOST_METRICS, HOST_DOCS].contains(&name)
 }
 
 /// The `result` label (and log value) of an outcome.

@@ -3,3 +3,4 @@
 pub mod logging;
 pub mod metrics;
 pub mod request_log;
+pub mod stdout;

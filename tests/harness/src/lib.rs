@@ -24,15 +24,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use inlet::config::{DEFAULT_TOLERANCE_SECONDS, WebhookSecret};
 pub use inlet::limits::GuestLimits;
 pub use inlet::runtime::GuestFailure;
-use inlet::runtime::{self, CompileCache, Guest, GuestReply, Runtime, Services};
+use inlet::runtime::{self, ClientBody, CompileCache, Guest, GuestReply, GuestRequest, Runtime, Services};
 use inlet::secrets::Secrets;
 use inlet::telemetry::metrics::{self, Metrics};
 use inlet::telemetry::request_log::{LogFields, RequestId};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 pub use inlet::bindings::inlet::service::storage::{
     InsertOutcome, Message, MessageFilter, MessageStats, Page, PageRequest, Position, SenderCount, Timestamp,
@@ -149,13 +150,14 @@ impl Harness {
 
     /// Runs any request through a fresh guest instance.
     pub async fn send(&self, request: http::Request<Bytes>) -> Exchange {
-        let (mut parts, body) = request.into_parts();
-        parts
-            .headers
+        let (mut head, body) = request.into_parts();
+        head.headers
             .entry("host")
             .or_insert(http::HeaderValue::from_static("localhost"));
-        let body =
-            Full::new(body).map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} });
+        let request = GuestRequest {
+            head,
+            body: ClientBody::whole(body),
+        };
         let metrics = Arc::new(Metrics::new());
         let services = Arc::new(Services {
             store: self.store.clone(),
@@ -165,12 +167,21 @@ impl Harness {
             whatsapp_verify_token: None,
         });
         let id = RequestId::from_header(None);
-        let request = hyper::Request::from_parts(parts, body);
-        let mut exchange = match runtime::call(self.guest.clone(), services, id, request).await {
+        let never_cancelled = CancellationToken::new();
+        let mut exchange = match runtime::call(
+            self.guest.clone(),
+            services,
+            id,
+            &request,
+            std::time::Instant::now(),
+            &never_cancelled,
+        )
+        .await
+        {
             GuestReply::Response { response, exit } => {
                 let (parts, body) = response.into_parts();
                 let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-                let exit = exit.await.expect("the guest task completes");
+                let exit = exit.exit().await;
                 Exchange {
                     status: parts.status.as_u16(),
                     headers: parts
@@ -194,6 +205,7 @@ impl Harness {
                 log: fields,
                 failure: Some(failure),
             },
+            GuestReply::Busy | GuestReply::Body(_) => unreachable!("one request at a time, with its whole body"),
         };
         exchange.storage_calls = self.store.take_calls();
         exchange.webhook_results = metrics::ALL_RESULTS
