@@ -37,13 +37,18 @@ fn metric(server: &Server, series: &str) -> f64 {
 
 /// The request lines logged with `status`, once there are `expected`.
 fn lines_with_status(server: &Server, status: u64, expected: usize) -> Vec<serde_json::Value> {
+    lines_where(server, expected, |line| line["status"] == status)
+}
+
+/// The log lines `wanted` picks, once there are `expected` (or after 5 s).
+fn lines_where(
+    server: &Server,
+    expected: usize,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let lines: Vec<_> = server
-            .logs()
-            .into_iter()
-            .filter(|line| line["status"] == status)
-            .collect();
+        let lines: Vec<_> = server.logs().into_iter().filter(|line| wanted(line)).collect();
         if lines.len() >= expected || Instant::now() > deadline {
             return lines;
         }
@@ -278,9 +283,9 @@ fn a_guest_cannot_make_the_host_hold_more_than_its_limits() {
     ] {
         let reply = server.get(path);
         assert_eq!(reply.status, 500, "{path}: {}", reply.body);
-        let failed = lines_with_status(&server, 500, 1)
+        let failed = lines_where(&server, 1, |line| line["path"] == path && line["status"] == 500)
             .into_iter()
-            .find(|line| line["path"] == path);
+            .next();
         let error = failed.map(|line| line["error"].to_string()).unwrap_or_default();
         assert!(error.contains(reason), "{path}: {error}");
     }
