@@ -175,6 +175,14 @@ impl Shared {
         Ok(())
     }
 
+    /// Keeps a frame's data; trailers are not part of the body the guest reads.
+    fn take(&self, frame: Result<Frame<Bytes>, hyper::Error>) -> Result<(), BodyFailure> {
+        match frame.map_err(|_| BodyFailure::Broken)?.into_data() {
+            Ok(data) => self.push(data),
+            Err(_trailers) => Ok(()),
+        }
+    }
+
     fn end(&self, outcome: Result<(), BodyFailure>) {
         let mut state = self.lock();
         state.end.get_or_insert(outcome);
@@ -208,11 +216,8 @@ fn take_arrived(body: &mut Incoming, shared: &Shared) -> Option<Result<(), BodyF
         match Pin::new(&mut *body).poll_frame(&mut cx) {
             Poll::Pending => return None,
             Poll::Ready(None) => return Some(Ok(())),
-            Poll::Ready(Some(Err(_))) => return Some(Err(BodyFailure::Broken)),
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data()
-                    && let Err(failure) = shared.push(data)
-                {
+            Poll::Ready(Some(frame)) => {
+                if let Err(failure) = shared.take(frame) {
                     return Some(Err(failure));
                 }
             }
@@ -223,11 +228,7 @@ fn take_arrived(body: &mut Incoming, shared: &Shared) -> Option<Result<(), BodyF
 async fn receive(mut body: Incoming, shared: Arc<Shared>, timeout: Duration) {
     let frames = async {
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| BodyFailure::Broken)?;
-            // Trailers are not part of the body the guest reads.
-            if let Ok(data) = frame.into_data() {
-                shared.push(data)?;
-            }
+            shared.take(frame)?;
         }
         Ok(())
     };
