@@ -110,13 +110,15 @@ down:
 ## http://localhost:8000, inlet1..3 on a Patroni PostgreSQL cluster pg1..3. Every
 ## image is made here (Debian packages on a debootstrap base). One or the other
 ## with `make up`. The hosts serve target/cluster/guest/inlet_guest.wasm: replace
-## that file to swap the guest of every host.
+## that file to swap the guest of every host. Its passwords are generated into
+## target/cluster/secrets/ the first time; the webhook secret is WEBHOOK_SECRET if set.
 CLUSTER_SERVICES := lb inlet1 inlet2 inlet3 pg1 pg2 pg3
 # One project name wherever the checkout lives, so that its containers are found.
 CLUSTER_COMPOSE := $(COMPOSE) --project-name inlet-cluster --profile cluster
 cluster-up: guest
 	bash host/docker/base-image.sh
 	bash host/docker/base-image.sh debian
+	bash host/cluster/secrets.sh
 	mkdir -p target/cluster/guest
 	cp $(GUEST_WASM) target/cluster/guest/.inlet_guest.wasm.new
 	mv target/cluster/guest/.inlet_guest.wasm.new target/cluster/guest/inlet_guest.wasm

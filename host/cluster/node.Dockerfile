@@ -15,7 +15,7 @@ RUN mkdir -p /etc/postgresql-common/createcluster.d \
  && install -d -o postgres -g postgres -m 700 /var/lib/postgresql
 
 COPY host/cluster/patroni.yml /etc/patroni/patroni.yml
-COPY host/cluster/node.sh host/cluster/post-bootstrap.sh /usr/local/bin/
+COPY host/cluster/node.sh host/cluster/post-bootstrap.sh host/cluster/patroni-env.sh host/cluster/patronictl /usr/local/bin/
 
 USER postgres
 VOLUME ["/var/lib/postgresql"]

@@ -5,17 +5,22 @@
 set -euo pipefail
 
 node=$(hostname)
-members=pg1=http://pg1:2380,pg2=http://pg2:2380,pg3=http://pg3:2380
+# etcd listens only on the nodes' own network (`dcs`), where each node is
+# also known as NODE-dcs: nothing else can reach it to change the cluster.
+dcs_address=$(getent hosts "$node-dcs" | awk '{ print $1; exit }')
+members=pg1=http://pg1-dcs:2380,pg2=http://pg2-dcs:2380,pg3=http://pg3-dcs:2380
 
 etcd --name "$node" --data-dir /var/lib/postgresql/etcd \
-  --listen-peer-urls http://0.0.0.0:2380 --initial-advertise-peer-urls "http://$node:2380" \
-  --listen-client-urls http://0.0.0.0:2379 --advertise-client-urls "http://$node:2379" \
+  --listen-peer-urls "http://$dcs_address:2380" --initial-advertise-peer-urls "http://$node-dcs:2380" \
+  --listen-client-urls "http://$dcs_address:2379,http://127.0.0.1:2379" --advertise-client-urls "http://$node-dcs:2379" \
   --initial-cluster "$members" --initial-cluster-state new --initial-cluster-token inlet \
   --log-level warn &
 
 export PATRONI_NAME=$node
 export PATRONI_RESTAPI_CONNECT_ADDRESS=$node:8008
 export PATRONI_POSTGRESQL_CONNECT_ADDRESS=$node:5432
+# The passwords, from the secret files (patroni-env.sh).
+source /usr/local/bin/patroni-env.sh
 patroni /etc/patroni/patroni.yml &
 
 wait -n

@@ -123,6 +123,10 @@ pub struct Settings {
     /// (libpq-style; several `host`s with `target_session_attrs=read-write` find the primary).
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
+    /// A file whose first line is the PostgreSQL password, for a `postgres://` `DATABASE_URL`
+    /// without one (a container's secret file, kept out of its environment); read at start-up.
+    #[arg(long, env = "DATABASE_PASSWORD_FILE")]
+    database_password_file: Option<String>,
     /// `DEBUG`, `INFO`, `WARNING` (or `WARN`) or `ERROR`, in any case.
     #[arg(long, env = "LOG_LEVEL", default_value = "INFO")]
     log_level: String,
@@ -199,6 +203,7 @@ impl Config {
     pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
         let secrets = secret_source(settings.webhook_secret, settings.webhook_secret_file)?;
         let database = parse_database_url(&settings.database_url)?;
+        let database = with_password_file(database, settings.database_password_file.filter(|f| !f.is_empty()))?;
         Ok(Self {
             secrets,
             tolerance_seconds: ranged(
@@ -340,6 +345,31 @@ pub fn parse_database_url(url: &str) -> Result<Database, ConfigError> {
         ));
     }
     Ok(Database::Postgres(PgUrl(Box::new(config))))
+}
+
+/// `DATABASE_PASSWORD_FILE`: the password of a PostgreSQL URL that names
+/// none. Refused beside a SQLite file or a URL with its own password, where
+/// one of the two would be silently ignored.
+fn with_password_file(database: Database, file: Option<String>) -> Result<Database, ConfigError> {
+    let error = |reason: String| ConfigError::new("DATABASE_PASSWORD_FILE", reason);
+    let (Database::Postgres(PgUrl(mut url)), Some(file)) = (database.clone(), file.as_deref()) else {
+        return match file {
+            Some(_) => Err(error("applies to a postgres:// DATABASE_URL only".into())),
+            None => Ok(database),
+        };
+    };
+    if url.get_password().is_some() {
+        return Err(error(
+            "is set, but DATABASE_URL holds a password too; keep one of them".into(),
+        ));
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| error(format!("cannot be read ({file}: {e})")))?;
+    let password = text.lines().next().unwrap_or_default();
+    if password.is_empty() {
+        return Err(error(format!("holds no password on its first line ({file})")));
+    }
+    url.password(password);
+    Ok(Database::Postgres(PgUrl(url)))
 }
 
 /// `sqlite:///data/app.db` and `sqlite:////data/app.db` both mean `/data/app.db`
@@ -574,6 +604,45 @@ mod tests {
         ] {
             let error = config(&[("WEBHOOK_SECRET", "s"), (var, value)]).err().unwrap();
             assert_eq!(error.variable, var);
+        }
+    }
+
+    #[test]
+    fn a_password_file_completes_a_postgres_url_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "hunter2\n").unwrap();
+        let file = file.to_str().unwrap();
+        let url = "postgres://inlet@db/inlet";
+        let c = config(&[
+            ("WEBHOOK_SECRET", "s"),
+            ("DATABASE_URL", url),
+            ("DATABASE_PASSWORD_FILE", file),
+        ])
+        .unwrap();
+        let Database::Postgres(PgUrl(parsed)) = &c.database else {
+            panic!("not PostgreSQL")
+        };
+        assert_eq!(parsed.get_password(), Some(&b"hunter2"[..]));
+        assert!(!c.database.describe().contains("hunter2"));
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        for (url, file) in [
+            ("postgres://inlet:other@db/inlet", file),
+            ("sqlite:///./app.db", file),
+            (url, "/nonexistent/password"),
+            (url, empty.to_str().unwrap()),
+        ] {
+            let vars = [
+                ("WEBHOOK_SECRET", "s"),
+                ("DATABASE_URL", url),
+                ("DATABASE_PASSWORD_FILE", file),
+            ];
+            assert_eq!(
+                config(&vars).err().unwrap().variable,
+                "DATABASE_PASSWORD_FILE",
+                "{url} {file}"
+            );
         }
     }
 

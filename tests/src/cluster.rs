@@ -40,10 +40,32 @@ pub const HOSTS: [&str; 3] = [
 const LB_SOCKET: &str = "/run/haproxy/admin.sock";
 const LB_BACKEND: &str = "inlet";
 
-/// The database on the leader, as `lb` publishes it on the loopback.
-pub fn database_url() -> String {
-    let password = std::env::var("INLET_DB_PASSWORD").unwrap_or_else(|_| "inlet".into());
+/// The secrets `make cluster-up` keeps for the cluster (host/cluster/secrets.sh).
+pub const SECRETS: [&str; 6] = [
+    "webhook_secret",
+    "inlet_db_password",
+    "postgres_password",
+    "replication_password",
+    "rewind_password",
+    "patroni_api_password",
+];
+
+/// The secret `name` (one of `SECRETS`), as its file holds it.
+pub fn secret(name: &str) -> anyhow::Result<String> {
+    let file = crate::workspace_root().join("target/cluster/secrets").join(name);
+    let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+/// The database on the leader, as `lb` publishes it on the loopback, with
+/// `password` (`secret("inlet_db_password")` is the right one).
+pub fn database_url_with(password: &str) -> String {
     format!("postgres://inlet:{password}@127.0.0.1:15432/inlet")
+}
+
+/// The database on the leader, with the password `make cluster-up` generated.
+pub fn database_url() -> anyhow::Result<String> {
+    Ok(database_url_with(&secret("inlet_db_password")?))
 }
 
 /// How `lb` treats a host (HAProxy's administrative states).
@@ -138,6 +160,19 @@ impl Cluster {
         Ok(id)
     }
 
+    /// Runs `args` inside `service`'s container; its stdout, or its stderr
+    /// as the error.
+    pub fn exec(&self, service: &str, args: &[&str]) -> anyhow::Result<String> {
+        docker(&[&["exec", &self.container(service)?][..], args].concat())
+    }
+
+    /// `service`'s environment as Docker records it (what `docker inspect` shows anyone
+    /// who may use Docker).
+    pub fn environment(&self, service: &str) -> anyhow::Result<Vec<String>> {
+        let env = docker(&["inspect", "--format", "{{json .Config.Env}}", &self.container(service)?])?;
+        Ok(serde_json::from_str(&env)?)
+    }
+
     /// The process id, on this machine, of `service`'s main process.
     pub fn pid(&self, service: &str) -> anyhow::Result<u32> {
         let pid = docker(&["inspect", "--format", "{{.State.Pid}}", &self.container(service)?])?;
@@ -182,17 +217,9 @@ impl Cluster {
     /// `patronictl` with `args` on `node`, given up after `patience` (it
     /// can block while etcd or the synchronous standby is down); its output.
     fn patronictl(&self, node: &str, args: &[&str], patience: Duration) -> anyhow::Result<String> {
-        let (container, seconds) = (self.container(node)?, patience.as_secs().to_string());
-        let patronictl = [
-            "exec",
-            &container,
-            "timeout",
-            &seconds,
-            "patronictl",
-            "-c",
-            "/etc/patroni/patroni.yml",
-        ];
-        docker(&[&patronictl[..], args].concat())
+        let seconds = patience.as_secs().to_string();
+        let patronictl = ["timeout", &seconds, "patronictl", "-c", "/etc/patroni/patroni.yml"];
+        self.exec(node, &[&patronictl[..], args].concat())
     }
 
     /// Every container removed and created again from the same images
@@ -281,7 +308,7 @@ impl Cluster {
     /// One command of `lb`'s runtime API; its answer.
     fn lb_api(&self, command: &str) -> anyhow::Result<String> {
         let talk = format!("echo \"$1\" | socat stdio {LB_SOCKET}");
-        docker(&["exec", &self.container(LB_SERVICE)?, "sh", "-c", &talk, "sh", command])
+        self.exec(LB_SERVICE, &["sh", "-c", &talk, "sh", command])
     }
 
     /// Waits until a node other than `old` leads.

@@ -137,7 +137,7 @@ fn measure(
 /// Transactions committed in the cluster's database so far.
 fn database_commits() -> anyhow::Result<u64> {
     let sql = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()";
-    let count = psql(&cluster::database_url(), sql).context("reading the commit count through lb")?;
+    let count = psql(&cluster::database_url()?, sql).context("reading the commit count through lb")?;
     Ok(count.trim().parse()?)
 }
 

@@ -11,6 +11,7 @@
 //! `docker` commands, never at a container's own address.
 
 mod load;
+mod private;
 mod stored;
 
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ const RECOVERY: Duration = Duration::from_secs(60);
 type Scenario = fn(&Cluster) -> anyhow::Result<()>;
 
 const SCENARIOS: &[(&str, Scenario)] = &[
+    ("secrets_stay_private", private::secrets_stay_private),
     ("duplicates_across_hosts", duplicates_across_hosts),
     ("kill_inlet_host", kill_inlet_host),
     ("kill_database_leader", kill_database_leader),

@@ -38,9 +38,10 @@ fn read(prefix: &str) -> anyhow::Result<HashMap<String, Stored>> {
     // `_` is a LIKE wildcard; a scenario's name holds it.
     let pattern = prefix.replace('_', "\\_");
     let sql = format!("SELECT message_id, from_msisdn, ts, text FROM messages WHERE message_id LIKE '{pattern}-%'");
+    let url = cluster::database_url()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match inlet_pgserver::rows(&cluster::database_url(), &sql) {
+        match inlet_pgserver::rows(&url, &sql) {
             Ok(rows) => {
                 let count = rows.len();
                 let by_id: HashMap<String, Stored> = rows

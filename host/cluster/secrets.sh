@@ -1,0 +1,39 @@
+#!/bin/bash
+# The cluster's secrets, one file each in target/cluster/secrets/ (run by
+# `make cluster-up`; docker-compose.yml mounts them at /run/secrets/NAME).
+# Each password is generated once, at the first cluster-up, and then kept:
+# the database volumes remember it. The webhook secret is WEBHOOK_SECRET
+# when that is set (written over the file in place, so the running hosts
+# re-read it), else generated once. Nothing secret is in the compose file or
+# in a container's environment.
+set -euo pipefail
+
+dir=${CLUSTER_SECRETS:-target/cluster/secrets}
+passwords=(inlet_db_password postgres_password replication_password rewind_password patroni_api_password)
+
+# Compose bind-mounts the files as they are, and each container reads them
+# as its own user: the files are world-readable, their directory is not.
+umask 077
+mkdir -p "$dir"
+chmod 700 "$dir"
+
+# Writes over the file's contents rather than replacing it: a bind mount
+# keeps the inode it was given.
+store() {
+  printf '%s\n' "$2" > "$dir/$1"
+  chmod 644 "$dir/$1"
+}
+
+generated() {
+  od -An -N24 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+for name in "${passwords[@]}"; do
+  [ -s "$dir/$name" ] || store "$name" "$(generated)"
+done
+if [ -n "${WEBHOOK_SECRET:-}" ]; then
+  store webhook_secret "$WEBHOOK_SECRET"
+elif [ ! -s "$dir/webhook_secret" ]; then
+  store webhook_secret "$(generated)"
+  echo "secrets.sh: generated the webhook secret, in $dir/webhook_secret" >&2
+fi

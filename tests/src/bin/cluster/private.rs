@@ -1,0 +1,94 @@
+//! The cluster keeps its secrets: no container's recorded environment holds
+//! one, the database refuses the passwords it once shipped with, Patroni's
+//! REST API refuses a change without its credentials, and etcd answers the
+//! nodes alone. Each refusal is paired with the same call made rightly, so a
+//! cluster that is merely down cannot pass.
+
+use inlet_e2e::cluster::{self, Cluster, LB_SERVICE, NODE_SERVICES};
+use serde_json::json;
+
+/// Passwords the cluster once defaulted to.
+const WELL_KNOWN: [&str; 4] = ["inlet", "postgres", "replicator", "rewinder"];
+
+/// POSTs to a Patroni REST API URL from inside a node and prints the status;
+/// with a second argument, with the credentials of the node's secret file.
+const PATRONI_POST: &str = r#"
+import base64, sys, urllib.error, urllib.request
+request = urllib.request.Request(sys.argv[1], data=b"", method="POST")
+if len(sys.argv) > 2:
+    password = open("/run/secrets/patroni_api_password").readline().strip()
+    token = base64.b64encode(f"patroni:{password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+try:
+    print(urllib.request.urlopen(request, timeout=5).status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+"#;
+
+/// Connects to HOST PORT from inside a node; exits non-zero when refused.
+const CONNECT: &str = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)";
+
+pub fn secrets_stay_private(cluster: &Cluster) -> anyhow::Result<()> {
+    no_environment_holds_a_secret(cluster)?;
+    database_refuses_well_known_passwords()?;
+    patroni_changes_need_credentials(cluster)?;
+    etcd_answers_the_nodes_alone(cluster)?;
+    println!(
+        "{}",
+        json!({"scenario": "secrets_stay_private", "secrets": cluster::SECRETS.len()})
+    );
+    Ok(())
+}
+
+fn no_environment_holds_a_secret(cluster: &Cluster) -> anyhow::Result<()> {
+    let secrets = cluster::SECRETS
+        .iter()
+        .map(|name| cluster::secret(name).map(|value| (*name, value)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for service in cluster::services() {
+        let environment = cluster.environment(service)?;
+        for (name, value) in &secrets {
+            anyhow::ensure!(!value.is_empty(), "the secret file {name} is empty");
+            anyhow::ensure!(
+                !environment.iter().any(|variable| variable.contains(value.as_str())),
+                "{service}'s environment holds {name}"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn database_refuses_well_known_passwords() -> anyhow::Result<()> {
+    let select = "SELECT 1";
+    inlet_pgserver::rows(&cluster::database_url()?, select)?;
+    for password in WELL_KNOWN {
+        let refused = inlet_pgserver::rows(&cluster::database_url_with(password), select).is_err();
+        anyhow::ensure!(refused, "the leader let `inlet` in with the password {password:?}");
+    }
+    inlet_pgserver::rows(&cluster::database_url()?, select)?;
+    Ok(())
+}
+
+fn patroni_changes_need_credentials(cluster: &Cluster) -> anyhow::Result<()> {
+    let (from, url) = (NODE_SERVICES[0], format!("http://{}:8008/reload", NODE_SERVICES[1]));
+    let without = cluster.exec(from, &["python3", "-c", PATRONI_POST, &url])?;
+    anyhow::ensure!(without.trim() == "401", "POST /reload without credentials: {without}");
+    let with = cluster.exec(from, &["python3", "-c", PATRONI_POST, &url, "credentials"])?;
+    anyhow::ensure!(with.trim().starts_with('2'), "POST /reload with credentials: {with}");
+    Ok(())
+}
+
+fn etcd_answers_the_nodes_alone(cluster: &Cluster) -> anyhow::Result<()> {
+    let (node, peer) = (NODE_SERVICES[0], NODE_SERVICES[1]);
+    let from_lb = |port: &str| {
+        let target = format!("TCP:{peer}:{port},connect-timeout=3");
+        cluster.exec(LB_SERVICE, &["socat", "-u", "OPEN:/dev/null", &target])
+    };
+    from_lb("8008").map_err(|e| e.context("lb reaching Patroni's REST API"))?;
+    anyhow::ensure!(from_lb("2379").is_err(), "lb reached {peer}'s etcd");
+    let peer_dcs = format!("{peer}-dcs");
+    cluster
+        .exec(node, &["python3", "-c", CONNECT, &peer_dcs, "2379"])
+        .map_err(|e| e.context("a node reaching its peer's etcd"))?;
+    Ok(())
+}
