@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::{DateTime, SecondsFormat};
 
 use crate::bindings::inlet::service::storage::{Message, Timestamp};
-use crate::storage::bulk::{self, LoadReport};
+use crate::storage::sqlite::bulk::{self, LoadReport};
 
 /// The shape of the synthetic data.
 #[derive(Debug, Clone)]

@@ -11,21 +11,7 @@
 //! the database stays editable with the `sqlite3` shell (a row inserted
 //! there without `text_folded` is simply not found by `q`).
 
-use rusqlite::Connection;
-use rusqlite::functions::FunctionFlags;
-
 /// `text` as `q` compares it.
 pub fn fold(text: &str) -> String {
     text.to_lowercase()
-}
-
-/// Makes `inlet_fold(text)` available on `conn`, for the migrations that fill
-/// `text_folded` in older databases (NULL stays NULL).
-pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
-    conn.create_scalar_function(
-        "inlet_fold",
-        1,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS,
-        |ctx| Ok(ctx.get::<Option<String>>(0)?.as_deref().map(fold)),
-    )
 }

@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::{codec, compact, connection_config, pool, rows, schema};
 use crate::bindings::inlet::service::storage::Message;
 use crate::config::PgUrl;
-use crate::storage::queries::message_from_row;
+use crate::storage::sqlite::message_from_row;
 
 /// How a copy runs.
 #[derive(Debug, Clone, Copy)]

@@ -28,7 +28,7 @@ except urllib.error.HTTPError as error:
 /// Connects to HOST PORT from inside a node; exits non-zero when refused.
 const CONNECT: &str = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)";
 
-pub fn secrets_stay_private(cluster: &Cluster) -> anyhow::Result<()> {
+pub(crate) fn secrets_stay_private(cluster: &Cluster) -> anyhow::Result<()> {
     no_environment_holds_a_secret(cluster)?;
     database_refuses_well_known_passwords()?;
     patroni_changes_need_credentials(cluster)?;

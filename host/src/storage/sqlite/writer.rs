@@ -24,11 +24,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::pending::{Batch, Pending, Reply, commit_time, stopped};
 use super::text_index::IndexSchedule;
 use super::upkeep::Upkeep;
-use super::{StoreError, errors, folding, schema};
+use super::{errors, schema};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
+use crate::storage::pending::{Batch, Pending, Reply, commit_time, stopped};
+use crate::storage::{StoreError, fold};
 
 /// Jobs waiting for the writer, at most; more are refused.
 const QUEUE: usize = 4096;
@@ -209,7 +210,7 @@ pub(super) fn insert_all<'a>(
                 m.text,
                 created_at,
                 m.ts.unix_micros,
-                m.text.as_deref().map(folding::fold)
+                m.text.as_deref().map(fold)
             ])?;
             outcomes.push(if changed == 1 {
                 InsertOutcome::Created

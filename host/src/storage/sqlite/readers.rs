@@ -14,8 +14,9 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use super::pending::stopped;
-use super::{READ_TIME_LIMIT, StoreError, errors, schema};
+use super::{errors, schema};
+use crate::storage::pending::stopped;
+use crate::storage::{READ_TIME_LIMIT, StoreError};
 
 type ReadJob = Box<dyn FnOnce(&mut Connection) + Send>;
 

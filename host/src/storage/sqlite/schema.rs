@@ -8,12 +8,14 @@
 
 use rusqlite::{Connection, Transaction};
 
-use super::{folding, hour_of};
+use rusqlite::functions::FunctionFlags;
+
+use crate::storage::{fold, hour_of};
 
 /// Bumped whenever `SCHEMA` changes shape; `ping` checks it.
 pub(super) const VERSION: i64 = 6;
 
-/// `text_folded` is `text` folded as `q` compares it (see `folding`), written
+/// `text_folded` is `text` folded as `q` compares it (see `storage::fold`), written
 /// by the writer. The text index holds it, with a case-sensitive trigram
 /// tokenizer and token positions (`detail = full`): a phrase query of a
 /// folded needle then matches exactly the rows whose text contains it as `q`
@@ -137,7 +139,7 @@ DROP TABLE IF EXISTS message_text;
 ";
 
 /// Versions 2 to 5 had no `text_folded`: one pass fills it (`inlet_fold`
-/// is registered on the writer's connection, see `folding`).
+/// is registered on the writer's connection, `register_fold`).
 const ADD_FOLDED_TEXT: &str = "
 ALTER TABLE messages ADD COLUMN text_folded TEXT;
 UPDATE messages SET text_folded = inlet_fold(text) WHERE text IS NOT NULL;
@@ -193,7 +195,7 @@ pub(super) fn prepare_writer(conn: &mut Connection) -> rusqlite::Result<()> {
          PRAGMA cache_size = -{WRITER_CACHE_KIB};
          PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"
     ))?;
-    folding::register(conn)?;
+    register_fold(conn)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     apply(&tx)?;
     tx.commit()
@@ -254,4 +256,15 @@ pub(super) fn probe_write(conn: &mut Connection) -> rusqlite::Result<()> {
         [chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)],
     )?;
     tx.commit()
+}
+
+/// Makes `inlet_fold(text)` available on `conn`, for the migrations that fill
+/// `text_folded` in older databases (NULL stays NULL).
+fn register_fold(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "inlet_fold",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS,
+        |ctx| Ok(ctx.get::<Option<String>>(0)?.as_deref().map(fold)),
+    )
 }

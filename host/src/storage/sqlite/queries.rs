@@ -5,10 +5,10 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Row, Transaction, params, params_from_iter};
 
 use super::search_counts::{Counted, SearchCounts, Watermark};
-use super::{MICROS_PER_HOUR, fold};
 use crate::bindings::inlet::service::storage::{
     Message, MessageFilter, MessageStats, Page, PageRequest, SenderCount, Timestamp,
 };
+use crate::storage::{MICROS_PER_HOUR, fold};
 
 /// Most trigrams of a long needle looked up in the text index. More would
 /// only narrow a candidate set that is rechecked exactly anyway.
@@ -69,7 +69,7 @@ fn where_clause(filter: &MessageFilter, search: TextSearch) -> (String, Vec<Valu
 }
 
 /// The exact test behind `q`, given the folded needle: both sides folded by
-/// `folding::fold`, so containment is a comparison of bytes. A NULL text
+/// `storage::fold`, so containment is a comparison of bytes. A NULL text
 /// holds nothing; every text holds the empty needle.
 const HOLDS_NEEDLE: &str = "instr(text_folded, ?) > 0";
 
@@ -296,7 +296,7 @@ fn walks_in_order(tx: &Transaction<'_>, request: &PageRequest, total: i64) -> ru
 
 /// A row selected as `message_id, from_msisdn, to_msisdn, ts, ts_micros,
 /// text` (first), as a message.
-pub(super) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+pub(in crate::storage) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         message_id: row.get(0)?,
         from: row.get(1)?,

@@ -1,0 +1,438 @@
+//! What every store must give: the data the tests store, the oracle (a
+//! plain scan of the rows), and the checks each backend's tests run against
+//! its own store.
+
+use std::time::Duration;
+
+use inlet::bindings::inlet::service::storage::{Message, MessageFilter, PageRequest, Position, Timestamp};
+use inlet::storage::MessageStore;
+
+pub(crate) const HOUR: i64 = 3_600_000_000;
+
+pub(crate) fn message(n: usize, from: &str, unix_micros: i64, text: Option<&str>) -> Message {
+    Message {
+        message_id: format!("m{n}"),
+        from: from.into(),
+        to: "+10000000000".into(),
+        ts: Timestamp {
+            text: format!("t{unix_micros}"),
+            unix_micros,
+        },
+        text: text.map(str::to_owned),
+    }
+}
+
+pub(crate) const TEXTS: &[Option<&str>] = &[
+    Some("Hello World"),
+    Some("hello there"),
+    Some("ÉCOLE école"),
+    Some("100% sure_x"),
+    Some("say \"quoted\" words"),
+    Some("nul\0byte inside"),
+    Some("ab"),
+    None,
+    Some(""),
+    Some("the quick brown fox jumps over the lazy dog, again and again and again"),
+    // Mixed scripts: Unicode's full lowercase mapping decides (`str::to_lowercase`).
+    Some("Άγιος ΝΙΚΌΛΑΟΣ, ΟΔΟΣ Σοφίας"),
+    Some("Добрый ДЕНЬ, Юрий"),
+    Some("İSTANBUL'da Iğdır"),
+    Some("Straße STRASSE ǅemal \u{212A}elvin"),
+];
+
+/// A few hundred messages over senders, hours (before and after 1970) and texts.
+pub(crate) fn varied_messages() -> Vec<Message> {
+    numbered_messages(0..600)
+}
+
+pub(crate) fn numbered_messages(numbers: std::ops::Range<usize>) -> Vec<Message> {
+    numbers
+        .map(|n| {
+            let from = format!("+9100000000{}", (n * n) % 7);
+            let unix_micros = (n as i64 - 200) * HOUR / 7 + (n as i64 % 3) * 1_000;
+            message(n, &from, unix_micros, TEXTS[n % TEXTS.len()])
+        })
+        .collect()
+}
+
+pub(crate) fn filters() -> Vec<MessageFilter> {
+    let froms = [None, Some("+91000000002"), Some("+nobody")];
+    let sinces = [None, Some(-5 * HOUR - 17), Some(0), Some(3 * HOUR), Some(HOUR * 1_000)];
+    let needles = [
+        None,
+        Some("hello"),
+        Some("HELLO"),
+        Some("o w"),
+        Some("école"),
+        Some("ÉCOLE"),
+        Some("100%"),
+        Some("_x"),
+        Some("\"quoted\""),
+        Some("\0by"),
+        Some("byte"),
+        Some("COLE éc"),
+        Some("ab"),
+        Some("a"),
+        Some(""),
+        Some("quick brown fox jumps over the lazy dog, again and again"),
+        // Longer than one phrase query: its index query only narrows, the
+        // second to a text holding all of its trigrams but not the needle.
+        Some("the QUICK brown fox jumps over the lazy dog, again and again and again"),
+        Some("again and again and again and again and again and again and again and"),
+        Some("absent text"),
+        Some("νικόλαος"),
+        Some("ΝΙΚΌΛΑΟΣ"),
+        Some("οδος σοφ"),
+        Some("οδοσ"),
+        Some("ς"),
+        Some("день, ю"),
+        Some("ДОБРЫЙ"),
+        Some("i̇stanbul"),
+        Some("İst"),
+        Some("istanbul"),
+        Some("ığd"),
+        Some("IĞDIR"),
+        Some("straße"),
+        Some("STRASSE"),
+        Some("ǆemal"),
+        Some("ǅEMAL"),
+        Some("kelvin"),
+    ];
+    let mut filters = Vec::new();
+    for from in froms {
+        for since in sinces {
+            for needle in needles {
+                filters.push(MessageFilter {
+                    from: from.map(str::to_owned),
+                    since_unix_micros: since,
+                    text_contains: needle.map(str::to_owned),
+                });
+            }
+        }
+    }
+    filters
+}
+
+/// A stored message as the oracle sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) id: String,
+    pub(crate) from: String,
+    pub(crate) ts: String,
+    pub(crate) micros: i64,
+    pub(crate) text: Option<String>,
+}
+
+impl Row {
+    pub(crate) fn of(m: &Message) -> Self {
+        Self {
+            id: m.message_id.clone(),
+            from: m.from.clone(),
+            ts: m.ts.text.clone(),
+            micros: m.ts.unix_micros,
+            text: m.text.clone(),
+        }
+    }
+}
+
+/// What a plain Rust scan of `rows` says: the ids matching `filter` in
+/// listing order, the definition the fast paths must meet (`q` as Unicode's
+/// full lowercase mapping of both sides).
+pub(crate) fn counted(rows: &[Row], filter: &MessageFilter) -> (u64, Vec<String>) {
+    let holds = |text: &Option<String>| match (&filter.text_contains, text) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(needle), Some(text)) => text.to_lowercase().contains(&needle.to_lowercase()),
+    };
+    let mut matching: Vec<&Row> = rows
+        .iter()
+        .filter(|r| filter.from.as_ref().is_none_or(|from| &r.from == from))
+        .filter(|r| filter.since_unix_micros.is_none_or(|since| r.micros >= since))
+        .filter(|r| holds(&r.text))
+        .collect();
+    matching.sort_by(|a, b| (a.micros, &a.id).cmp(&(b.micros, &b.id)));
+    let ids: Vec<String> = matching.into_iter().map(|r| r.id.clone()).collect();
+    (ids.len() as u64, ids)
+}
+
+/// Every filter's first page and total, and the stats, are what `rows` say.
+pub(crate) async fn assert_matches(store: &dyn MessageStore, rows: &[Row]) {
+    for filter in filters() {
+        let (total, ids) = counted(rows, &filter);
+        let first_ids: Vec<String> = ids.into_iter().take(100).collect();
+        let page = store
+            .list(PageRequest {
+                filter: filter.clone(),
+                limit: 100,
+                offset: 0,
+                after: None,
+            })
+            .await
+            .unwrap();
+        let ids: Vec<String> = page.messages.into_iter().map(|m| m.message_id).collect();
+        assert_eq!((page.total, &ids), (total, &first_ids), "filter {filter:?}");
+        assert_eq!(page.more, total > 100, "filter {filter:?}");
+    }
+    let mut by_sender: std::collections::BTreeMap<&str, i64> = Default::default();
+    for row in rows {
+        *by_sender.entry(&row.from).or_default() += 1;
+    }
+    let mut ranked: Vec<(String, i64)> = by_sender.iter().map(|(f, n)| ((*f).to_owned(), *n)).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    // The first few alone too: where counts not folded yet reorder the top.
+    for most in [1, 2, 3] {
+        let top: Vec<(String, i64)> = store
+            .stats(most)
+            .await
+            .unwrap()
+            .top_senders
+            .into_iter()
+            .map(|s| (s.from, s.count as i64))
+            .collect();
+        assert_eq!(top, ranked[..ranked.len().min(most as usize)], "top {most}");
+    }
+    let stats = store.stats(100).await.unwrap();
+    assert_eq!(
+        (stats.total_messages, stats.senders_count),
+        (rows.len() as u64, by_sender.len() as u64)
+    );
+    ranked.truncate(100);
+    let got: Vec<(String, i64)> = stats
+        .top_senders
+        .into_iter()
+        .map(|s| (s.from, s.count as i64))
+        .collect();
+    assert_eq!(got, ranked);
+    let in_order = |a: &&Row, b: &&Row| (a.micros, &a.id).cmp(&(b.micros, &b.id));
+    let edges = (
+        rows.iter().min_by(in_order).map(|r| r.ts.clone()),
+        rows.iter().max_by(in_order).map(|r| r.ts.clone()),
+    );
+    assert_eq!((stats.first_ts, stats.last_ts), edges);
+}
+
+/// Walks every fifth filter by cursor, 7 rows a page, inserting a row
+/// behind the cursor after each page: each walk sees what `rows` say, once.
+pub(crate) async fn assert_cursor_walks(store: &dyn MessageStore, rows: &[Row]) {
+    let mut rows = rows.to_vec();
+    let mut arrivals = 10_000;
+    for filter in filters().into_iter().step_by(5) {
+        let (total, expected) = counted(&rows, &filter);
+        let (mut seen, mut after) = (Vec::new(), None);
+        loop {
+            let request = PageRequest {
+                filter: filter.clone(),
+                limit: 7,
+                offset: 0,
+                after: after.clone(),
+            };
+            let page = store.list(request).await.unwrap();
+            if after.is_none() {
+                assert_eq!(page.total, total, "filter {filter:?}");
+            }
+            seen.extend(page.messages.iter().map(|m| m.message_id.clone()));
+            let Some(last) = page.messages.last().filter(|_| page.more) else {
+                break;
+            };
+            after = Some(Position {
+                unix_micros: last.ts.unix_micros,
+                message_id: last.message_id.clone(),
+            });
+            // Rows arriving behind the cursor (each earlier than every row
+            // so far) are not part of this walk and shift nothing in it.
+            arrivals += 1;
+            let earliest = -1_000_000 * HOUR - arrivals as i64;
+            let behind = message(arrivals, "+91000000002", earliest, Some("hello école"));
+            store.insert(behind.clone()).await.unwrap();
+            rows.push(Row::of(&behind));
+        }
+        assert_eq!(seen, expected, "filter {filter:?}");
+    }
+}
+
+/// A batch with an id stored before it and an id repeated within it.
+pub(crate) async fn assert_batch_outcomes(store: &dyn MessageStore) {
+    use inlet::bindings::inlet::service::storage::InsertOutcome::{Created, Duplicate};
+    store.insert(message(1, "+1", 0, Some("before"))).await.unwrap();
+    let batch = vec![
+        message(0, "+1", 10, Some("Zero")),
+        message(1, "+1", 20, Some("already stored")),
+        message(2, "+2", 30, None),
+        message(0, "+1", 40, Some("repeated in the batch")),
+    ];
+    let outcomes = store.insert_batch(batch.clone()).await.unwrap();
+    assert_eq!(outcomes, [Created, Duplicate, Created, Duplicate]);
+    let rows = [message(1, "+1", 0, Some("before")), batch[0].clone(), batch[2].clone()].map(|m| Row::of(&m));
+    let page = store.list(all_messages()).await.unwrap();
+    let texts: Vec<(String, Option<String>)> = page.messages.into_iter().map(|m| (m.message_id, m.text)).collect();
+    let expected = [("m1", Some("before")), ("m0", Some("Zero")), ("m2", None)]
+        .map(|(id, text)| (id.to_owned(), text.map(str::to_owned)));
+    assert_eq!(texts, expected);
+    assert_matches(store, &rows).await;
+    assert_eq!(store.insert_batch(Vec::new()).await.unwrap(), []);
+}
+
+/// The first 100 messages, unfiltered.
+pub(crate) fn all_messages() -> PageRequest {
+    PageRequest {
+        filter: MessageFilter {
+            from: None,
+            since_unix_micros: None,
+            text_contains: None,
+        },
+        limit: 100,
+        offset: 0,
+        after: None,
+    }
+}
+
+/// Ids that differ only by U+0000 and U+0001 at one instant list in byte
+/// order, page by cursor one at a time, and come back with texts intact.
+pub(crate) async fn assert_nul_parity(store: &dyn MessageStore) {
+    let ids = ["k", "k\0", "k\0\0", "k\u{1}", "k\u{1}\0", "k\u{2}", "k0", "k\0\u{1}"];
+    let messages: Vec<Message> = ids
+        .iter()
+        .map(|id| Message {
+            message_id: (*id).to_owned(),
+            text: Some(format!("{id}\0after Nul")),
+            ..message(0, "+1", 7, None)
+        })
+        .collect();
+    store.insert_batch(messages.clone()).await.unwrap();
+    let mut expected: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+    expected.sort_unstable();
+    let page = store.list(all_messages()).await.unwrap();
+    let listed: Vec<String> = page.messages.iter().map(|m| m.message_id.clone()).collect();
+    assert_eq!(listed, expected);
+    for m in &page.messages {
+        assert_eq!(m.text.as_deref(), Some(format!("{}\0after Nul", m.message_id).as_str()));
+    }
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let request = PageRequest {
+            limit: 1,
+            after: after.clone(),
+            ..all_messages()
+        };
+        let page = store.list(request).await.unwrap();
+        let Some(last) = page.messages.last() else { break };
+        walked.push(last.message_id.clone());
+        after = Some(Position {
+            unix_micros: last.ts.unix_micros,
+            message_id: last.message_id.clone(),
+        });
+    }
+    assert_eq!(walked, expected);
+    assert_matches(store, &messages.iter().map(Row::of).collect::<Vec<_>>()).await;
+}
+
+/// `len` bytes of printable ASCII that do not repeat (nothing to compress).
+pub(crate) fn varied_key(len: usize, seed: u64) -> String {
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'!' + ((state >> 33) % 94) as u8)
+        })
+        .collect()
+}
+
+/// `len` bytes, about half of them U+0000 or U+0001 (each stored as two
+/// bytes on PostgreSQL) among varied ASCII: long once stored, and hard to
+/// compress.
+pub(crate) fn escaped_key(len: usize, seed: u64) -> String {
+    varied_key(len, seed)
+        .chars()
+        .enumerate()
+        .map(|(n, c)| match (n % 2, c as u8 % 2) {
+            (0, 0) => '\0',
+            (0, _) => '\u{1}',
+            _ => c,
+        })
+        .collect()
+}
+
+/// Ids and numbers as long as the interface allows are stored, whatever
+/// their bytes; one byte more is `invalid-argument`, alone or in a batch,
+/// and stores nothing.
+pub(crate) async fn assert_key_bounds(store: &dyn MessageStore) {
+    use inlet::bindings::inlet::service::storage::InsertOutcome::Created;
+    use inlet::storage::{MAX_ID_BYTES, MAX_MSISDN_BYTES, StoreError};
+    let widest = [
+        Message {
+            message_id: varied_key(MAX_ID_BYTES, 1),
+            from: varied_key(MAX_MSISDN_BYTES, 2),
+            to: varied_key(MAX_MSISDN_BYTES, 3),
+            ..message(0, "+1", 0, None)
+        },
+        Message {
+            message_id: escaped_key(MAX_ID_BYTES, 4),
+            from: escaped_key(MAX_MSISDN_BYTES, 5),
+            to: escaped_key(MAX_MSISDN_BYTES, 6),
+            ..message(0, "+1", 1, None)
+        },
+    ];
+    for m in &widest {
+        assert_eq!(store.insert(m.clone()).await.unwrap(), Created);
+    }
+    let longer = [
+        Message {
+            message_id: "i".repeat(MAX_ID_BYTES + 1),
+            ..message(1, "+1", 2, None)
+        },
+        Message {
+            from: "1".repeat(MAX_MSISDN_BYTES + 1),
+            ..message(2, "+1", 2, None)
+        },
+        Message {
+            to: "é".repeat(MAX_MSISDN_BYTES / 2 + 1),
+            ..message(3, "+1", 2, None)
+        },
+    ];
+    for m in longer {
+        let error = store.insert(m.clone()).await.unwrap_err();
+        assert!(matches!(error, StoreError::InvalidArgument(_)), "{error:?}");
+        let error = store
+            .insert_batch(vec![message(4, "+1", 2, None), m])
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::InvalidArgument(_)), "{error:?}");
+    }
+    assert_matches(store, &widest.map(|m| Row::of(&m))).await;
+}
+
+/// While the database's write lock is held elsewhere, 40 inserts and then
+/// one of the id `poison`, which the database refuses, queue up; `release`
+/// lets them commit, as groups: every other insert is created, and
+/// `poison` alone is `internal`.
+pub(crate) async fn assert_refused_row_fails_alone(store: std::sync::Arc<dyn MessageStore>, release: impl FnOnce()) {
+    use inlet::bindings::inlet::service::storage::InsertOutcome::Created;
+    use inlet::storage::StoreError;
+    let mut messages = numbered_messages(0..40);
+    messages.push(Message {
+        message_id: "poison".into(),
+        ..message(0, "+1", 0, None)
+    });
+    let inserts: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            let (store, m) = (store.clone(), m.clone());
+            tokio::spawn(async move { store.insert(m).await })
+        })
+        .collect();
+    // Long enough for every insert to queue behind the first commits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release();
+    let mut outcomes = Vec::new();
+    for insert in inserts {
+        outcomes.push(insert.await.unwrap());
+    }
+    let poisoned = outcomes.pop().unwrap();
+    assert!(matches!(poisoned, Err(StoreError::Internal(_))), "{poisoned:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(Created))), "{outcomes:?}");
+    messages.pop();
+    assert_matches(&*store, &messages.iter().map(Row::of).collect::<Vec<_>>()).await;
+}
