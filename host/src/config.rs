@@ -9,7 +9,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::limits::{GuestLimits, HttpLimits};
-use crate::secrets::SecretSource;
+use crate::secrets::{SecretSource, WebhookSecret};
 
 /// The default database: the file `/data/app.db`, where the Docker volume is.
 const DEFAULT_DATABASE_URL: &str = "sqlite:////data/app.db";
@@ -56,28 +56,6 @@ pub struct Config {
     pub guest_limits: GuestLimits,
     /// What one client connection or request may cost.
     pub http_limits: HttpLimits,
-}
-
-/// A webhook secret: never printed, not even by `Debug`.
-#[derive(Clone)]
-pub struct WebhookSecret(String);
-
-impl WebhookSecret {
-    /// Wraps `secret` as is; emptiness is checked by `Config::from_settings`, not here.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// The secret itself, for signing and for the guest's environment; keep it out of logs.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookSecret(<redacted>)")
-    }
 }
 
 /// A configuration variable with a bad value.
@@ -202,7 +180,7 @@ impl Config {
     /// Checks every setting; the first bad one is the error.
     pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
         let secrets = secret_source(settings.webhook_secret, settings.webhook_secret_file)?;
-        let database = parse_database_url(&settings.database_url)?;
+        let database = Database::parse(&settings.database_url)?;
         let database = with_password_file(database, settings.database_password_file.filter(|f| !f.is_empty()))?;
         Ok(Self {
             secrets,
@@ -215,7 +193,7 @@ impl Config {
             whatsapp_verify_token: settings
                 .whatsapp_verify_token
                 .filter(|token| !token.is_empty())
-                .map(WebhookSecret),
+                .map(WebhookSecret::new),
             guest_cache: guest_cache_dir(settings.guest_cache_dir, &database),
             database,
             log_level: parse_log_level(&settings.log_level)?,
@@ -273,7 +251,7 @@ fn secret_source(inline: Option<String>, file: Option<String>) -> Result<SecretS
             "is not set; set it to the webhook signing key, or WEBHOOK_SECRET_FILE to a file of keys",
         )),
         inline => Ok(SecretSource {
-            inline: inline.map(WebhookSecret),
+            inline: inline.map(WebhookSecret::new),
             file,
         }),
     }
@@ -289,6 +267,29 @@ pub enum Database {
 }
 
 impl Database {
+    /// `DATABASE_URL` (and the URLs `inlet seed` and `inlet copy` take): a
+    /// `sqlite:///` file (`parse_sqlite_url`) or a `postgres://` /
+    /// `postgresql://` URL. A bad PostgreSQL URL is reported without echoing
+    /// it, since it may hold a password.
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return parse_sqlite_url(url).map(Self::Sqlite);
+        }
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            ConfigError::new(
+                "DATABASE_URL",
+                format!("is not a valid PostgreSQL URL ({e}); expected e.g. postgres://user:password@host:5432/inlet"),
+            )
+        })?;
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "asks for sslmode=require, but this build connects without TLS; use a private network",
+            ));
+        }
+        Ok(Self::Postgres(PgUrl(Box::new(config))))
+    }
+
     /// The database for logs and messages: a path, or a URL without its password.
     pub fn describe(&self) -> String {
         match self {
@@ -325,28 +326,6 @@ impl std::fmt::Debug for PgUrl {
     }
 }
 
-/// `DATABASE_URL`: a `sqlite:///` file (`parse_sqlite_url`) or a
-/// `postgres://` / `postgresql://` URL. A bad PostgreSQL URL is reported
-/// without echoing it, since it may hold a password.
-pub fn parse_database_url(url: &str) -> Result<Database, ConfigError> {
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return parse_sqlite_url(url).map(Database::Sqlite);
-    }
-    let config: tokio_postgres::Config = url.parse().map_err(|e| {
-        ConfigError::new(
-            "DATABASE_URL",
-            format!("is not a valid PostgreSQL URL ({e}); expected e.g. postgres://user:password@host:5432/inlet"),
-        )
-    })?;
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(ConfigError::new(
-            "DATABASE_URL",
-            "asks for sslmode=require, but this build connects without TLS; use a private network",
-        ));
-    }
-    Ok(Database::Postgres(PgUrl(Box::new(config))))
-}
-
 /// `DATABASE_PASSWORD_FILE`: the password of a PostgreSQL URL that names
 /// none. Refused beside a SQLite file or a URL with its own password, where
 /// one of the two would be silently ignored.
@@ -374,7 +353,7 @@ fn with_password_file(database: Database, file: Option<String>) -> Result<Databa
 
 /// `sqlite:///data/app.db` and `sqlite:////data/app.db` both mean `/data/app.db`
 /// (the evaluator writes either); `sqlite:///./app.db` means `./app.db`.
-pub fn parse_sqlite_url(url: &str) -> Result<PathBuf, ConfigError> {
+fn parse_sqlite_url(url: &str) -> Result<PathBuf, ConfigError> {
     let error = |reason: &str| {
         ConfigError::new(
             "DATABASE_URL",

@@ -19,11 +19,31 @@ use std::time::Duration;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 
-use crate::config::WebhookSecret;
-
 /// How often the secret file is checked for a change (a rotation reaches
 /// every new guest instance within about twice this).
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A webhook secret: never printed, not even by `Debug`.
+#[derive(Clone)]
+pub struct WebhookSecret(String);
+
+impl WebhookSecret {
+    /// Wraps `secret` as is; emptiness is checked by `config`, not here.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for signing and for the guest's environment; keep it out of logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(<redacted>)")
+    }
+}
 
 /// Where the secrets come from.
 #[derive(Debug, Clone)]

@@ -449,3 +449,37 @@ fn seed_refuses_a_plan_without_senders() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--senders must be at least 1"));
 }
+
+#[test]
+fn seed_and_copy_refuse_databases_of_the_wrong_kind() {
+    let refusal = |args: &[&str]| {
+        let out = Command::new(inlet_bin()).args(args).output().expect("run inlet");
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(out.stdout.is_empty(), "{args:?} printed a report");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let (sqlite, postgres) = ("sqlite:///./never-made.db", "postgres://inlet@127.0.0.1:1/inlet");
+    for (args, reason) in [
+        (vec!["seed", "--database", postgres], "seed writes SQLite files only"),
+        (
+            vec!["seed", "--database", "sqlite://relative.db"],
+            "--database must start with sqlite:///",
+        ),
+        (
+            vec!["copy", "--from", postgres, "--to", postgres],
+            "--from must be a sqlite:/// URL",
+        ),
+        (
+            vec!["copy", "--from", sqlite, "--to", sqlite],
+            "--to must be a postgres:// URL",
+        ),
+        (
+            vec!["copy", "--from", sqlite, "--to", "postgres://inlet@db:port/inlet"],
+            "--to is not a valid PostgreSQL URL",
+        ),
+    ] {
+        let stderr = refusal(&args);
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+    }
+    assert!(!std::path::Path::new("never-made.db").exists());
+}

@@ -1,22 +1,30 @@
 //! `inlet check`: whether a component can be served, without serving it.
 
-use std::path::Path;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use crate::limits::GuestLimits;
 use crate::runtime::{CompileCache, Guest, Runtime};
 
-/// Compiles and links `path` exactly as `inlet serve` would. Prints the
-/// verdict; `Ok(false)` means the guest cannot be served.
-pub fn run(path: &Path) -> anyhow::Result<bool> {
+/// `inlet check`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Path to the guest `.wasm` component.
+    guest: PathBuf,
+}
+
+/// Compiles and links the guest exactly as `inlet serve` would and prints
+/// the verdict; a guest that cannot be served is a failure exit.
+pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(GuestLimits::default())?;
-    match Guest::load(&runtime, path, &CompileCache::default()) {
+    match Guest::load(&runtime, &args.guest, &CompileCache::default()) {
         Ok(guest) => {
-            println!("ok: {} can be served (sha256 {})", path.display(), guest.sha256);
-            Ok(true)
+            println!("ok: {} can be served (sha256 {})", args.guest.display(), guest.sha256);
+            Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
             println!("error: {error:#}");
-            Ok(false)
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -1,9 +1,11 @@
 //! `inlet copy`: moves a SQLite database's messages into PostgreSQL
 //! (resumable, idempotent, checked row by row: `storage::pg::copy`).
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 
-use crate::config::{self, Database};
+use crate::config::Database;
 use crate::storage::pg::copy::{self, CopyPlan, CopyReport};
 
 /// `inlet copy`'s arguments.
@@ -23,10 +25,24 @@ pub struct CopyArgs {
     stop_after_chunks: Option<u64>,
 }
 
-/// Copies, then checks; the report (the caller says whether it is complete).
-pub fn run(args: &CopyArgs) -> anyhow::Result<CopyReport> {
-    let source = config::parse_sqlite_url(&args.from).map_err(|e| anyhow::anyhow!("--from {}", e.reason))?;
-    let target = match config::parse_database_url(&args.to).map_err(|e| anyhow::anyhow!("--to {}", e.reason))? {
+/// Copies, then checks, and prints the report; one that is not complete
+/// is a failure exit.
+pub fn run(args: &CopyArgs) -> anyhow::Result<ExitCode> {
+    let report = copy_and_check(args)?;
+    println!("{}", serde_json::json!(report));
+    Ok(if report.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn copy_and_check(args: &CopyArgs) -> anyhow::Result<CopyReport> {
+    let source = match Database::parse(&args.from).map_err(|e| anyhow::anyhow!("--from {}", e.reason))? {
+        Database::Sqlite(path) => path,
+        Database::Postgres(_) => anyhow::bail!("--from must be a sqlite:/// URL"),
+    };
+    let target = match Database::parse(&args.to).map_err(|e| anyhow::anyhow!("--to {}", e.reason))? {
         Database::Postgres(url) => url,
         Database::Sqlite(_) => anyhow::bail!("--to must be a postgres:// URL"),
     };

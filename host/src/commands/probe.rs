@@ -13,8 +13,20 @@ use wasmtime_wasi_http::io::TokioIo;
 /// The whole probe, connection included, must finish within this.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// GETs `path` on 127.0.0.1:`port`; succeeds on a 2xx answer.
-pub fn run(port: u16, path: &str) -> anyhow::Result<()> {
+/// `inlet probe`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeArgs {
+    /// Port the server listens on.
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    port: u16,
+    /// Path to GET.
+    #[arg(long, default_value = "/health/ready")]
+    path: String,
+}
+
+/// GETs the path on 127.0.0.1 at the port; succeeds on a 2xx answer.
+pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
+    let (port, path) = (args.port, args.path.as_str());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let status = runtime
         .block_on(async { tokio::time::timeout(TIMEOUT, get(port, path)).await })

@@ -2,27 +2,84 @@
 //! SQLite rather than through HTTP, so benchmarks and capacity tests can
 //! start from millions of rows in about a minute.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::Context;
-use chrono::{DateTime, SecondsFormat};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::bindings::inlet::service::storage::{Message, Timestamp};
+use crate::config::Database;
 use crate::storage::sqlite::bulk::{self, LoadReport};
+
+/// `inlet seed`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SeedArgs {
+    /// The SQLite database, as a `sqlite:///` URL or a path.
+    #[arg(long, env = "DATABASE_URL")]
+    database: String,
+    /// Messages to add.
+    #[arg(long, default_value_t = 1_000_000)]
+    count: u64,
+    /// Distinct senders.
+    #[arg(long, default_value_t = 1_000)]
+    senders: u64,
+    /// Instant of the first message (RFC 3339).
+    #[arg(long, default_value = "2025-01-01T00:00:00Z")]
+    start: DateTime<Utc>,
+    /// Seconds between consecutive messages.
+    #[arg(long, default_value_t = 30)]
+    step_seconds: i64,
+    /// Generator seed: the same arguments give the same rows.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Seeds the database the arguments name and prints what it did as one JSON line.
+pub fn run(args: &SeedArgs) -> anyhow::Result<()> {
+    let path = if ["sqlite:", "postgres:", "postgresql:"]
+        .iter()
+        .any(|scheme| args.database.starts_with(scheme))
+    {
+        match Database::parse(&args.database).map_err(|e| anyhow::anyhow!("--database {}", e.reason))? {
+            Database::Sqlite(path) => path,
+            Database::Postgres(_) => anyhow::bail!("--database must be SQLite: seed writes SQLite files only"),
+        }
+    } else {
+        PathBuf::from(&args.database)
+    };
+    let plan = SeedPlan {
+        count: args.count,
+        senders: args.senders,
+        start_unix_micros: args.start.timestamp_micros(),
+        step_micros: args.step_seconds.saturating_mul(1_000_000),
+        seed: args.seed,
+    };
+    let started = Instant::now();
+    let outcome = seed(&path, &plan)?;
+    let report = serde_json::json!({
+        "database": path.display().to_string(),
+        "created": outcome.created,
+        "duplicates": outcome.duplicates,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    println!("{report}");
+    Ok(())
+}
 
 /// The shape of the synthetic data.
 #[derive(Debug, Clone)]
-pub struct SeedPlan {
+struct SeedPlan {
     /// Messages to generate; ids are `seed-<n>`, so a second run adds nothing.
-    pub count: u64,
+    count: u64,
     /// Distinct senders; a few of them send much more than the rest.
-    pub senders: u64,
+    senders: u64,
     /// First message's instant; the rest follow evenly, one `step_micros` apart.
-    pub start_unix_micros: i64,
+    start_unix_micros: i64,
     /// Microseconds between consecutive messages' instants.
-    pub step_micros: i64,
+    step_micros: i64,
     /// Seeds the generator: the same plan always gives the same rows.
-    pub seed: u64,
+    seed: u64,
 }
 
 /// Words message texts are made of, so substring search sees realistic text.
@@ -64,7 +121,7 @@ const WORDS: &[&str] = &[
 
 /// Adds the messages of `plan` to the database at `database` (created if missing).
 /// Fails when `plan.senders` is 0 or the database cannot be written.
-pub fn run(database: &Path, plan: &SeedPlan) -> anyhow::Result<LoadReport> {
+fn seed(database: &Path, plan: &SeedPlan) -> anyhow::Result<LoadReport> {
     anyhow::ensure!(plan.senders > 0, "--senders must be at least 1");
     let mut rng = fastrand::Rng::with_seed(plan.seed);
     let messages = (0..plan.count).map(move |n| synthetic_message(plan, n, &mut rng));

@@ -15,9 +15,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::stderr::GuestStderr;
-use crate::config::WebhookSecret;
 use crate::limits::{MAX_GUEST_FIELD_BYTES, MAX_GUEST_RESOURCES};
 use crate::secrets::Secrets;
+use crate::secrets::WebhookSecret;
 use crate::storage::MessageStore;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::request_log::{LogFields, RequestId};

@@ -25,11 +25,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use inlet::config::{DEFAULT_TOLERANCE_SECONDS, WebhookSecret};
+use inlet::config::DEFAULT_TOLERANCE_SECONDS;
 pub use inlet::limits::GuestLimits;
 pub use inlet::runtime::GuestFailure;
 use inlet::runtime::{self, ClientBody, CompileCache, Guest, GuestReply, GuestRequest, Runtime, Services};
 use inlet::secrets::Secrets;
+use inlet::secrets::WebhookSecret;
 use inlet::telemetry::metrics::{self, Metrics};
 use inlet::telemetry::request_log::{LogFields, RequestId};
 use serde_json::Value;
