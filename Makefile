@@ -11,7 +11,7 @@ DATABASE_URL ?= sqlite:///./app.db
 LOG_LEVEL ?= INFO
 PORT ?= 8000
 
-.PHONY: build guest host fixtures wasm-target run test test-api test-guest lint up down logs test-docker bench bench-smoke reference \
+.PHONY: build guest host fixtures wasm-target run test test-deps test-api test-guest lint up down logs test-docker bench bench-smoke reference \
 	cluster-up cluster-down test-cluster bench-cluster
 
 # `docker compose` (v2) where installed, else the v1 `docker-compose`.
@@ -42,14 +42,18 @@ run: build
 ## test: every test: unit tests (host, guest logic, signature) and end-to-end
 ## tests against the real binary and the real guest, then the end-to-end suites
 ## that speak only HTTP once more with PostgreSQL as the database (throwaway
-## servers from Debian's postgresql-15). Reuses the release build.
-## The tests that need root (they mount) are ignored unless run as root.
+## servers from Debian's postgresql-15, installed first when missing: tests/deps.sh).
+## Reuses the release build. The tests that need root (they mount) are ignored
+## unless run as root.
 TEST_ARGS ?= $(if $(filter 0,$(shell id -u)),--include-ignored)
 POSTGRES_SUITES := evaluator webhook listing stats whatsapp signatures
-test: build fixtures
+test: test-deps build fixtures
 	$(CARGO) test --release --locked --workspace -- $(TEST_ARGS)
 	INLET_E2E_BACKEND=postgres $(CARGO) test --release --locked -p inlet-e2e \
 		$(addprefix --test ,$(POSTGRES_SUITES)) -- $(TEST_ARGS)
+
+test-deps:
+	bash tests/deps.sh
 
 ## test-api: the contract checks that need more than Rust: the /docs page in headless
 ## Chromium lists every operation, and schemathesis (pinned: tests/api/requirements.txt)
