@@ -19,6 +19,9 @@ const QUEUE_LINES: usize = 65_536;
 /// Bytes of lines waiting for stdout, at most.
 const QUEUE_BYTES: usize = 16 << 20;
 
+/// Bytes of lines gathered into one write.
+const BATCH_BYTES: usize = 64 << 10;
+
 enum Item {
     Line(Vec<u8>),
     /// Answered once every line queued before it is written.
@@ -78,16 +81,37 @@ pub fn dropped_lines() -> Counter {
 
 fn write_all(items: &Receiver<Item>, queued: &AtomicUsize) {
     let stdout = std::io::stdout();
-    while let Ok(item) = items.recv() {
-        match item {
-            Item::Line(line) => {
-                let _ = stdout.lock().write_all(&line);
-                queued.fetch_sub(line.len(), Ordering::AcqRel);
+    let mut batch = Vec::with_capacity(BATCH_BYTES);
+    while let Ok(first) = items.recv() {
+        // Under load many lines wait by the time this thread runs: one
+        // write for all of them, rather than a system call per line.
+        let mut next = Some(first);
+        while let Some(item) = next {
+            match item {
+                Item::Line(line) => {
+                    batch.extend_from_slice(&line);
+                    queued.fetch_sub(line.len(), Ordering::AcqRel);
+                }
+                Item::Flush(done) => {
+                    write_batch(&stdout, &mut batch);
+                    let _ = stdout.lock().flush();
+                    let _ = done.send(());
+                }
             }
-            Item::Flush(done) => {
-                let _ = stdout.lock().flush();
-                let _ = done.send(());
-            }
+            next = if batch.len() < BATCH_BYTES {
+                items.try_recv().ok()
+            } else {
+                None
+            };
         }
+        write_batch(&stdout, &mut batch);
+    }
+}
+
+/// Writes and empties `batch`; a closed stdout is not worth stopping for.
+fn write_batch(stdout: &std::io::Stdout, batch: &mut Vec<u8>) {
+    if !batch.is_empty() {
+        let _ = stdout.lock().write_all(batch);
+        batch.clear();
     }
 }
