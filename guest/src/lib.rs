@@ -5,6 +5,7 @@
 //! The modules without `bindings` in their imports are pure and unit-tested
 //! natively.
 
+pub mod bindings;
 mod cursor;
 #[cfg(test)]
 mod fuzz;
@@ -20,18 +21,6 @@ mod stats;
 mod timestamp;
 mod webhook;
 mod whatsapp;
-
-/// The `inlet:service/service` world's bindings, public so that a test
-/// guest can embed this one (see `handle`); documented in the WIT.
-#[allow(missing_docs, unreachable_pub)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "inlet:service/service",
-        generate_all,
-        pub_export_macro: true,
-    });
-}
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
