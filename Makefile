@@ -47,7 +47,8 @@ run: build
 ## unless run as root.
 TEST_ARGS ?= $(if $(filter 0,$(shell id -u)),--include-ignored)
 POSTGRES_SUITES := evaluator webhook listing stats whatsapp signatures
-test: test-deps build fixtures
+test: test-deps
+	$(MAKE) build fixtures
 	$(CARGO) test --release --locked --workspace -- $(TEST_ARGS)
 	INLET_E2E_BACKEND=postgres $(CARGO) test --release --locked -p inlet-e2e \
 		$(addprefix --test ,$(POSTGRES_SUITES)) -- $(TEST_ARGS)
@@ -142,7 +143,6 @@ cluster-down:
 ## acknowledged message stored once and whole, every reply 200 or 503 + Retry-After.
 ## A few minutes; starts from empty volumes, prints the containers' logs on a failure,
 ## and leaves the cluster down with its volumes removed.
-test-cluster: export WEBHOOK_SECRET := testsecret
 test-cluster: export CLUSTER_COMPOSE := $(CLUSTER_COMPOSE)
 test-cluster:
 	$(MAKE) cluster-down CLUSTER_DOWN_ARGS=-v
@@ -153,10 +153,9 @@ test-cluster:
 ## bench-cluster: ingest through lb at 32 connections with 1, 2 and 3 Inlet hosts
 ## (the others held out of rotation), in alternating rounds, with each request's CPU
 ## time by part (lb, hosts, PostgreSQL leader and standbys, load generator). Brings the
-## cluster up first (its hosts on the bench's secret) and leaves it running.
+## cluster up first (requests signed with its webhook secret) and leaves it running.
 ## BENCH_ARGS passes options, as for `make bench`; the results go to $(CLUSTER_BENCH_OUT).
 CLUSTER_BENCH_OUT ?= target/bench/cluster.json
-bench-cluster: export WEBHOOK_SECRET := testsecret
 bench-cluster: export CLUSTER_COMPOSE := $(CLUSTER_COMPOSE)
 bench-cluster: cluster-up
 	$(CARGO) run --release --locked -p inlet-bench -- --phases cluster --out $(CLUSTER_BENCH_OUT) $(BENCH_ARGS)

@@ -6,8 +6,13 @@
 # this stops before anything is built, with the one command to run.
 set -euo pipefail
 
+if [ -n "${PG_BIN:-}" ]; then
+  [ -x "$PG_BIN/postgres" ] && exit 0
+  echo "make test: PG_BIN=$PG_BIN holds no postgres; point it at PostgreSQL 15's bin/ folder" >&2
+  exit 1
+fi
 missing=()
-[ -x "${PG_BIN:-/usr/lib/postgresql/15/bin}/postgres" ] || missing+=(postgresql-15)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then

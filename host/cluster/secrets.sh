@@ -2,14 +2,16 @@
 # The cluster's secrets, one file each in target/cluster/secrets/ (run by
 # `make cluster-up`; docker-compose.yml mounts them at /run/secrets/NAME).
 # Each password is generated once, at the first cluster-up, and then kept:
-# the database volumes remember it. The webhook secret is WEBHOOK_SECRET
-# when that is set (written over the file in place, so the running hosts
-# re-read it), else generated once. Nothing secret is in the compose file or
-# in a container's environment.
+# the database volumes remember it, so a password missing while the volumes
+# exist (target/ cleaned) stops here rather than being replaced. The webhook
+# secret is WEBHOOK_SECRET when that is set (written over the file in place,
+# so the running hosts re-read it), else generated once. Nothing secret is in
+# the compose file or in a container's environment.
 set -euo pipefail
 
-dir=${CLUSTER_SECRETS:-target/cluster/secrets}
+dir=target/cluster/secrets
 passwords=(inlet_db_password postgres_password replication_password rewind_password patroni_api_password)
+volume=inlet-cluster_pg1
 
 # Compose bind-mounts the files as they are, and each container reads them
 # as its own user: the files are world-readable, their directory is not.
@@ -29,7 +31,13 @@ generated() {
 }
 
 for name in "${passwords[@]}"; do
-  [ -s "$dir/$name" ] || store "$name" "$(generated)"
+  [ -s "$dir/$name" ] && continue
+  if docker volume inspect "$volume" >/dev/null 2>&1; then
+    echo "secrets.sh: $dir/$name is missing but the cluster's database volumes exist, with the old" \
+      "passwords; restore the file, or remove the volumes (make cluster-down CLUSTER_DOWN_ARGS=-v)" >&2
+    exit 1
+  fi
+  store "$name" "$(generated)"
 done
 if [ -n "${WEBHOOK_SECRET:-}" ]; then
   store webhook_secret "$WEBHOOK_SECRET"

@@ -331,18 +331,17 @@ impl std::fmt::Debug for PgUrl {
 /// one of the two would be silently ignored.
 fn with_password_file(database: Database, file: Option<String>) -> Result<Database, ConfigError> {
     let error = |reason: String| ConfigError::new("DATABASE_PASSWORD_FILE", reason);
-    let (Database::Postgres(PgUrl(mut url)), Some(file)) = (database.clone(), file.as_deref()) else {
-        return match file {
-            Some(_) => Err(error("applies to a postgres:// DATABASE_URL only".into())),
-            None => Ok(database),
-        };
+    let (mut url, file) = match (database, file) {
+        (database, None) => return Ok(database),
+        (Database::Sqlite(_), Some(_)) => return Err(error("applies to a postgres:// DATABASE_URL only".into())),
+        (Database::Postgres(PgUrl(url)), Some(file)) => (url, file),
     };
     if url.get_password().is_some() {
         return Err(error(
             "is set, but DATABASE_URL holds a password too; keep one of them".into(),
         ));
     }
-    let text = std::fs::read_to_string(file).map_err(|e| error(format!("cannot be read ({file}: {e})")))?;
+    let text = std::fs::read_to_string(&file).map_err(|e| error(format!("cannot be read ({file}: {e})")))?;
     let password = text.lines().next().unwrap_or_default();
     if password.is_empty() {
         return Err(error(format!("holds no password on its first line ({file})")));
@@ -354,10 +353,17 @@ fn with_password_file(database: Database, file: Option<String>) -> Result<Databa
 /// `sqlite:///data/app.db` and `sqlite:////data/app.db` both mean `/data/app.db`
 /// (the evaluator writes either); `sqlite:///./app.db` means `./app.db`.
 fn parse_sqlite_url(url: &str) -> Result<PathBuf, ConfigError> {
+    // Anything but a sqlite: URL may be a mistyped PostgreSQL one holding a
+    // password: only its scheme is echoed.
+    let shown = if url.starts_with("sqlite:") {
+        format!("{url:?}")
+    } else {
+        format!("scheme {:?}", url.split(':').next().unwrap_or_default())
+    };
     let error = |reason: &str| {
         ConfigError::new(
             "DATABASE_URL",
-            format!("{reason} (got {url:?}; expected e.g. sqlite:////data/app.db or postgres://…)"),
+            format!("{reason} (got {shown}; expected e.g. sqlite:////data/app.db or postgres://…)"),
         )
     };
     let rest = url
@@ -469,22 +475,21 @@ mod tests {
 
     #[test]
     fn database_urls() {
-        let parse_database_url = parse_sqlite_url;
         assert_eq!(
-            parse_database_url("sqlite:////data/app.db").unwrap(),
+            parse_sqlite_url("sqlite:////data/app.db").unwrap(),
             Path::new("/data/app.db")
         );
         assert_eq!(
-            parse_database_url("sqlite:///data/app.db").unwrap(),
+            parse_sqlite_url("sqlite:///data/app.db").unwrap(),
             Path::new("/data/app.db")
         );
-        assert_eq!(parse_database_url("sqlite:///./app.db").unwrap(), Path::new("./app.db"));
+        assert_eq!(parse_sqlite_url("sqlite:///./app.db").unwrap(), Path::new("./app.db"));
         assert_eq!(
-            parse_database_url("sqlite:///../x/app.db").unwrap(),
+            parse_sqlite_url("sqlite:///../x/app.db").unwrap(),
             Path::new("../x/app.db")
         );
         assert_eq!(
-            parse_database_url("sqlite:////tmp/a.db?mode=rwc").unwrap(),
+            parse_sqlite_url("sqlite:////tmp/a.db?mode=rwc").unwrap(),
             Path::new("/tmp/a.db")
         );
         for bad in [
@@ -495,7 +500,7 @@ mod tests {
             "sqlite:////",
             "/data/app.db",
         ] {
-            let error = parse_database_url(bad).unwrap_err();
+            let error = parse_sqlite_url(bad).unwrap_err();
             assert_eq!(error.variable, "DATABASE_URL", "{bad}");
         }
     }
@@ -519,6 +524,8 @@ mod tests {
         for bad in [
             "postgres://inlet:hunter2@db:notaport/app",
             "postgresql://inlet:hunter2@db/app?sslmode=require",
+            "postgress://inlet:hunter2@db/app",
+            "postgres:/inlet:hunter2@db/app",
         ] {
             let error = config(&[("WEBHOOK_SECRET", "s"), ("DATABASE_URL", bad)]).err().unwrap();
             assert_eq!(error.variable, "DATABASE_URL");

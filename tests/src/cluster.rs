@@ -57,15 +57,26 @@ pub fn secret(name: &str) -> anyhow::Result<String> {
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
-/// The database on the leader, as `lb` publishes it on the loopback, with
-/// `password` (`secret("inlet_db_password")` is the right one).
-pub fn database_url_with(password: &str) -> String {
-    format!("postgres://inlet:{password}@127.0.0.1:15432/inlet")
+/// The `X-Signature` of `body` under the cluster's webhook secret.
+pub fn sign(body: &str) -> String {
+    static KEY: std::sync::OnceLock<inlet_signature::SigningKey> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let secret = secret("webhook_secret").expect("the cluster's webhook secret: run `make cluster-up`");
+        inlet_signature::SigningKey::new(secret)
+    });
+    key.sign(body.as_bytes())
 }
 
-/// The database on the leader, with the password `make cluster-up` generated.
+/// Inlet's database on the leader, as `lb` publishes it on the loopback,
+/// for `role` with `password`.
+pub fn database_url_with(role: &str, password: &str) -> String {
+    format!("postgres://{role}:{password}@127.0.0.1:15432/inlet")
+}
+
+/// Inlet's database on the leader, as Inlet's role with the password `make
+/// cluster-up` generated.
 pub fn database_url() -> anyhow::Result<String> {
-    Ok(database_url_with(&secret("inlet_db_password")?))
+    Ok(database_url_with("inlet", &secret("inlet_db_password")?))
 }
 
 /// How `lb` treats a host (HAProxy's administrative states).

@@ -16,8 +16,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use super::stderr::GuestStderr;
 use crate::limits::{MAX_GUEST_FIELD_BYTES, MAX_GUEST_RESOURCES};
-use crate::secrets::Secrets;
-use crate::secrets::WebhookSecret;
+use crate::secrets::{Secrets, WebhookSecret};
 use crate::storage::MessageStore;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::request_log::{LogFields, RequestId};

@@ -2,7 +2,8 @@
 //! backends: SQLite (`sqlite`; one host, the default) and PostgreSQL (`pg`;
 //! several hosts on one database). What both share lives here: the
 //! operations, the contract every backend checks its arguments against, the
-//! inserts waiting for a group commit, and how `q` folds case.
+//! inserts waiting for a group commit, how `q` folds case, and the hourly
+//! bucket both schemas count by (`hour_of`).
 
 mod contract;
 pub use contract::{

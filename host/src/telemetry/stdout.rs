@@ -88,12 +88,9 @@ fn write_all(items: &Receiver<Item>, queued: &AtomicUsize) {
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
-                Item::Line(line) => {
-                    batch.extend_from_slice(&line);
-                    queued.fetch_sub(line.len(), Ordering::AcqRel);
-                }
+                Item::Line(line) => batch.extend_from_slice(&line),
                 Item::Flush(done) => {
-                    write_batch(&stdout, &mut batch);
+                    write_batch(&stdout, &mut batch, queued);
                     let _ = stdout.lock().flush();
                     let _ = done.send(());
                 }
@@ -104,14 +101,18 @@ fn write_all(items: &Receiver<Item>, queued: &AtomicUsize) {
                 None
             };
         }
-        write_batch(&stdout, &mut batch);
+        write_batch(&stdout, &mut batch, queued);
     }
 }
 
-/// Writes and empties `batch`; a closed stdout is not worth stopping for.
-fn write_batch(stdout: &std::io::Stdout, batch: &mut Vec<u8>) {
+/// Writes and empties `batch`, whose lines count as queued until then; a
+/// closed stdout is not worth stopping for. A batch grown by one huge line
+/// gives its memory back.
+fn write_batch(stdout: &std::io::Stdout, batch: &mut Vec<u8>, queued: &AtomicUsize) {
     if !batch.is_empty() {
         let _ = stdout.lock().write_all(batch);
+        queued.fetch_sub(batch.len(), Ordering::AcqRel);
         batch.clear();
+        batch.shrink_to(BATCH_BYTES);
     }
 }

@@ -91,7 +91,7 @@ fn measure_rounds(
             let index = (turn + round - 1) % HOST_COUNTS.len();
             let hosts = HOST_COUNTS[index];
             cluster.serve_with(hosts, PATIENCE)?;
-            let webhooks = requests::webhooks(&format!("cluster{run}-r{round}-h{hosts}"), None);
+            let webhooks = requests::webhooks_signed(&format!("cluster{run}-r{round}-h{hosts}"), None, cluster::sign);
             let measured_round = measure(cluster, runtime, seconds, webhooks)?;
             results.load(&format!("round {round}: {}", label(hosts)), measured_round.load.clone());
             measured[index].push(measured_round);

@@ -71,7 +71,7 @@ enum Phase {
     Swap,
     Containment,
     /// The HA cluster through `lb` with 1, 2 and 3 hosts (`make
-    /// bench-cluster`: it must be up, its hosts on `inlet_e2e::SECRET`).
+    /// bench-cluster`: it must be up; requests are signed with its secret).
     Cluster,
 }
 

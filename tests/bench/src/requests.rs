@@ -16,6 +16,11 @@ const SENDERS: u64 = 100;
 /// tag run for the first time creates every message; `distinct` bounds `n`
 /// (a second run with the same tag and bound sends only duplicates).
 pub(crate) fn webhooks(tag: &str, distinct: Option<u64>) -> RequestFactory {
+    webhooks_signed(tag, distinct, sign)
+}
+
+/// `webhooks`, signed by `sign` (a server with another secret).
+pub(crate) fn webhooks_signed(tag: &str, distinct: Option<u64>, sign: fn(&str) -> String) -> RequestFactory {
     let tag = tag.to_owned();
     Arc::new(move |connection, n| {
         let n = distinct.map_or(n, |bound| n % bound);

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use inlet_e2e::cluster::sign;
 use inlet_e2e::cluster::{LB, agent};
-use inlet_e2e::{message, sign};
+use inlet_e2e::message;
 
 /// Concurrent senders in a load.
 const SENDERS: usize = 8;

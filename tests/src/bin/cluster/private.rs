@@ -7,8 +7,14 @@
 use inlet_e2e::cluster::{self, Cluster, LB_SERVICE, NODE_SERVICES};
 use serde_json::json;
 
-/// Passwords the cluster once defaulted to.
-const WELL_KNOWN: [&str; 4] = ["inlet", "postgres", "replicator", "rewinder"];
+/// The roles the leader lets in over the network (patroni.yml's `pg_hba`;
+/// the superuser and `replicator` are refused ordinary connections from
+/// anywhere but the node), each with the password it once defaulted to and
+/// the file of the one it has now.
+const ROLES: [(&str, &str, &str); 2] = [
+    ("inlet", "inlet", "inlet_db_password"),
+    ("rewinder", "rewinder", "rewind_password"),
+];
 
 /// POSTs to a Patroni REST API URL from inside a node and prints the status;
 /// with a second argument, with the credentials of the node's secret file.
@@ -60,12 +66,12 @@ fn no_environment_holds_a_secret(cluster: &Cluster) -> anyhow::Result<()> {
 
 fn database_refuses_well_known_passwords() -> anyhow::Result<()> {
     let select = "SELECT 1";
-    inlet_pgserver::rows(&cluster::database_url()?, select)?;
-    for password in WELL_KNOWN {
-        let refused = inlet_pgserver::rows(&cluster::database_url_with(password), select).is_err();
-        anyhow::ensure!(refused, "the leader let `inlet` in with the password {password:?}");
+    for (role, old, file) in ROLES {
+        let refused = inlet_pgserver::rows(&cluster::database_url_with(role, old), select).is_err();
+        anyhow::ensure!(refused, "the leader let `{role}` in with the password {old:?}");
+        let now = cluster::database_url_with(role, &cluster::secret(file)?);
+        inlet_pgserver::rows(&now, select).map_err(|e| anyhow::anyhow!("{role} with its password: {e}"))?;
     }
-    inlet_pgserver::rows(&cluster::database_url()?, select)?;
     Ok(())
 }
 
