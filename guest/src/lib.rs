@@ -17,6 +17,7 @@ mod problem;
 mod query;
 mod response;
 mod router;
+mod signed;
 mod stats;
 mod timestamp;
 mod webhook;
@@ -25,10 +26,9 @@ mod whatsapp;
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
 
-use inlet_signature::Presented;
 use response::Response;
 use router::Route;
-use webhook::Accepted;
+use signed::Accepted;
 
 struct Component;
 
@@ -53,28 +53,12 @@ fn respond(request: &IncomingRequest) -> Response {
     }
     match router::route(&method, &path) {
         Err(response) => response,
-        Ok(Route::Webhook) => signed(request, Accepted::AnyScheme, webhook::handle),
+        Ok(Route::Webhook) => signed::delivery(request, Accepted::AnyScheme, webhook::handle),
         Ok(Route::Messages) => listing::handle(&query),
         Ok(Route::Stats) => stats::handle(),
         Ok(Route::OpenApi) => openapi::handle(),
         Ok(Route::WhatsApp) if method == "GET" => whatsapp::verify_subscription(&query),
-        Ok(Route::WhatsApp) => signed(request, Accepted::HubOnly, whatsapp::handle),
-    }
-}
-
-/// A signed delivery: the signature its headers present (refused before
-/// the body is read when there is none usable), then its body, handed to
-/// `handle`.
-fn signed(request: &IncomingRequest, accepted: Accepted, handle: fn(&Presented<'_>, &[u8]) -> Response) -> Response {
-    let headers = http_io::Headers::of(request);
-    let fields = webhook::SignatureFields::read(|name| headers.get(name));
-    let presented = match webhook::present(&fields, accepted) {
-        Ok(presented) => presented,
-        Err(refused) => return refused,
-    };
-    match http_io::read_body(request, &headers) {
-        Ok(body) => handle(&presented, &body),
-        Err(_) => Response::detail(400, "could not read the request body"),
+        Ok(Route::WhatsApp) => signed::delivery(request, Accepted::HubOnly, whatsapp::handle),
     }
 }
 

@@ -31,9 +31,9 @@ use crate::problem::{FieldError, ValidationProblem};
 use crate::query::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
 use crate::response::{Acknowledged, Detail, RETRY_AFTER_SECONDS, Response};
 use crate::router::Route;
+use crate::signed::{HUB_SIGNATURE, X_SIGNATURE};
 use crate::stats::{SenderView, StatsView};
 use crate::timestamp;
-use crate::webhook::{HUB_SIGNATURE, X_SIGNATURE};
 use crate::whatsapp::{MAX_MESSAGES, MAX_TIMESTAMP_DIGITS, OBJECT, TEXT_PARTS, max_timestamp};
 
 /// The document as JSON.

@@ -18,7 +18,7 @@ use crate::payload::{MAX_ID_CHARS, MAX_MSISDN_CHARS, MAX_TEXT_CHARS, too_long};
 use crate::problem::FieldError;
 use crate::query;
 use crate::response::{Acknowledged, Response};
-use crate::webhook;
+use crate::signed;
 use inlet_signature::Presented;
 
 /// The token Meta's handshake must present, from the host (unset: every
@@ -73,7 +73,7 @@ fn same(a: &str, b: &str) -> bool {
 
 /// `POST`: a notification.
 pub(crate) fn handle(signature: &Presented<'_>, body: &[u8]) -> Response {
-    if let Err(response) = webhook::authenticate(signature, body) {
+    if let Err(response) = signed::authenticate(signature, body) {
         return response;
     }
     let delivery = match parse(body) {
