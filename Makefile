@@ -26,10 +26,15 @@ wasm-target:
 guest: wasm-target
 	$(CARGO) build --release --locked -p inlet-guest --target wasm32-wasip2
 
-# The misbehaving guest the sandbox-limit tests run (its own workspace).
+# The test guests, each its own workspace: the misbehaving one the
+# sandbox-limit tests run, and one built against the previous WIT.
+FIXTURES := tests/fixtures/misbehaving-guest tests/fixtures/old-wit-guest
+
 fixtures: wasm-target
-	$(CARGO) build --release --locked --manifest-path tests/fixtures/misbehaving-guest/Cargo.toml \
-		--target wasm32-wasip2 --target-dir target/fixtures
+	for fixture in $(FIXTURES); do \
+		$(CARGO) build --release --locked --manifest-path $$fixture/Cargo.toml \
+			--target wasm32-wasip2 --target-dir target/fixtures || exit 1; \
+	done
 
 host:
 	$(CARGO) build --release --locked -p inlet
@@ -97,9 +102,11 @@ lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --locked -p inlet-guest --target wasm32-wasip2 -- -D warnings
-	$(CARGO) fmt --manifest-path tests/fixtures/misbehaving-guest/Cargo.toml -- --check
-	$(CARGO) clippy --release --locked --manifest-path tests/fixtures/misbehaving-guest/Cargo.toml \
-		--target wasm32-wasip2 --target-dir target/fixtures -- -D warnings
+	for fixture in $(FIXTURES); do \
+		$(CARGO) fmt --manifest-path $$fixture/Cargo.toml -- --check && \
+		$(CARGO) clippy --release --locked --manifest-path $$fixture/Cargo.toml \
+			--target wasm32-wasip2 --target-dir target/fixtures -- -D warnings || exit 1; \
+	done
 
 ## up: build the image and start the `api` service on http://localhost:8000
 ## (the builder's base image is pulled, or made locally where no registry answers)

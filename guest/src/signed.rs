@@ -1,12 +1,13 @@
 //! Signed deliveries (`/webhook`, `/webhook/whatsapp`): the signature
 //! headers a request presents, refused before its body is read when none is
-//! usable, then the body verified under any configured secret; the 401 and
-//! the log fields and outcome of a refusal.
+//! usable, then the body verified under any secret the host's `settings`
+//! give; the 401 and the log fields and outcome of a refusal.
 
 use inlet_signature::{Presented, Rejection, SignatureHeaders, standard};
 
 use crate::bindings::inlet::service::log::{self, FieldValue, Level};
 use crate::bindings::inlet::service::metrics::{self, WebhookResult};
+use crate::bindings::inlet::service::settings;
 use crate::bindings::wasi::http::types::IncomingRequest;
 use crate::http_io;
 use crate::response::Response;
@@ -18,14 +19,6 @@ pub(crate) const HUB_SIGNATURE: &str = "x-hub-signature-256";
 /// The names Svix senders give Standard Webhooks' headers (id, timestamp,
 /// signature), accepted as a set when `webhook-signature` is absent.
 const SVIX_HEADERS: [&str; 3] = ["svix-id", "svix-timestamp", "svix-signature"];
-
-/// Where the secrets come from: the host puts them, one per line, and the
-/// tolerance, and nothing else of its own, in the guest's WASI environment.
-const SECRETS_VARIABLE: &str = "WEBHOOK_SECRETS";
-/// Seconds a Standard Webhooks timestamp may be from now, either way.
-const TOLERANCE_VARIABLE: &str = "WEBHOOK_TOLERANCE_SECONDS";
-/// The tolerance when the host gives none (every reference library's).
-const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
 
 /// A request's signature headers, as received.
 #[derive(Debug, Default)]
@@ -95,46 +88,36 @@ pub(crate) enum Accepted {
 
 /// A signed delivery: the signature its headers present (refused before
 /// the body is read when there is none usable), then its body, handed to
-/// `handle`.
-pub(crate) fn delivery(
-    request: &IncomingRequest,
-    accepted: Accepted,
-    handle: fn(&Presented<'_>, &[u8]) -> Response,
-) -> Response {
+/// `handle` once it verifies under one of the secrets.
+pub(crate) fn delivery(request: &IncomingRequest, accepted: Accepted, handle: fn(&[u8]) -> Response) -> Response {
     let headers = http_io::Headers::of(request);
     let fields = SignatureFields::read(|name| headers.get(name));
-    let presented = match present(&fields, accepted) {
+    let settings = settings::webhook();
+    let presented = match present(&fields, accepted, settings.tolerance_seconds) {
         Ok(presented) => presented,
         Err(refused) => return refused,
     };
-    match http_io::read_body(request, &headers) {
-        Ok(body) => handle(&presented, &body),
-        Err(_) => Response::detail(400, "could not read the request body"),
+    let Ok(body) = http_io::read_body(request, &headers) else {
+        return Response::detail(400, "could not read the request body");
+    };
+    match authenticate(&presented, &body, &settings.secrets) {
+        Ok(()) => handle(&body),
+        Err(refused) => refused,
     }
-}
-
-/// The secrets webhooks may be signed with; empty when none is configured,
-/// and then every request is unauthorized.
-fn secrets() -> Vec<String> {
-    std::env::var(SECRETS_VARIABLE)
-        .unwrap_or_default()
-        .lines()
-        .filter(|line| !line.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// The signature a delivery's headers present, checked before its body is
 /// read: a delivery without a usable one is refused (401, counted as such)
 /// without waiting for a body that may never come.
-fn present(signature: &SignatureFields, accepted: Accepted) -> Result<Presented<'_>, Response> {
-    inlet_signature::present(&signature.accepted(accepted), clock()).map_err(refuse)
+fn present(signature: &SignatureFields, accepted: Accepted, tolerance_seconds: u64) -> Result<Presented<'_>, Response> {
+    inlet_signature::present(&signature.accepted(accepted), clock(tolerance_seconds)).map_err(refuse)
 }
 
-/// Verifies the body against the presented signature under any secret,
-/// saying in the log which scheme did; a refusal is the 401 to answer.
-pub(crate) fn authenticate(signature: &Presented<'_>, body: &[u8]) -> Result<(), Response> {
-    let scheme = signature.verify(body, &secrets()).map_err(refuse)?;
+/// Verifies the body against the presented signature under any of
+/// `secrets` (none: refused), saying in the log which scheme did; a refusal
+/// is the 401 to answer.
+fn authenticate(signature: &Presented<'_>, body: &[u8], secrets: &[String]) -> Result<(), Response> {
+    let scheme = signature.verify(body, secrets).map_err(refuse)?;
     log::annotate("scheme", &FieldValue::Text(scheme.label().to_owned()));
     Ok(())
 }
@@ -148,16 +131,13 @@ fn refuse(rejection: Rejection) -> Response {
 }
 
 /// Now, from the host's wall clock, and the tolerance it configured.
-fn clock() -> standard::Clock {
+fn clock(tolerance_seconds: u64) -> standard::Clock {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
     standard::Clock {
         now_unix: i64::try_from(now).unwrap_or(i64::MAX),
-        tolerance_seconds: std::env::var(TOLERANCE_VARIABLE)
-            .ok()
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(DEFAULT_TOLERANCE_SECONDS),
+        tolerance_seconds,
     }
 }
 

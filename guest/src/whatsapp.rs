@@ -13,17 +13,13 @@ use serde_json::{Map, Value};
 
 use crate::bindings::inlet::service::log::{self, FieldValue, Level};
 use crate::bindings::inlet::service::metrics::{self, WebhookResult};
+use crate::bindings::inlet::service::settings;
 use crate::bindings::inlet::service::storage::{self, InsertOutcome};
 use crate::payload::{MAX_ID_CHARS, MAX_MSISDN_CHARS, MAX_TEXT_CHARS, too_long};
 use crate::problem::FieldError;
 use crate::query;
 use crate::response::{Acknowledged, Response};
-use crate::signed;
-use inlet_signature::Presented;
 
-/// The token Meta's handshake must present, from the host (unset: every
-/// handshake is refused).
-const VERIFY_TOKEN_VARIABLE: &str = "WHATSAPP_VERIFY_TOKEN";
 /// `object` of a WhatsApp Business Account notification.
 pub(crate) const OBJECT: &str = "whatsapp_business_account";
 /// Most messages one delivery may carry (Meta batches up to 1000 updates;
@@ -54,7 +50,7 @@ pub(crate) fn verify_subscription(query_string: &str) -> Response {
         };
         *slot = Some(query::decode(value, true));
     }
-    let expected = std::env::var(VERIFY_TOKEN_VARIABLE).ok().filter(|t| !t.is_empty());
+    let expected = settings::whatsapp_verify_token().filter(|t| !t.is_empty());
     let verified = mode.as_deref() == Some("subscribe")
         && matches!((&expected, &token), (Some(expected), Some(token)) if same(expected, token));
     match challenge {
@@ -71,11 +67,8 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `POST`: a notification.
-pub(crate) fn handle(signature: &Presented<'_>, body: &[u8]) -> Response {
-    if let Err(response) = signed::authenticate(signature, body) {
-        return response;
-    }
+/// `POST`: a notification whose signature verified.
+pub(crate) fn handle(body: &[u8]) -> Response {
     let delivery = match parse(body) {
         Ok(delivery) => delivery,
         Err(errors) => {

@@ -22,3 +22,21 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Eq, Hash],
     require_store_data_send: true,
 });
+
+/// The `inlet:service` package and version this host serves, as `wit/`
+/// declares it; guests built against any other are refused.
+pub const WIT_PACKAGE: &str = "inlet:service@0.2.0";
+
+#[cfg(test)]
+mod tests {
+    use super::WIT_PACKAGE;
+
+    #[test]
+    fn wit_package_is_the_one_wit_declares() {
+        let wit = include_str!("../../wit/service.wit");
+        assert!(
+            wit.contains(&format!("\npackage {WIT_PACKAGE};\n")),
+            "wit/service.wit declares another package"
+        );
+    }
+}

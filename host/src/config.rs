@@ -241,7 +241,8 @@ fn secret_source(inline: Option<String>, file: Option<String>) -> Result<SecretS
             "WEBHOOK_SECRET",
             "is empty; set it to the webhook signing key",
         )),
-        // Guests receive the secrets one per line.
+        // Almost always a file pasted whole: several secrets meant as a list,
+        // or one with a trailing newline that no sender signs with.
         Some(secret) if secret.contains(['\n', '\r']) => Err(ConfigError::new(
             "WEBHOOK_SECRET",
             "holds a line break; put several secrets in WEBHOOK_SECRET_FILE, one per line",

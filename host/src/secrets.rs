@@ -33,7 +33,7 @@ impl WebhookSecret {
         Self(secret.into())
     }
 
-    /// The secret itself, for signing and for the guest's environment; keep it out of logs.
+    /// The secret itself, for signing and for the guest's `settings`; keep it out of logs.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -54,35 +54,28 @@ pub struct SecretSource {
     pub file: Option<PathBuf>,
 }
 
-/// One consistent set of secrets, never empty.
-pub struct SecretSet {
-    /// The secrets one per line, as the guest's environment carries them.
-    lines: String,
-    count: usize,
-}
+/// One consistent set of secrets, never empty once loaded from the configuration.
+pub struct SecretSet(Vec<String>);
 
 impl SecretSet {
     fn new(secrets: Vec<String>) -> Option<Self> {
-        (!secrets.is_empty()).then(|| Self {
-            count: secrets.len(),
-            lines: secrets.join("\n"),
-        })
+        (!secrets.is_empty()).then_some(Self(secrets))
     }
 
-    /// The secrets one per line (the guest's `WEBHOOK_SECRETS`); keep it out of logs.
-    pub fn expose_lines(&self) -> &str {
-        &self.lines
+    /// The secrets themselves, for the guest's `settings`; keep them out of logs.
+    pub fn expose(&self) -> &[String] {
+        &self.0
     }
 
     /// How many there are.
     pub fn count(&self) -> usize {
-        self.count
+        self.0.len()
     }
 }
 
 impl std::fmt::Debug for SecretSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SecretSet({} secrets, <redacted>)", self.count)
+        write!(f, "SecretSet({} secrets, <redacted>)", self.count())
     }
 }
 
@@ -111,18 +104,18 @@ impl Secrets {
         })
     }
 
-    /// A fixed set of `secrets` (no file), e.g. for a test harness.
-    pub fn fixed(secrets: &[WebhookSecret]) -> anyhow::Result<Self> {
-        let set = SecretSet::new(secrets.iter().map(|s| s.expose().to_owned()).collect())
-            .context("no webhook secret given")?;
-        Ok(Self {
+    /// A fixed set of `secrets` (no file) for a test harness; unlike a
+    /// loaded set it may be empty, to show a guest with no secret at all.
+    pub fn fixed(secrets: &[WebhookSecret]) -> Self {
+        let set = SecretSet(secrets.iter().map(|s| s.expose().to_owned()).collect());
+        Self {
             source: SecretSource {
                 inline: None,
                 file: None,
             },
             current: ArcSwap::from_pointee(set),
             loaded: None,
-        })
+        }
     }
 
     /// The set in force now.
@@ -225,7 +218,7 @@ mod tests {
             inline: Some(WebhookSecret::new("a")),
             file: Some(file.clone()),
         };
-        assert_eq!(read(&source).unwrap().expose_lines(), "a\nb");
+        assert_eq!(read(&source).unwrap().expose(), ["a", "b"]);
         std::fs::write(&file, "# nothing\n").unwrap();
         assert!(format!("{:#}", read(&source).unwrap_err()).contains("holds no secret"));
         std::fs::remove_file(&file).unwrap();

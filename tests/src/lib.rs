@@ -357,6 +357,15 @@ impl Server {
         }
     }
 
+    /// How many guest instances the server has created (`guest_instantiation_ms_count`).
+    pub fn instantiations(&self) -> u64 {
+        let text = self.get("/metrics").body;
+        text.lines()
+            .find_map(|l| l.strip_prefix("guest_instantiation_ms_count "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no guest_instantiation_ms_count in:\n{text}"))
+    }
+
     /// The `messages` table's row count, read from the database itself.
     pub fn stored_rows(&self) -> i64 {
         let count = self.query("SELECT COUNT(*) FROM messages");
@@ -525,7 +534,19 @@ pub fn listening_port(pid: u32) -> Option<u16> {
 
 /// The misbehaving guest fixture (`make fixtures`).
 pub fn misbehaving_guest() -> PathBuf {
-    let path = workspace_root().join("target/fixtures/wasm32-wasip2/release/inlet_fixture_misbehaving.wasm");
+    fixture("inlet_fixture_misbehaving")
+}
+
+/// What the host says of the fixture guest built against the previous WIT.
+pub const OLD_WIT_REFUSAL: &str = "built against inlet:service@0.1.0; this host serves inlet:service@0.2.0";
+
+/// The fixture guest built against the previous WIT (`make fixtures`).
+pub fn old_wit_guest() -> PathBuf {
+    fixture("inlet_fixture_old_wit")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    let path = workspace_root().join(format!("target/fixtures/wasm32-wasip2/release/{name}.wasm"));
     assert!(path.exists(), "{} is missing: run `make fixtures`", path.display());
     path
 }

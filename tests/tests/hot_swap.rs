@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use inlet_e2e::swap::{live_sha, replace_by_rename, sha256, variant, wait_for_sha};
-use inlet_e2e::{Server, message, sign};
+use inlet_e2e::{OLD_WIT_REFUSAL, Server, guest_wasm, message, old_wit_guest, sign};
 
 #[test]
 fn swaps_under_load_with_zero_failed_requests() {
@@ -108,10 +108,7 @@ fn swaps_under_load_with_zero_failed_requests() {
         metrics.contains(&format!("guest_info{{sha256=\"{}\"}} 1", sha256(&b))),
         "{metrics}"
     );
-    let rejected = server
-        .logs()
-        .into_iter()
-        .find(|l| l["msg"] == "guest rejected; the previous guest keeps serving");
+    let rejected = rejections(&server).into_iter().next();
     let rejected = rejected.expect("a log line for the rejected guest");
     assert_eq!(rejected["level"], "error");
     assert!(
@@ -125,6 +122,47 @@ fn swaps_under_load_with_zero_failed_requests() {
         "hot swap: {} requests acknowledged during 5 swaps, 0 failed; file replaced -> new guest serving: {:?}",
         acknowledged.len(),
         latencies
+    );
+}
+
+/// The `guest rejected` log lines so far.
+fn rejections(server: &Server) -> Vec<serde_json::Value> {
+    let logs = server.logs().into_iter();
+    logs.filter(|l| l["msg"] == "guest rejected; the previous guest keeps serving")
+        .collect()
+}
+
+#[test]
+fn a_guest_built_against_another_wit_is_refused_while_the_live_one_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let guest_path = dir.path().join("guest.wasm");
+    std::fs::copy(guest_wasm(), &guest_path).unwrap();
+    let server = Server::start_with(&[("GUEST_COMPONENT", guest_path.to_str().unwrap())]);
+    let live = live_sha(&server);
+
+    replace_by_rename(&guest_path, &std::fs::read(old_wit_guest()).unwrap());
+    let started = Instant::now();
+    while rejections(&server).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the old guest was not rejected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let rejected = rejections(&server);
+    assert_eq!(rejected.len(), 1, "one line per swap attempt: {rejected:?}");
+    assert_eq!(rejected[0]["level"], "error");
+    let reason = rejected[0]["reason"].as_str().unwrap();
+    assert!(reason.contains(OLD_WIT_REFUSAL), "{reason}");
+    assert_eq!(live_sha(&server), live, "the running guest stays live");
+    let body = message("after-refusal", "+1", "2025-01-15T10:00:00Z", None);
+    assert_eq!(server.webhook(&body, Some(&sign(&body))).status, 200);
+    assert!(
+        server
+            .get("/metrics")
+            .body
+            .contains("guest_loads_total{outcome=\"rejected\"} 1")
     );
 }
 

@@ -4,22 +4,13 @@
 
 use inlet_e2e::{Server, message, misbehaving_guest};
 
-/// How many instances the server has created (`guest_instantiation_ms_count`).
-fn instantiations(server: &Server) -> u64 {
-    let text = server.get("/metrics").body;
-    text.lines()
-        .find_map(|l| l.strip_prefix("guest_instantiation_ms_count "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no guest_instantiation_ms_count in:\n{text}"))
-}
-
 #[test]
 fn by_default_every_request_gets_a_fresh_instance() {
     let server = Server::start();
     for _ in 0..10 {
         assert_eq!(server.get("/messages").status, 200);
     }
-    assert_eq!(instantiations(&server), 10);
+    assert_eq!(server.instantiations(), 10);
 }
 
 /// The misbehaving fixture guest, each instance serving up to `requests`.
@@ -68,7 +59,7 @@ fn a_reused_instance_serves_up_to_its_share_of_requests() {
         let page = server.settled(|s| s.get("/messages?q=reuse"));
         assert_eq!((page.status, page.json()["total"].as_u64()), (200, Some(6)));
     }
-    assert_eq!(instantiations(&server), 3, "12 requests, 4 per instance");
+    assert_eq!(server.instantiations(), 3, "12 requests, 4 per instance");
     let logs = server.request_logs(12);
     let mut ids: Vec<&str> = logs.iter().filter_map(|l| l["request_id"].as_str()).collect();
     ids.sort_unstable();
@@ -87,10 +78,10 @@ fn an_instance_that_failed_is_not_reused() {
     let fine = |s: &Server| s.get("/fine").status;
     assert_eq!(server.settled(fine), 200);
     assert_eq!(server.settled(fine), 200);
-    assert_eq!(instantiations(&server), 1);
+    assert_eq!(server.instantiations(), 1);
     assert_eq!(server.settled(|s| s.get("/panic").status), 500);
     assert_eq!(server.settled(fine), 200);
-    assert_eq!(instantiations(&server), 2, "the panicked instance was dropped");
+    assert_eq!(server.instantiations(), 2, "the panicked instance was dropped");
 }
 
 #[test]
@@ -107,5 +98,5 @@ fn each_request_of_a_reused_instance_logs_only_its_own_stderr() {
         assert!(text.is_some_and(|t| t.starts_with("chatter    0 ---")), "{lines:?}");
     }
     assert_eq!(stderr[3], None, "{lines:?}");
-    assert_eq!(instantiations(&server), 1, "one instance served them all");
+    assert_eq!(server.instantiations(), 1, "one instance served them all");
 }

@@ -379,6 +379,11 @@ fn check_accepts_the_guest_and_rejects_others() {
         "{stdout}"
     );
 
+    let old = inlet_e2e::old_wit_guest();
+    let (code, stdout, _) = run_inlet(&["check", old.to_str().unwrap()], &[], None);
+    assert_eq!(code, 1);
+    assert!(stdout.contains(inlet_e2e::OLD_WIT_REFUSAL), "{stdout}");
+
     let (code, stdout, _) = run_inlet(&["check", "/nonexistent.wasm"], &[], None);
     assert_eq!(code, 1);
     assert!(stdout.contains("cannot read"), "{stdout}");

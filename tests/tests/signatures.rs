@@ -265,6 +265,26 @@ fn secrets_rotate_through_the_file_with_no_failed_request() {
 }
 
 #[test]
+fn a_rotation_reaches_reused_instances_on_their_next_request() {
+    let server = server_with_file("old-key\n", &[("GUEST_INSTANCE_REUSE", "1000")]);
+    for _ in 0..5 {
+        until_answered(&server, "old-key", 200);
+    }
+    std::fs::write(secret_file(&server), "new-key\n").unwrap();
+    until_answered(&server, "new-key", 200);
+    for n in 0..20 {
+        let body = message(&format!("late{n}"), "+15550002", "2025-01-15T10:00:00Z", None);
+        let signature = SigningKey::new("old-key").sign(body.as_bytes());
+        assert_eq!(server.webhook(&body, Some(&signature)).status, 401, "request {n}");
+    }
+    let requests = 5 + 1 + 20;
+    assert!(
+        server.instantiations() < 10,
+        "instances were reused over at least {requests} requests"
+    );
+}
+
+#[test]
 fn a_secret_file_that_cannot_be_read_stops_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent");

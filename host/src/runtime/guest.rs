@@ -9,7 +9,8 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::component::Component;
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::cache::{Compilation, CompileCache};
 use super::engine::Runtime;
@@ -17,7 +18,7 @@ use super::epoch::EpochTicker;
 use super::executor::GuestExecutor;
 use super::instances::IdleInstances;
 use super::sandbox::{Sandbox, Services};
-use crate::bindings::ServicePre;
+use crate::bindings::{ServicePre, WIT_PACKAGE};
 use crate::limits::GuestLimits;
 use crate::telemetry::request_log::RequestId;
 
@@ -47,14 +48,16 @@ pub struct Guest {
 
 impl Guest {
     /// Compiles (or takes from `cache`) the component at `path` and checks it
-    /// against the host: it must export `wasi:http/incoming-handler`, and
-    /// every import must be one the host provides.
+    /// against the host: it must be built against the host's `inlet:service`
+    /// version, export `wasi:http/incoming-handler`, and every import must be
+    /// one the host provides.
     pub fn load(runtime: &Runtime, path: &Path, cache: &CompileCache) -> anyhow::Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read guest component {}", path.display()))?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let (component, compilation) = cache
             .component(&runtime.engine, &bytes, &sha256)
             .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
+        check_contract(&runtime.engine, &component).with_context(|| format!("{} cannot be served", path.display()))?;
         let instance_pre = runtime
             .linker
             .instantiate_pre(&component)
@@ -106,6 +109,27 @@ impl Guest {
     pub fn reset_store(&self, store: &mut Store<Sandbox>, id: RequestId, deadline: Instant) {
         store.data_mut().begin_request(id, deadline);
     }
+}
+
+/// Refuses a component built against another `inlet:service` package than
+/// the host's: linking would fail too, but saying which versions meet tells
+/// the operator what to rebuild.
+fn check_contract(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+    let (package, served) = WIT_PACKAGE.split_once('@').expect("WIT_PACKAGE is name@version");
+    let prefix = format!("{package}/");
+    for (import, _) in component.component_type().imports(engine) {
+        let Some(interface) = import.strip_prefix(&prefix) else {
+            continue;
+        };
+        match interface.split_once('@') {
+            Some((_, version)) if version == served => {}
+            Some((_, version)) => {
+                anyhow::bail!("it was built against {package}@{version}; this host serves {WIT_PACKAGE}")
+            }
+            None => anyhow::bail!("it was built against an unversioned {package}; this host serves {WIT_PACKAGE}"),
+        }
+    }
+    Ok(())
 }
 
 /// The live guest. Readers take a cheap snapshot per request; a swap

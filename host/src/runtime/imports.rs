@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::bindings::inlet::service::{log, metrics, storage};
+use crate::bindings::inlet::service::{log, metrics, settings, storage};
 use crate::limits::GUEST_LOG;
 use crate::storage::Operation;
 use crate::telemetry::logging::Level;
@@ -119,5 +119,19 @@ impl metrics::Host for Sandbox {
     fn name_route(&mut self, route: String) {
         let label = self.services.metrics.guest_route(&route);
         self.fields.name_route(label);
+    }
+}
+
+impl settings::Host for Sandbox {
+    fn webhook(&mut self) -> settings::WebhookSettings {
+        settings::WebhookSettings {
+            secrets: self.secrets.expose().to_vec(),
+            tolerance_seconds: self.services.tolerance_seconds,
+        }
+    }
+
+    fn whatsapp_verify_token(&mut self) -> Option<String> {
+        let token = self.services.whatsapp_verify_token.as_ref()?;
+        Some(token.expose().to_owned())
     }
 }

@@ -1,9 +1,8 @@
 //! What one guest instance can reach: its `Store` data.
 //!
 //! A fresh sandbox per request: WASI with no files, no network, no outgoing
-//! HTTP, only `WEBHOOK_SECRETS` (one per line), `WEBHOOK_TOLERANCE_SECONDS`
-//! and `WHATSAPP_VERIFY_TOKEN` in its environment and stderr kept for the log line, plus the Inlet
-//! imports bound to this request's log line.
+//! HTTP, an empty environment and stderr kept for the log line, plus the
+//! Inlet imports bound to this request's log line and its settings.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +15,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use super::stderr::GuestStderr;
 use crate::limits::{MAX_GUEST_FIELD_BYTES, MAX_GUEST_RESOURCES};
-use crate::secrets::{Secrets, WebhookSecret};
+use crate::secrets::{SecretSet, Secrets, WebhookSecret};
 use crate::storage::MessageStore;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::request_log::{LogFields, RequestId};
@@ -27,12 +26,11 @@ pub struct Services {
     pub store: Arc<dyn MessageStore>,
     /// Process-wide counters the host and the guest's `metrics` import update.
     pub metrics: Arc<Metrics>,
-    /// The current set goes into every new instance's environment as
-    /// `WEBHOOK_SECRETS`, for signature checks.
+    /// The live webhook secrets; each request sees the set current when it starts.
     pub secrets: Arc<Secrets>,
-    /// Put in every instance's environment as `WEBHOOK_TOLERANCE_SECONDS`.
+    /// The guest's `settings.webhook` tolerance.
     pub tolerance_seconds: u64,
-    /// Put in every instance's environment as `WHATSAPP_VERIFY_TOKEN`, when set.
+    /// The guest's `settings.whatsapp-verify-token`.
     pub whatsapp_verify_token: Option<WebhookSecret>,
 }
 
@@ -43,6 +41,8 @@ pub struct Sandbox {
     table: ResourceTable,
     hooks: DenyOutgoingHttp,
     pub services: Arc<Services>,
+    /// The webhook secrets this request sees, whatever a rotation does meanwhile.
+    pub secrets: Arc<SecretSet>,
     pub request_id: RequestId,
     /// When this request's time is up (`REQUEST_TIMEOUT_MS` from its start).
     pub deadline: Instant,
@@ -74,14 +74,7 @@ impl Effects {
 impl Sandbox {
     pub fn new(services: Arc<Services>, request_id: RequestId, deadline: Instant, memory_bytes: usize) -> Self {
         let stderr = GuestStderr::default();
-        let mut wasi = WasiCtx::builder();
-        wasi.env("WEBHOOK_SECRETS", services.secrets.current().expose_lines())
-            .env("WEBHOOK_TOLERANCE_SECONDS", services.tolerance_seconds.to_string())
-            .stderr(stderr.clone());
-        if let Some(token) = &services.whatsapp_verify_token {
-            wasi.env("WHATSAPP_VERIFY_TOKEN", token.expose());
-        }
-        let wasi = wasi.build();
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(MAX_GUEST_FIELD_BYTES);
         let mut table = ResourceTable::new();
@@ -91,6 +84,7 @@ impl Sandbox {
             http,
             table,
             hooks: DenyOutgoingHttp,
+            secrets: services.secrets.current(),
             services,
             request_id,
             deadline,
@@ -104,8 +98,9 @@ impl Sandbox {
         }
     }
 
-    /// Starts another request in a reused instance.
+    /// Starts another request in a reused instance, under the secrets current now.
     pub fn begin_request(&mut self, request_id: RequestId, deadline: Instant) {
+        self.secrets = self.services.secrets.current();
         self.request_id = request_id;
         self.deadline = deadline;
         self.fields = LogFields::default();

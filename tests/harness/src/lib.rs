@@ -3,7 +3,9 @@
 //! The harness loads any guest `.wasm` with the engine and sandbox
 //! `inlet serve` uses, backs its `storage` import with any [`MessageStore`]
 //! (the in-memory [`MockStore`], or the real SQLite store), records every
-//! storage call, and hands back what the guest answered, logged and counted.
+//! storage call, answers its `settings` import with what the test chose
+//! (several secrets, none, any tolerance, a verify token or none), and hands
+//! back what the guest answered, logged and counted.
 //!
 //! ```no_run
 //! use inlet_harness::{Harness, MockStore, StorageCall};
@@ -40,7 +42,7 @@ pub use inlet::bindings::inlet::service::storage::{
 };
 pub use inlet::storage::{MessageStore, Operation, SqliteStore, StoreError};
 pub use inlet::telemetry::logging::Level;
-pub use inlet_signature::SigningKey;
+pub use inlet_signature::{SigningKey, standard};
 pub use mock::MockStore;
 pub use recording::StorageCall;
 
@@ -53,7 +55,15 @@ pub const DEFAULT_SECRET: &str = "testsecret";
 pub struct Harness {
     guest: Arc<Guest>,
     store: Arc<RecordingStore>,
-    secret: WebhookSecret,
+    settings: Settings,
+}
+
+/// What the guest's `settings` import answers.
+#[derive(Clone)]
+struct Settings {
+    secrets: Vec<WebhookSecret>,
+    tolerance_seconds: u64,
+    whatsapp_verify_token: Option<WebhookSecret>,
 }
 
 /// What one request produced.
@@ -110,19 +120,47 @@ impl Harness {
         Ok(Self {
             guest: Arc::new(guest),
             store: Arc::new(RecordingStore::new(store)),
-            secret: WebhookSecret::new(DEFAULT_SECRET),
+            settings: Settings {
+                secrets: vec![WebhookSecret::new(DEFAULT_SECRET)],
+                tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
+                whatsapp_verify_token: None,
+            },
         })
     }
 
-    /// Uses `secret` as `WEBHOOK_SECRET` from now on.
-    pub fn with_secret(mut self, secret: &str) -> Self {
-        self.secret = WebhookSecret::new(secret);
+    /// Gives the guest `secret` as its one webhook secret from now on.
+    pub fn with_secret(self, secret: &str) -> Self {
+        self.with_secrets(&[secret])
+    }
+
+    /// Gives the guest these webhook secrets from now on; none at all is
+    /// what a guest must survive but a real host never sends.
+    pub fn with_secrets(mut self, secrets: &[&str]) -> Self {
+        self.settings.secrets = secrets.iter().map(|s| WebhookSecret::new(*s)).collect();
         self
     }
 
-    /// The signature of `body` under the configured secret.
+    /// Gives the guest this Standard Webhooks tolerance from now on.
+    pub fn with_tolerance_seconds(mut self, seconds: u64) -> Self {
+        self.settings.tolerance_seconds = seconds;
+        self
+    }
+
+    /// Gives the guest this WhatsApp verify token (`None`: unset) from now on.
+    pub fn with_whatsapp_verify_token(mut self, token: Option<&str>) -> Self {
+        self.settings.whatsapp_verify_token = token.map(WebhookSecret::new);
+        self
+    }
+
+    /// The signature of `body` under the first configured secret (with none,
+    /// under [`DEFAULT_SECRET`], which then verifies under nothing).
     pub fn sign(&self, body: &str) -> String {
-        SigningKey::new(self.secret.expose()).sign(body.as_bytes())
+        let secret = self
+            .settings
+            .secrets
+            .first()
+            .map_or(DEFAULT_SECRET, WebhookSecret::expose);
+        SigningKey::new(secret).sign(body.as_bytes())
     }
 
     /// `GET path_and_query`.
@@ -162,9 +200,9 @@ impl Harness {
         let services = Arc::new(Services {
             store: self.store.clone(),
             metrics: metrics.clone(),
-            secrets: Arc::new(Secrets::fixed(std::slice::from_ref(&self.secret)).expect("one secret")),
-            tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
-            whatsapp_verify_token: None,
+            secrets: Arc::new(Secrets::fixed(&self.settings.secrets)),
+            tolerance_seconds: self.settings.tolerance_seconds,
+            whatsapp_verify_token: self.settings.whatsapp_verify_token.clone(),
         });
         let id = RequestId::from_header(None);
         let never_cancelled = CancellationToken::new();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use inlet_harness::{
     GuestLimits, Harness, InsertOutcome, Level, Message, MessageStore, MockStore, Operation, SqliteStore, StorageCall,
-    StoreError, Timestamp,
+    StoreError, Timestamp, standard,
 };
 use serde_json::json;
 
@@ -55,6 +55,76 @@ async fn bad_signature_and_invalid_payloads_make_no_storage_call() {
         assert_eq!(exchange.webhook_results, ["validation_error"]);
         assert_eq!(exchange.log.level(), Level::Warn);
     }
+}
+
+#[tokio::test]
+async fn the_guest_verifies_under_every_secret_its_settings_give_and_none_without() {
+    let valid = body("m1", "+1", "2025-01-15T10:00:00Z", None);
+    let signed_by = |secret: &str| inlet_harness::SigningKey::new(secret).sign(valid.as_bytes());
+    let harness = Harness::new(guest(), MockStore::new())
+        .unwrap()
+        .with_secrets(&["old", "new"]);
+    assert_eq!(harness.webhook(&valid, Some(&signed_by("new"))).await.status, 200);
+    assert_eq!(harness.webhook(&valid, Some(&signed_by("old"))).await.status, 200);
+    let refused = harness.webhook(&valid, Some(&signed_by("other"))).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.logged("signature"), Some(&json!("mismatch")));
+
+    let harness = Harness::new(guest(), MockStore::new()).unwrap().with_secrets(&[]);
+    let refused = harness
+        .webhook(&valid, Some(&signed_by(inlet_harness::DEFAULT_SECRET)))
+        .await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.storage_calls, []);
+}
+
+/// A Standard Webhooks delivery of `body` signed `age` seconds ago.
+fn standard_delivery(body: &str, age: i64) -> http::Request<bytes::Bytes> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let timestamp = i64::try_from(now.as_secs()).unwrap() - age;
+    http::Request::post("/webhook")
+        .header("webhook-id", "msg_1")
+        .header("webhook-timestamp", timestamp.to_string())
+        .header(
+            "webhook-signature",
+            standard::sign(inlet_harness::DEFAULT_SECRET, "msg_1", timestamp, body.as_bytes()),
+        )
+        .body(bytes::Bytes::from(body.to_owned()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_tolerance_comes_from_the_settings() {
+    let valid = body("m1", "+1", "2025-01-15T10:00:00Z", None);
+    let strict = Harness::new(guest(), MockStore::new())
+        .unwrap()
+        .with_tolerance_seconds(60);
+    let late = strict.send(standard_delivery(&valid, 120)).await;
+    assert_eq!(late.status, 401);
+    assert_eq!(late.logged("signature"), Some(&json!("outside_tolerance")));
+    assert_eq!(strict.send(standard_delivery(&valid, 30)).await.status, 200);
+    let lenient = Harness::new(guest(), MockStore::new())
+        .unwrap()
+        .with_tolerance_seconds(600);
+    assert_eq!(lenient.send(standard_delivery(&valid, 120)).await.status, 200);
+}
+
+#[tokio::test]
+async fn the_whatsapp_handshake_needs_the_token_the_settings_give() {
+    let handshake = "/webhook/whatsapp?hub.mode=subscribe&hub.verify_token=tok&hub.challenge=42";
+    let unset = Harness::new(guest(), MockStore::new()).unwrap();
+    assert_eq!(unset.get(handshake).await.status, 403);
+    let other = Harness::new(guest(), MockStore::new())
+        .unwrap()
+        .with_whatsapp_verify_token(Some("toke"));
+    assert_eq!(other.get(handshake).await.status, 403);
+    let set = Harness::new(guest(), MockStore::new())
+        .unwrap()
+        .with_whatsapp_verify_token(Some("tok"));
+    let answered = set.get(handshake).await;
+    assert_eq!((answered.status, answered.body.as_slice()), (200, b"42".as_slice()));
 }
 
 #[tokio::test]
