@@ -261,11 +261,15 @@ pub fn rows(url: &str, sql: &str) -> io::Result<Vec<Vec<Option<String>>>> {
 }
 
 fn run_psql(url: &str, sql: &str, format: &[&str]) -> io::Result<String> {
-    let out = Command::new(bin("psql"))
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+    let (url, password) = without_password(url);
+    let mut psql = Command::new(bin("psql"));
+    psql.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c", sql])
         .args(format)
-        .stdin(Stdio::null())
-        .output()?;
+        .stdin(Stdio::null());
+    if let Some(password) = password {
+        psql.env("PGPASSWORD", password);
+    }
+    let out = psql.output()?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_owned())
     } else {
@@ -274,6 +278,23 @@ fn run_psql(url: &str, sql: &str, format: &[&str]) -> io::Result<String> {
             String::from_utf8_lossy(&out.stderr).trim_end()
         )))
     }
+}
+
+/// `url` without its password, and the password decoded: psql is given it
+/// in its environment, since its arguments are visible to every local user.
+fn without_password(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_owned(), None);
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_owned(), None);
+    };
+    let Some((user, password)) = rest[..at].split_once(':') else {
+        return (url.to_owned(), None);
+    };
+    let password = percent_encoding::percent_decode_str(password).decode_utf8_lossy().into_owned();
+    (format!("{scheme}://{user}{}", &rest[at..]), Some(password))
 }
 
 fn bin(program: &str) -> PathBuf {
@@ -366,5 +387,16 @@ mod tests {
                 vec![None, None]
             ]
         );
+    }
+
+    #[test]
+    fn a_password_leaves_the_url_decoded() {
+        assert_eq!(
+            without_password("postgres://inlet:p%40ss@127.0.0.1:15432/inlet"),
+            ("postgres://inlet@127.0.0.1:15432/inlet".to_owned(), Some("p@ss".to_owned()))
+        );
+        for url in ["postgres://inlet@host/db", "postgres://host/db?user=a", "inlet"] {
+            assert_eq!(without_password(url), (url.to_owned(), None));
+        }
     }
 }
