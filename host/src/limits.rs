@@ -49,7 +49,8 @@ impl Default for GuestLimits {
 pub const MAX_GUEST_RESOURCES: usize = 256;
 
 /// Most bytes of names and values one `wasi:http` `fields` the guest builds
-/// may hold; past it `set`/`append` return an error. With
+/// may hold; past it `set`/`append` trap the guest (wasmtime-wasi-http's
+/// choice). With
 /// `MAX_GUEST_RESOURCES` it bounds what a guest's headers cost the host.
 pub const MAX_GUEST_FIELD_BYTES: usize = 16 << 10;
 
