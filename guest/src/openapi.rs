@@ -25,6 +25,7 @@ use utoipa::openapi::schema::{
 };
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required};
 
+use crate::cursor;
 use crate::listing::{MessageView, Page};
 use crate::payload::{MAX_ID_CHARS, MAX_MSISDN_CHARS, MAX_TEXT_CHARS, MSISDN_PATTERN};
 use crate::problem::{FieldError, ValidationProblem};
@@ -389,8 +390,10 @@ fn messages() -> Operation {
         ))
         .parameter(query(
             "cursor",
-            "An earlier page's `next_cursor`, with the same `from`, `since` and `q` and no `offset`.",
-            string().into(),
+            "An earlier page's `next_cursor`, with the same `from`, `since` and `q` and no `offset`; \
+             empty for none. Only a token this service issued is valid: any other, even of this \
+             shape, is answered 422.",
+            or_empty(string().pattern(Some(cursor::PATTERN))).into(),
         ))
         .response("200", json_response("One page", "Page"))
         .response("422", validation_response())
@@ -610,6 +613,20 @@ mod tests {
         let msisdn = regex::Regex::new(MSISDN_PATTERN).unwrap();
         for text in ["+1", "+919876543210", "1", "+", "+1a", " +1", "+1\n", "++1", "+١"] {
             assert_eq!(msisdn.is_match(text), crate::payload::is_msisdn(text), "{text}");
+        }
+        let cursor_pattern = regex::Regex::new(cursor::PATTERN).unwrap();
+        let issued = cursor::Cursor {
+            unix_micros: -1,
+            message_id: "ü/ +%".into(),
+            filters: cursor::Filters {
+                from: None,
+                since_unix_micros: Some(0),
+                q: Some("🇺🇸".into()),
+            },
+        };
+        assert!(cursor_pattern.is_match(&issued.encode()));
+        for malformed in ["🇺🇸", " eyJ0Ijo", "eyJ0Ijo=", "a b", ""] {
+            assert!(!cursor_pattern.is_match(malformed), "{malformed}");
         }
         let x_signature = regex::Regex::new(hex_hmac::X_SIGNATURE_PATTERN).unwrap();
         let hub = regex::Regex::new(hex_hmac::HUB_SIGNATURE_PATTERN).unwrap();

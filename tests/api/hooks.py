@@ -35,7 +35,8 @@ def before_call(ctx, case, kwargs):
         sign(case, kwargs)
     elif case.operation.path == "/messages" and is_positive(case) and case.query:
         # A cursor is valid only as the server issued it, for the same
-        # filters; a generated string is rightly refused with 422.
+        # filters; a generated string of the documented shape is rightly
+        # refused with 422.
         case.query.pop("cursor", None)
 
 

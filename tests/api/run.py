@@ -11,13 +11,15 @@ fresh database, then:
    invalid input rejected and valid input accepted.
 
 Exits non-zero on the first failure. Environment: CHROMIUM (default
-`chromium`), SCHEMATHESIS_SEED and SCHEMATHESIS_EXAMPLES to vary the run.
+`chromium`), SCHEMATHESIS_EXAMPLES to vary the run, and SCHEMATHESIS_SEED to
+replay one: each run otherwise draws a fresh seed and prints it first.
 """
 
 import html.parser
 import json
 import os
 import pathlib
+import random
 import subprocess
 import sys
 import tempfile
@@ -163,6 +165,8 @@ def check_docs_page(base):
 
 
 def run_schemathesis(base):
+    seed = os.environ.get("SCHEMATHESIS_SEED") or str(random.randrange(2**32))
+    print(f"schemathesis seed {seed} (replay with SCHEMATHESIS_SEED={seed} make test-api)", flush=True)
     command = [
         str(pathlib.Path(sys.executable).parent / "schemathesis"),
         "run",
@@ -172,7 +176,7 @@ def run_schemathesis(base):
         "--max-examples",
         os.environ.get("SCHEMATHESIS_EXAMPLES", "300"),
         "--seed",
-        os.environ.get("SCHEMATHESIS_SEED", "1"),
+        seed,
         "--no-color",
     ]
     env = dict(
@@ -185,7 +189,7 @@ def run_schemathesis(base):
     # Its cache of found failures goes under target/, not into the tree.
     result = subprocess.run(command, env=env, cwd=ROOT / "target", timeout=SCHEMATHESIS_SECONDS)
     if result.returncode != 0:
-        sys.exit(f"schemathesis found failures (exit {result.returncode})")
+        sys.exit(f"schemathesis found failures (exit {result.returncode}) with seed {seed}")
 
 
 if __name__ == "__main__":
