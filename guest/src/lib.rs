@@ -5,6 +5,7 @@
 //! The modules without `bindings` in their imports are pure and unit-tested
 //! natively.
 
+mod access;
 pub mod bindings;
 mod cursor;
 #[cfg(test)]
@@ -51,14 +52,20 @@ fn respond(request: &IncomingRequest) -> Response {
     if let Some(route) = Route::at(&path) {
         bindings::inlet::service::metrics::name_route(route.path());
     }
-    match router::route(&method, &path) {
-        Err(response) => response,
-        Ok(Route::Webhook) => signed::delivery(request, Accepted::AnyScheme, webhook::handle),
-        Ok(Route::Messages) => listing::handle(&query),
-        Ok(Route::Stats) => stats::handle(),
-        Ok(Route::OpenApi) => openapi::handle(),
-        Ok(Route::WhatsApp) if method == "GET" => whatsapp::verify_subscription(&query),
-        Ok(Route::WhatsApp) => signed::delivery(request, Accepted::HubOnly, whatsapp::handle),
+    let route = match router::route(&method, &path) {
+        Ok(route) => route,
+        Err(response) => return response,
+    };
+    if let Err(refused) = access::admit(request, route.needs()) {
+        return refused;
+    }
+    match route {
+        Route::Webhook => signed::delivery(request, Accepted::AnyScheme, webhook::handle),
+        Route::Messages => listing::handle(&query),
+        Route::Stats => stats::handle(),
+        Route::OpenApi => openapi::handle(),
+        Route::WhatsApp if method == "GET" => whatsapp::verify_subscription(&query),
+        Route::WhatsApp => signed::delivery(request, Accepted::HubOnly, whatsapp::handle),
     }
 }
 

@@ -23,8 +23,10 @@ use utoipa::openapi::schema::{
     AllOfBuilder, AnyOf, AnyOfBuilder, ArrayBuilder, ComponentsBuilder, KnownFormat, ObjectBuilder, Schema,
     SchemaFormat, SchemaType, Type,
 };
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required};
 
+use crate::access::{self, Needs};
 use crate::cursor;
 use crate::listing::{MessageView, Page};
 use crate::payload::{MAX_ID_CHARS, MAX_MSISDN_CHARS, MAX_TEXT_CHARS, MSISDN_PATTERN};
@@ -67,7 +69,7 @@ fn openapi() -> OpenApi {
     let mut paths = PathsBuilder::new();
     for route in Route::ALL {
         for (method, operation) in operations(route) {
-            paths = paths.path(route.path(), PathItem::new(method, operation));
+            paths = paths.path(route.path(), PathItem::new(method, guarded(operation, route.needs())));
         }
     }
     paths = paths
@@ -103,7 +105,48 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<StatsView<'static>>()
         .schema_from::<SenderView<'static>>()
         .schema("Ready", ready())
+        .security_scheme(BEARER, bearer_scheme())
         .build()
+}
+
+/// The name the document gives its one security scheme.
+const BEARER: &str = "bearer";
+
+fn bearer_scheme() -> SecurityScheme {
+    SecurityScheme::Http(
+        HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "An API key from `API_KEYS_FILE`, as `Authorization: Bearer <key>`. Without \
+             `API_KEYS_FILE` the read routes are open and the admin routes refused.",
+            ))
+            .build(),
+    )
+}
+
+/// `operation` as its route's `needs` protects it: the bearer scheme, and
+/// the answers to a caller without the key it needs.
+fn guarded(mut operation: Operation, needs: Needs) -> Operation {
+    if needs == Needs::Nothing {
+        return operation;
+    }
+    operation.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+    let challenge = HeaderBuilder::new()
+        .schema(string().examples([json!(access::CHALLENGE)]))
+        .description(Some("The scheme to authenticate with"))
+        .build();
+    let unauthenticated = ResponseBuilder::new()
+        .description("No key, a malformed `Authorization` value, or an unknown key")
+        .content("application/json", json_content("Detail"))
+        .header("www-authenticate", challenge)
+        .build();
+    let responses = &mut operation.responses.responses;
+    responses.insert("401".into(), RefOr::T(unauthenticated));
+    if needs == Needs::Admin {
+        let forbidden = json_response("The key's scope does not include this operation", "Detail");
+        responses.insert("403".into(), RefOr::T(forbidden));
+    }
+    operation
 }
 
 /// The operations a guest route offers, one per method it answers; none

@@ -1,5 +1,6 @@
 //! Which handler a method and path go to.
 
+use crate::access::Needs;
 use crate::response::Response;
 
 /// The guest's endpoints.
@@ -34,6 +35,15 @@ impl Route {
             Self::Stats => "/stats",
             Self::OpenApi => "/openapi.json",
             Self::WhatsApp => "/webhook/whatsapp",
+        }
+    }
+
+    /// What it asks of its caller (the same for each of its methods).
+    pub(crate) fn needs(self) -> Needs {
+        match self {
+            Self::Messages | Self::Stats => Needs::Read,
+            // Signed deliveries are authenticated by their signatures.
+            Self::Webhook | Self::WhatsApp | Self::OpenApi => Needs::Nothing,
         }
     }
 

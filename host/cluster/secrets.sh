@@ -39,6 +39,16 @@ for name in "${passwords[@]}"; do
   fi
   store "$name" "$(generated)"
 done
+# The operator's admin API key, and the key file the hosts read: it holds
+# the key's SHA-256 only. Kept once made, so lines an operator adds stay.
+if [ ! -s "$dir/api_key" ]; then
+  store api_key "inlet_$(generated)"
+  echo "secrets.sh: generated an admin API key (operator), in $dir/api_key" >&2
+fi
+if [ ! -s "$dir/api_keys" ]; then
+  digest=$(head -n1 "$dir/api_key" | tr -d '\n' | sha256sum | cut -d' ' -f1)
+  store api_keys "operator admin sha256:$digest"
+fi
 if [ -n "${WEBHOOK_SECRET:-}" ]; then
   store webhook_secret "$WEBHOOK_SECRET"
 elif [ ! -s "$dir/webhook_secret" ]; then

@@ -40,6 +40,8 @@ pub struct Config {
     pub tolerance_seconds: u64,
     /// What Meta's handshake must present (`WHATSAPP_VERIFY_TOKEN`), if set.
     pub whatsapp_verify_token: Option<WebhookSecret>,
+    /// The API keys' file (`API_KEYS_FILE`), if set; read by `ApiKeys::load`.
+    pub api_keys_file: Option<PathBuf>,
     /// Where messages are stored, from `DATABASE_URL`.
     pub database: Database,
     /// Least severe level logged for Inlet's own events (`LOG_LEVEL`); dependencies log `warn` and up.
@@ -69,7 +71,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(variable: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(variable: &'static str, reason: impl Into<String>) -> Self {
         Self {
             variable,
             reason: reason.into(),
@@ -92,6 +94,11 @@ pub struct Settings {
     /// secrets rotate without a restart. Any configured secret verifies a request.
     #[arg(long, env = "WEBHOOK_SECRET_FILE")]
     webhook_secret_file: Option<String>,
+    /// A file of API keys, one `NAME SCOPE KEY` line each (`#` comments); re-read when it
+    /// changes. When set, the read routes need a `read` or `admin` key and the admin routes an
+    /// `admin` key; unset, reads are open and the admin routes refused.
+    #[arg(long, env = "API_KEYS_FILE")]
+    api_keys_file: Option<String>,
     /// Seconds a Standard Webhooks `webhook-timestamp` may be from now, either way.
     #[arg(long, env = "WEBHOOK_TOLERANCE_SECONDS", default_value_t = DEFAULT_TOLERANCE_SECONDS.to_string())]
     webhook_tolerance_seconds: String,
@@ -194,6 +201,7 @@ impl Config {
                 .whatsapp_verify_token
                 .filter(|token| !token.is_empty())
                 .map(WebhookSecret::new),
+            api_keys_file: settings.api_keys_file.filter(|f| !f.is_empty()).map(PathBuf::from),
             guest_cache: guest_cache_dir(settings.guest_cache_dir, &database),
             database,
             log_level: parse_log_level(&settings.log_level)?,

@@ -2,10 +2,12 @@
 //! test harnesses (`inlet-harness`) run guests with the same engine,
 //! sandbox and imports.
 
+pub mod api_keys;
 pub mod bindings;
 pub mod commands;
 pub mod config;
 pub mod docs;
+pub mod file_watch;
 pub mod limits;
 pub mod runtime;
 pub mod secrets;

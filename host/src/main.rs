@@ -41,6 +41,8 @@ enum Command {
     Copy(commands::copy::CopyArgs),
     /// Say whether a guest component can be served by this host.
     Check(commands::check::CheckArgs),
+    /// Make API keys: `inlet key new NAME --scope read|admin`.
+    Key(commands::key::KeyArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Seed(args) => commands::seed::run(&args).map(succeeded),
         Command::Copy(args) => commands::copy::run(&args),
         Command::Check(args) => commands::check::run(&args),
+        Command::Key(args) => commands::key::run(&args).map(succeeded),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -76,8 +79,7 @@ fn serve_until_stopped(settings: config::Settings) -> ExitCode {
         Ok(config) => config,
         Err(error) => {
             telemetry::logging::init(tracing::Level::INFO);
-            tracing::error!(variable = error.variable, "{error}");
-            return ExitCode::from(2);
+            return refused(&error);
         }
     };
     telemetry::logging::init(config.log_level);
@@ -90,9 +92,17 @@ fn serve_until_stopped(settings: config::Settings) -> ExitCode {
     };
     match runtime.block_on(commands::serve::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A setting found bad only once read (a malformed key file).
+        Err(error) if error.is::<config::ConfigError>() => refused(error.downcast_ref().expect("checked")),
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Start-up stopped by a bad setting: one line naming it, exit code 2.
+fn refused(error: &config::ConfigError) -> ExitCode {
+    tracing::error!(variable = error.variable, "{error}");
+    ExitCode::from(2)
 }

@@ -11,13 +11,14 @@
 //! keeps the last good set, with an `error` line. Logs say how many secrets
 //! there are, never which.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+
+use crate::file_watch::{Absence, FileWatch, Stamp};
 
 /// How often the secret file is checked for a change (a rotation reaches
 /// every new guest instance within about twice this).
@@ -83,18 +84,15 @@ impl std::fmt::Debug for SecretSet {
 pub struct Secrets {
     source: SecretSource,
     current: ArcSwap<SecretSet>,
-    /// The file's stamp when it was first read, so that a change right
+    /// The file's version when it was first read, so that a change right
     /// after start-up is not missed.
-    loaded: Stamp,
+    loaded: Option<Stamp>,
 }
-
-/// A file's identity and content version, as the watcher compares them.
-type Stamp = Option<(u64, i64, i64, u64)>;
 
 impl Secrets {
     /// Loads the set once; an unreadable file or no secret at all is an error.
     pub fn load(source: SecretSource) -> anyhow::Result<Self> {
-        let loaded = source.file.as_deref().and_then(stamp);
+        let loaded = source.file.as_deref().map(Stamp::of);
         let set = read(&source)?;
         tracing::info!(secrets = set.count(), "webhook secrets loaded");
         Ok(Self {
@@ -126,23 +124,12 @@ impl Secrets {
     /// Follows the secret file until the process ends (returns at once
     /// without one).
     pub async fn watch(self: Arc<Self>) {
-        let Some(path) = self.source.file.clone() else {
+        let (Some(path), Some(loaded)) = (&self.source.file, self.loaded) else {
             return;
         };
-        let mut seen = self.loaded;
-        let mut ticks = tokio::time::interval(POLL_INTERVAL);
+        let mut file = FileWatch::from(path, loaded, POLL_INTERVAL, Absence::Reported);
         loop {
-            ticks.tick().await;
-            let now = stamp(&path);
-            if now == seen {
-                continue;
-            }
-            // A file being written changes between two polls: wait until it holds still.
-            tokio::time::sleep(POLL_INTERVAL).await;
-            if stamp(&path) != now {
-                continue;
-            }
-            seen = now;
+            file.changed().await;
             self.reload();
         }
     }
@@ -192,11 +179,6 @@ fn parse(text: &str) -> Vec<String> {
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(str::to_owned)
         .collect()
-}
-
-fn stamp(path: &Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.ino(), meta.mtime(), meta.mtime_nsec(), meta.size()))
 }
 
 #[cfg(test)]

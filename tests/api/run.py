@@ -6,9 +6,13 @@ fresh database, then:
 1. opens `/docs` in headless Chromium and checks that the page lists every
    operation `/openapi.json` describes (so the page loads, renders the
    guest's document and fetches nothing from outside);
-2. runs schemathesis from `/openapi.json` with every check on, the webhook
-   bodies signed by `hooks.py`: no 5xx, every status and body as documented,
-   invalid input rejected and valid input accepted.
+2. runs schemathesis from `/openapi.json` with every check on, with an admin
+   API key (the server has `API_KEYS_FILE`), the webhook bodies signed by
+   `hooks.py`: no 5xx, every status and body as documented, invalid input
+   rejected and valid input accepted, and requests without the key refused.
+
+The docs page must also offer Swagger UI's Authorize button and mark each
+operation the document protects, and only those.
 
 Exits non-zero on the first failure. Environment: CHROMIUM (default
 `chromium`), SCHEMATHESIS_EXAMPLES to vary the run, and SCHEMATHESIS_SEED to
@@ -20,6 +24,7 @@ import json
 import os
 import pathlib
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -30,6 +35,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 HERE = pathlib.Path(__file__).resolve().parent
 SECRET = "schemathesis-secret"
 VERIFY_TOKEN = "schemathesis-verify-token"
+# An admin key, so that every protected operation is exercised, not only refused.
+API_KEY = "inlet_" + secrets.token_urlsafe(32)
 # Bounds on every wait: the server's start and each tool's whole run.
 START_SECONDS = 30
 BROWSER_SECONDS = 120
@@ -55,11 +62,13 @@ class start_server:
             WEBHOOK_SECRET=SECRET,
             WHATSAPP_VERIFY_TOKEN=VERIFY_TOKEN,
             DATABASE_URL=f"sqlite:///{self.data}/app.db",
+            API_KEYS_FILE=str(self.data / "keys"),
             PORT="0",
             BIND_ADDRESS="127.0.0.1",
             LOG_LEVEL="INFO",
             GUEST_COMPONENT=str(ROOT / "target/wasm32-wasip2/release/inlet_guest.wasm"),
         )
+        (self.data / "keys").write_text(f"schemathesis admin {API_KEY}\n")
         self.log = open(self.data / "server.log", "w+")
         self.process = subprocess.Popen(
             [str(ROOT / "target/release/inlet"), "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT
@@ -115,12 +124,16 @@ def wait_ready(base):
 
 
 class Operations(html.parser.HTMLParser):
-    """The (method, path) of every operation block Swagger UI rendered."""
+    """The (method, path) of every operation block Swagger UI rendered, those
+    it marks with a lock, and whether it offers the Authorize button."""
 
     def __init__(self):
         super().__init__()
         self.found = set()
+        self.locked = set()
+        self.authorize = False
         self.method = None
+        self.operation = None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -129,13 +142,24 @@ class Operations(html.parser.HTMLParser):
             if name.startswith("opblock-") and name[len("opblock-"):] in ("get", "post"):
                 self.method = name[len("opblock-"):]
         if "data-path" in attrs and self.method:
-            self.found.add((self.method, attrs["data-path"]))
+            self.operation = (self.method, attrs["data-path"])
+            self.found.add(self.operation)
+        if tag == "button" and "authorize" in classes:
+            self.authorize = True
+        if tag == "button" and "authorization__btn" in classes and self.operation:
+            self.locked.add(self.operation)
 
 
 def check_docs_page(base):
     with urllib.request.urlopen(f"{base}/openapi.json", timeout=10) as response:
         document = json.load(response)
     described = {(method, path) for path, item in document["paths"].items() for method in item}
+    protected = {
+        (method, path)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if operation.get("security")
+    }
     with tempfile.TemporaryDirectory() as profile:
         dom = subprocess.run(
             [
@@ -161,7 +185,9 @@ def check_docs_page(base):
     parser.feed(dom)
     if parser.found != described:
         sys.exit(f"/docs lists {sorted(parser.found)}, the document describes {sorted(described)}")
-    print(f"/docs lists all {len(described)} operations")
+    if not parser.authorize or parser.locked != protected or not protected:
+        sys.exit(f"/docs offers Authorize: {parser.authorize}, locks {sorted(parser.locked)}; protected: {sorted(protected)}")
+    print(f"/docs lists all {len(described)} operations, {len(protected)} behind the Authorize button")
 
 
 def run_schemathesis(base):
@@ -178,6 +204,8 @@ def run_schemathesis(base):
         "--seed",
         seed,
         "--no-color",
+        "--header",
+        f"Authorization: Bearer {API_KEY}",
     ]
     env = dict(
         os.environ,

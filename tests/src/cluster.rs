@@ -41,8 +41,9 @@ const LB_SOCKET: &str = "/run/haproxy/admin.sock";
 const LB_BACKEND: &str = "inlet";
 
 /// The secrets `make cluster-up` keeps for the cluster (host/cluster/secrets.sh).
-pub const SECRETS: [&str; 6] = [
+pub const SECRETS: [&str; 7] = [
     "webhook_secret",
+    "api_key",
     "inlet_db_password",
     "postgres_password",
     "replication_password",

@@ -290,8 +290,16 @@ impl Server {
 
     /// `GET`; the path and query are sent exactly as given.
     pub fn get(&self, path_and_query: &str) -> Reply {
-        let response = self.client.get(self.url(path_and_query)).call();
-        read_reply(response.unwrap_or_else(|e| panic!("GET {path_and_query}: {e}")))
+        self.get_with(path_and_query, &[])
+    }
+
+    /// `GET` with these headers (an `Authorization`, say).
+    pub fn get_with(&self, path_and_query: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.client.get(self.url(path_and_query));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        read_reply(request.call().unwrap_or_else(|e| panic!("GET {path_and_query}: {e}")))
     }
 
     /// `POST /webhook` with `body` and, when given, `X-Signature`.

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod copy;
+pub mod key;
 pub mod probe;
 pub mod seed;
 pub mod serve;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::api_keys::ApiKeys;
 use crate::config::{Config, Database};
 use crate::docs::Docs;
 use crate::runtime::{CompileCache, Guest, GuestSlot, Reloader, Runtime, Services};
@@ -24,6 +25,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let secrets = Arc::new(Secrets::load(config.secrets.clone())?);
     tokio::spawn(secrets.clone().watch());
+    let api_keys = Arc::new(ApiKeys::load(config.api_keys_file.as_deref())?);
+    tokio::spawn(api_keys.clone().watch());
     let store = open_store(&config.database).await?;
     let runtime = Runtime::new(config.guest_limits)?;
     tracing::info!(memory_reset = runtime.memory_reset.as_str(), "engine ready");
@@ -44,6 +47,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         secrets: secrets.clone(),
         tolerance_seconds: config.tolerance_seconds,
         whatsapp_verify_token: config.whatsapp_verify_token.clone(),
+        api_keys,
     });
     let guests = Arc::new(GuestSlot::new(guest));
     let reloader = Reloader::new(runtime, cache, config.guest.clone(), guests.clone(), services.clone());

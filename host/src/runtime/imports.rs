@@ -2,7 +2,8 @@
 
 use std::time::Instant;
 
-use crate::bindings::inlet::service::{log, metrics, settings, storage};
+use crate::api_keys::{Caller, Scope};
+use crate::bindings::inlet::service::{access, log, metrics, settings, storage};
 use crate::limits::GUEST_LOG;
 use crate::storage::Operation;
 use crate::telemetry::logging::Level;
@@ -133,5 +134,26 @@ impl settings::Host for Sandbox {
     fn whatsapp_verify_token(&mut self) -> Option<String> {
         let token = self.services.whatsapp_verify_token.as_ref()?;
         Some(token.expose().to_owned())
+    }
+}
+
+/// A recognised key's name goes on the log line as the host's own field,
+/// so that a guest can neither forge nor drop it.
+impl access::Host for Sandbox {
+    fn identify(&mut self, authorization: Option<String>) -> access::Caller {
+        match self.services.api_keys.identify(authorization.as_deref()) {
+            Caller::Anonymous => access::Caller::Anonymous,
+            Caller::Unauthenticated => access::Caller::Unauthenticated,
+            Caller::Holder(holder) => {
+                self.fields.set("api_key", holder.name.clone().into());
+                access::Caller::Holder(access::KeyHolder {
+                    name: holder.name.clone(),
+                    scope: match holder.scope {
+                        Scope::Read => access::Scope::Read,
+                        Scope::Admin => access::Scope::Admin,
+                    },
+                })
+            }
+        }
     }
 }

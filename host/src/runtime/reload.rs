@@ -7,8 +7,7 @@
 //! already running finish on the old guest. A candidate that fails any step
 //! is rejected with a log line and a metric, and the old guest keeps serving.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +18,7 @@ use super::cache::CompileCache;
 use super::engine::Runtime;
 use super::guest::{Guest, GuestSlot};
 use super::sandbox::Services;
+use crate::file_watch::{Absence, FileWatch, Stamp};
 use crate::telemetry::request_log::{RequestId, latency_ms};
 
 /// How often the guest file is checked for a change, and how long it must
@@ -71,15 +71,6 @@ pub struct Reloader {
     services: Arc<Services>,
     /// One reload at a time: the pool keeps one slot for a trial instance.
     trial: tokio::sync::Mutex<()>,
-}
-
-/// Identifies a version of the file: a rename gives a new inode, a write a
-/// new size or modification time.
-type Stamp = Option<(u64, i64, i64, u64)>;
-
-fn stamp(path: &Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.ino(), meta.mtime(), meta.mtime_nsec(), meta.size()))
 }
 
 impl Reloader {
@@ -176,26 +167,14 @@ impl Reloader {
                 None
             }
         };
-        let mut seen = stamp(&self.path);
-        let mut ticks = tokio::time::interval(POLL_INTERVAL);
+        let mut file = FileWatch::from(&self.path, Stamp::of(&self.path), POLL_INTERVAL, Absence::Ignored);
         loop {
             tokio::select! {
-                _ = ticks.tick() => {
-                    let now = stamp(&self.path);
-                    // A file still being written changes between two polls:
-                    // wait until it holds still.
-                    if now == seen || now.is_none() {
-                        continue;
-                    }
-                    tokio::time::sleep(POLL_INTERVAL).await;
-                    if stamp(&self.path) != now {
-                        continue;
-                    }
-                    seen = now;
+                () = file.changed() => {
                     self.reload(Trigger::FileChanged).await;
                 }
                 Some(()) = async { hangup.as_mut()?.recv().await } => {
-                    seen = stamp(&self.path);
+                    file.rescan();
                     self.reload(Trigger::Signal).await;
                 }
             }

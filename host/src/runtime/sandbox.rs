@@ -14,6 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::stderr::GuestStderr;
+use crate::api_keys::ApiKeys;
 use crate::limits::{MAX_GUEST_FIELD_BYTES, MAX_GUEST_RESOURCES};
 use crate::secrets::{SecretSet, Secrets, WebhookSecret};
 use crate::storage::MessageStore;
@@ -32,6 +33,8 @@ pub struct Services {
     pub tolerance_seconds: u64,
     /// The guest's `settings.whatsapp-verify-token`.
     pub whatsapp_verify_token: Option<WebhookSecret>,
+    /// Who holds which key, for the guest's `access` import.
+    pub api_keys: Arc<ApiKeys>,
 }
 
 /// The data of one request's `Store`.

@@ -32,7 +32,7 @@ impl RequestId {
 
 /// Keys the host writes itself; a guest's `annotate` cannot set them, so a
 /// line's status, failure, outcome and captured stderr are the host's word.
-const HOST_KEYS: [&str; 13] = [
+const HOST_KEYS: [&str; 14] = [
     "ts",
     "level",
     "request_id",
@@ -46,6 +46,7 @@ const HOST_KEYS: [&str; 13] = [
     "limit",
     "result",
     "guest_stderr",
+    "api_key",
 ];
 
 /// Fields the guest attached, the least level it asked for, the separate

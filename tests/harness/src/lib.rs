@@ -3,8 +3,9 @@
 //! The harness loads any guest `.wasm` with the engine and sandbox
 //! `inlet serve` uses, backs its `storage` import with any [`MessageStore`]
 //! (the in-memory [`MockStore`], or the real SQLite store), records every
-//! storage call, answers its `settings` import with what the test chose
-//! (several secrets, none, any tolerance, a verify token or none), and hands
+//! storage call, answers its `settings` and `access` imports with what the
+//! test chose (several secrets, none, any tolerance, a verify token or none,
+//! API keys or none), and hands
 //! back what the guest answered, logged and counted.
 //!
 //! ```no_run
@@ -27,6 +28,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use inlet::api_keys::{ApiKeys, KeySet};
 use inlet::config::DEFAULT_TOLERANCE_SECONDS;
 pub use inlet::limits::GuestLimits;
 pub use inlet::runtime::GuestFailure;
@@ -58,12 +60,13 @@ pub struct Harness {
     settings: Settings,
 }
 
-/// What the guest's `settings` import answers.
+/// What the guest's `settings` and `access` imports answer.
 #[derive(Clone)]
 struct Settings {
     secrets: Vec<WebhookSecret>,
     tolerance_seconds: u64,
     whatsapp_verify_token: Option<WebhookSecret>,
+    api_keys: Arc<ApiKeys>,
 }
 
 /// What one request produced.
@@ -124,6 +127,7 @@ impl Harness {
                 secrets: vec![WebhookSecret::new(DEFAULT_SECRET)],
                 tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
                 whatsapp_verify_token: None,
+                api_keys: Arc::new(ApiKeys::none()),
             },
         })
     }
@@ -149,6 +153,15 @@ impl Harness {
     /// Gives the guest this WhatsApp verify token (`None`: unset) from now on.
     pub fn with_whatsapp_verify_token(mut self, token: Option<&str>) -> Self {
         self.settings.whatsapp_verify_token = token.map(WebhookSecret::new);
+        self
+    }
+
+    /// Configures the API keys of `lines` (`API_KEYS_FILE`'s format) from
+    /// now on; without, the guest's callers are anonymous. Panics on a
+    /// malformed line.
+    pub fn with_api_keys(mut self, lines: &str) -> Self {
+        let set = KeySet::parse(lines).unwrap_or_else(|e| panic!("API key line {}: {}", e.line_number, e.reason));
+        self.settings.api_keys = Arc::new(ApiKeys::fixed(set));
         self
     }
 
@@ -203,6 +216,7 @@ impl Harness {
             secrets: Arc::new(Secrets::fixed(&self.settings.secrets)),
             tolerance_seconds: self.settings.tolerance_seconds,
             whatsapp_verify_token: self.settings.whatsapp_verify_token.clone(),
+            api_keys: self.settings.api_keys.clone(),
         });
         let id = RequestId::from_header(None);
         let never_cancelled = CancellationToken::new();

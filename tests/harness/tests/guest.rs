@@ -128,6 +128,36 @@ async fn the_whatsapp_handshake_needs_the_token_the_settings_give() {
 }
 
 #[tokio::test]
+async fn the_access_import_decides_who_reads() {
+    let key = "read-key-0123456789-abcdefghijklmnopqrstuvwxyz";
+    let listing = |authorization: Option<&str>| {
+        let request = http::Request::get("/messages");
+        let request = match authorization {
+            Some(value) => request.header("authorization", value),
+            None => request,
+        };
+        request.body(bytes::Bytes::new()).unwrap()
+    };
+    let keyed = Harness::new(guest(), MockStore::new())
+        .unwrap()
+        .with_api_keys(&format!("ci read {key}"));
+    for refused in [None, Some("Bearer not-the-key-0123456789-abcdefghijklmnop")] {
+        let exchange = keyed.send(listing(refused)).await;
+        assert_eq!(exchange.status, 401, "{refused:?}");
+        assert_eq!(exchange.header("www-authenticate"), Some("Bearer"));
+        assert_eq!(exchange.storage_calls, [], "refused before storage");
+        assert_eq!(exchange.logged("api_key"), None);
+    }
+    let admitted = keyed.send(listing(Some(&format!("Bearer {key}")))).await;
+    assert_eq!(admitted.status, 200);
+    assert_eq!(admitted.logged("api_key"), Some(&json!("ci")));
+    assert_eq!(keyed.get("/openapi.json").await.status, 200, "open without a key");
+
+    let open = Harness::new(guest(), MockStore::new()).unwrap();
+    assert_eq!(open.send(listing(None)).await.status, 200, "no keys: reads are open");
+}
+
+#[tokio::test]
 async fn storage_failure_is_a_clean_503_never_a_trap() {
     let store = MockStore::new();
     let harness = Harness::new(guest(), store.clone()).unwrap();

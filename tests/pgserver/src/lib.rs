@@ -293,7 +293,9 @@ fn without_password(url: &str) -> (String, Option<String>) {
     let Some((user, password)) = rest[..at].split_once(':') else {
         return (url.to_owned(), None);
     };
-    let password = percent_encoding::percent_decode_str(password).decode_utf8_lossy().into_owned();
+    let password = percent_encoding::percent_decode_str(password)
+        .decode_utf8_lossy()
+        .into_owned();
     (format!("{scheme}://{user}{}", &rest[at..]), Some(password))
 }
 
@@ -393,7 +395,10 @@ mod tests {
     fn a_password_leaves_the_url_decoded() {
         assert_eq!(
             without_password("postgres://inlet:p%40ss@127.0.0.1:15432/inlet"),
-            ("postgres://inlet@127.0.0.1:15432/inlet".to_owned(), Some("p@ss".to_owned()))
+            (
+                "postgres://inlet@127.0.0.1:15432/inlet".to_owned(),
+                Some("p@ss".to_owned())
+            )
         );
         for url in ["postgres://inlet@host/db", "postgres://host/db?user=a", "inlet"] {
             assert_eq!(without_password(url), (url.to_owned(), None));

@@ -1,8 +1,11 @@
 //! The cluster keeps its secrets: no container's recorded environment holds
-//! one, the database refuses the passwords it once shipped with, Patroni's
+//! one, every host refuses reads without the operator's API key, the
+//! database refuses the passwords it once shipped with, Patroni's
 //! REST API refuses a change without its credentials, and etcd answers the
 //! nodes alone. Each refusal is paired with the same call made rightly, so a
 //! cluster that is merely down cannot pass.
+
+use std::time::Duration;
 
 use inlet_e2e::cluster::{self, Cluster, LB_SERVICE, NODE_SERVICES};
 use serde_json::json;
@@ -36,6 +39,7 @@ const CONNECT: &str = "import socket, sys; socket.create_connection((sys.argv[1]
 
 pub(crate) fn secrets_stay_private(cluster: &Cluster) -> anyhow::Result<()> {
     no_environment_holds_a_secret(cluster)?;
+    reads_need_the_operators_key()?;
     database_refuses_well_known_passwords()?;
     patroni_changes_need_credentials(cluster)?;
     etcd_answers_the_nodes_alone(cluster)?;
@@ -60,6 +64,26 @@ fn no_environment_holds_a_secret(cluster: &Cluster) -> anyhow::Result<()> {
                 "{service}'s environment holds {name}"
             );
         }
+    }
+    Ok(())
+}
+
+/// Every host, and `lb`, refuses reads without a key and takes the
+/// operator's admin key (the hosts share one key file).
+fn reads_need_the_operators_key() -> anyhow::Result<()> {
+    let key = cluster::secret("api_key")?;
+    let agent = cluster::agent(Duration::from_secs(10));
+    for base in std::iter::once(cluster::LB).chain(cluster::HOSTS) {
+        let status = |authorization: Option<&str>| -> anyhow::Result<u16> {
+            let mut request = agent.get(format!("{base}/stats"));
+            if let Some(value) = authorization {
+                request = request.header("Authorization", value);
+            }
+            Ok(request.call()?.status().as_u16())
+        };
+        anyhow::ensure!(status(None)? == 401, "{base}/stats answered a read without a key");
+        let admitted = status(Some(&format!("Bearer {key}")))?;
+        anyhow::ensure!(admitted == 200, "{base}/stats refused the operator's key: {admitted}");
     }
     Ok(())
 }
