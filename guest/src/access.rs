@@ -1,6 +1,6 @@
 //! Which callers a route admits: the scope it needs, checked against the
 //! caller the host identifies from the request's `Authorization` value
-//! (the keys stay in the host), and the 401 or 403 of a caller refused.
+//! (the key set stays in the host), and the 401 or 403 of a caller refused.
 
 use crate::bindings::inlet::service::access::{self, Caller, Scope};
 use crate::bindings::inlet::service::log::{self, Level};
@@ -23,6 +23,24 @@ pub(crate) enum Needs {
     Read,
     /// An `admin` key; without keys configured the route is closed.
     Admin,
+}
+
+/// Whether the host has API keys configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keys {
+    /// Callers present keys; read routes need one.
+    Configured,
+    /// Nobody has a key; read routes are open, admin routes closed.
+    Absent,
+}
+
+/// Whether keys are configured now: a caller presenting nothing is
+/// anonymous only when there are none.
+pub(crate) fn keys() -> Keys {
+    match access::identify(None) {
+        Caller::Anonymous => Keys::Absent,
+        Caller::Holder(_) | Caller::Unauthenticated => Keys::Configured,
+    }
 }
 
 /// Why a caller is refused.
@@ -111,6 +129,9 @@ mod tests {
         let unauthenticated = Refusal::NotAuthenticated.response();
         assert_eq!(unauthenticated.status, 401);
         assert_eq!(unauthenticated.headers, [("www-authenticate", "Bearer".to_owned())]);
-        assert_eq!(Refusal::Forbidden.response().status, 403);
+        assert_eq!(unauthenticated.body, br#"{"detail":"not authenticated"}"#);
+        let forbidden = Refusal::Forbidden.response();
+        assert_eq!((forbidden.status, forbidden.headers.len()), (403, 0));
+        assert_eq!(forbidden.body, br#"{"detail":"forbidden"}"#);
     }
 }

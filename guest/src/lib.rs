@@ -2,8 +2,8 @@
 //!
 //! Routing, validation, signature checks and JSON live here; storage, logs
 //! and metrics are the host's, reached through the `inlet:service` imports.
-//! The modules without `bindings` in their imports are pure and unit-tested
-//! natively.
+//! The pure modules, and the decisions of those that call the host (such
+//! as `access::decide`), are unit-tested natively.
 
 mod access;
 pub mod bindings;

@@ -26,7 +26,7 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required};
 
-use crate::access::{self, Needs};
+use crate::access::{self, Keys, Needs};
 use crate::cursor;
 use crate::listing::{MessageView, Page};
 use crate::payload::{MAX_ID_CHARS, MAX_MSISDN_CHARS, MAX_TEXT_CHARS, MSISDN_PATTERN};
@@ -39,9 +39,9 @@ use crate::stats::{SenderView, StatsView};
 use crate::timestamp;
 use crate::whatsapp::{MAX_MESSAGES, MAX_TIMESTAMP_DIGITS, OBJECT, TEXT_PARTS, max_timestamp};
 
-/// The document as JSON.
+/// The document as JSON, true to whether the host has keys configured.
 pub(crate) fn handle() -> Response {
-    Response::json(200, &document())
+    Response::json(200, &document(access::keys()))
 }
 
 /// The whole API, as JSON.
@@ -49,8 +49,8 @@ pub(crate) fn handle() -> Response {
 /// utoipa holds a bound as a pointer-sized integer, 32 bits on wasm32, so
 /// the 64-bit maxima (`offset`, a WhatsApp `timestamp`) are written into
 /// the JSON instead.
-pub(crate) fn document() -> Value {
-    let mut document = serde_json::to_value(openapi()).expect("the document serializes");
+pub(crate) fn document(keys: Keys) -> Value {
+    let mut document = serde_json::to_value(openapi(keys)).expect("the document serializes");
     let offset = document["paths"][Route::Messages.path()]["get"]["parameters"]
         .as_array_mut()
         .and_then(|parameters| parameters.iter_mut().find(|p| p["name"] == "offset"));
@@ -65,11 +65,12 @@ pub(crate) fn document() -> Value {
     document
 }
 
-fn openapi() -> OpenApi {
+fn openapi(keys: Keys) -> OpenApi {
     let mut paths = PathsBuilder::new();
     for route in Route::ALL {
         for (method, operation) in operations(route) {
-            paths = paths.path(route.path(), PathItem::new(method, guarded(operation, route.needs())));
+            let operation = guarded(operation, route.needs(), keys);
+            paths = paths.path(route.path(), PathItem::new(method, operation));
         }
     }
     paths = paths
@@ -124,13 +125,20 @@ fn bearer_scheme() -> SecurityScheme {
     )
 }
 
-/// `operation` as its route's `needs` protects it: the bearer scheme, and
-/// the answers to a caller without the key it needs.
-fn guarded(mut operation: Operation, needs: Needs) -> Operation {
-    if needs == Needs::Nothing {
-        return operation;
+/// `operation` as its route's `needs` protects it under `keys`: the bearer
+/// scheme, and the answers to a caller without the key it needs. A read
+/// route without keys configured takes a key but needs none (an empty
+/// alternative requirement), as it answers.
+fn guarded(mut operation: Operation, needs: Needs, keys: Keys) -> Operation {
+    let bearer = SecurityRequirement::new(BEARER, Vec::<String>::new());
+    match (needs, keys) {
+        (Needs::Nothing, _) => return operation,
+        (Needs::Read, Keys::Absent) => {
+            operation.security = Some(vec![bearer, SecurityRequirement::default()]);
+            return operation;
+        }
+        (Needs::Read | Needs::Admin, _) => operation.security = Some(vec![bearer]),
     }
-    operation.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
     let challenge = HeaderBuilder::new()
         .schema(string().examples([json!(access::CHALLENGE)]))
         .description(Some("The scheme to authenticate with"))
@@ -142,7 +150,7 @@ fn guarded(mut operation: Operation, needs: Needs) -> Operation {
         .build();
     let responses = &mut operation.responses.responses;
     responses.insert("401".into(), RefOr::T(unauthenticated));
-    if needs == Needs::Admin {
+    if (needs, keys) == (Needs::Admin, Keys::Configured) {
         let forbidden = json_response("The key's scope does not include this operation", "Detail");
         responses.insert("403".into(), RefOr::T(forbidden));
     }
@@ -607,7 +615,7 @@ mod tests {
 
     #[test]
     fn every_guest_route_is_described_with_its_method() {
-        let document = document();
+        let document = document(Keys::Configured);
         for route in Route::ALL.into_iter().filter(|route| *route != Route::OpenApi) {
             for method in route.methods() {
                 assert!(
@@ -622,7 +630,7 @@ mod tests {
 
     #[test]
     fn every_reference_names_a_component() {
-        let document = document();
+        let document = document(Keys::Configured);
         let text = document.to_string();
         for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
             let name = reference.split('"').next().unwrap();
@@ -694,8 +702,33 @@ mod tests {
     }
 
     #[test]
+    fn protected_operations_say_what_they_need_with_and_without_keys() {
+        for route in Route::ALL {
+            for keys in [Keys::Configured, Keys::Absent] {
+                let document = document(keys);
+                for (method, _) in operations(route) {
+                    let method = serde_json::to_value(&method).unwrap();
+                    let operation = &document["paths"][route.path()][method.as_str().unwrap()];
+                    let (security, unauthenticated) = (&operation["security"], &operation["responses"]["401"]);
+                    match (route.needs(), keys) {
+                        (Needs::Nothing, _) => assert!(security.is_null(), "{route:?}"),
+                        (Needs::Read, Keys::Absent) => {
+                            assert_eq!(security, &json!([{"bearer": []}, {}]), "{route:?}");
+                            assert!(unauthenticated.is_null(), "{route:?} never answers 401 without keys");
+                        }
+                        (Needs::Read | Needs::Admin, _) => {
+                            assert_eq!(security, &json!([{"bearer": []}]), "{route:?}");
+                            assert!(unauthenticated["headers"]["www-authenticate"].is_object(), "{route:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn limits_come_from_the_validators() {
-        let document = document();
+        let document = document(Keys::Configured);
         let parameters = &document["paths"]["/messages"]["get"]["parameters"];
         assert_eq!(parameters[0]["schema"]["maximum"], MAX_LIMIT);
         assert_eq!(parameters[1]["schema"]["maximum"], MAX_OFFSET);

@@ -42,7 +42,8 @@ done
 # The operator's admin API key, and the key file the hosts read: it holds
 # the key's SHA-256 only. Kept once made, so lines an operator adds stay.
 if [ ! -s "$dir/api_key" ]; then
-  store api_key "inlet_$(generated)"
+  # As `inlet key new` makes them: 32 random bytes, base64url.
+  store api_key "inlet_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
   echo "secrets.sh: generated an admin API key (operator), in $dir/api_key" >&2
 fi
 if [ ! -s "$dir/api_keys" ]; then

@@ -3,33 +3,30 @@
 //! A line is `NAME SCOPE KEY`: the name the log line gives the caller,
 //! `read` or `admin`, and the key itself or `sha256:` and its digest. The
 //! set holds only digests, so a presented key is checked by hashing it and
-//! looking the digest up: the time taken says nothing about any key. Keys
-//! never enter a guest: it hands the host the request's `Authorization`
-//! value and learns who holds it (`inlet:service/access`).
+//! looking the digest up: the time taken says nothing about any key. The
+//! set never enters a guest: the guest hands the host the `Authorization`
+//! value its request presented and learns who holds that key
+//! (`inlet:service/access`), then decides per route.
 //!
 //! Without `API_KEYS_FILE` every caller is anonymous: the guest leaves its
 //! read routes open and refuses its admin routes. A file that becomes
-//! unreadable or malformed while serving keeps the last good set, with an
-//! `error` line naming the line at fault, never a key.
+//! unreadable, malformed or empty of keys while serving keeps the last good
+//! set, with an `error` line naming the line at fault, never a key.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::config::ConfigError;
-use crate::file_watch::{Absence, FileWatch, Stamp};
+use crate::file_watch::{Absence, FileWatch, SETTINGS_POLL_INTERVAL, Stamp};
 
-/// How often the file is checked for a change: a key added or removed takes
-/// effect within about twice this.
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// The longest key name.
 const MAX_NAME_CHARS: usize = 64;
 /// The shortest key accepted, so that a key cannot be guessed.
-pub const MIN_KEY_CHARS: usize = 32;
+const MIN_KEY_CHARS: usize = 32;
 /// How a line gives a key by its digest.
 const DIGEST_PREFIX: &str = "sha256:";
 /// The variable naming the file.
@@ -99,7 +96,6 @@ pub enum Caller {
 type KeyDigest = [u8; 32];
 
 /// One file's keys, by digest. Its `Debug` gives the names only.
-#[derive(Default)]
 pub struct KeySet(HashMap<KeyDigest, Arc<KeyHolder>>);
 
 impl KeySet {
@@ -185,7 +181,7 @@ fn is_name_char(c: char) -> bool {
 }
 
 /// Whether `key` has a key's shape (RFC 6750's token characters).
-pub fn is_key(key: &str) -> bool {
+pub(crate) fn is_key(key: &str) -> bool {
     key.len() >= MIN_KEY_CHARS
         && key
             .chars()
@@ -199,7 +195,7 @@ fn parse_digest(text: &str) -> Option<KeyDigest> {
 }
 
 /// The digest a line may give instead of `key`.
-pub fn digest(key: &str) -> KeyDigest {
+fn digest(key: &str) -> KeyDigest {
     Sha256::digest(key.as_bytes()).into()
 }
 
@@ -218,51 +214,51 @@ fn bearer_token(authorization: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && single).then_some(token)
 }
 
-/// The live key set, when keys are configured, and the file it comes from.
-pub struct ApiKeys {
-    current: Option<ArcSwap<KeySet>>,
+/// The keys in force, when keys are configured (`None`: nobody needs one).
+pub struct ApiKeys(Option<Configured>);
+
+/// A configured set and, unless it is fixed, the file it follows.
+struct Configured {
+    current: ArcSwap<KeySet>,
     file: Option<(PathBuf, Stamp)>,
 }
 
 impl ApiKeys {
     /// Nobody needs a key.
     pub fn none() -> Self {
-        Self {
-            current: None,
-            file: None,
-        }
+        Self(None)
     }
 
     /// A fixed set (no file), e.g. for a test harness.
     pub fn fixed(set: KeySet) -> Self {
-        Self {
-            current: Some(ArcSwap::from_pointee(set)),
+        Self(Some(Configured {
+            current: ArcSwap::from_pointee(set),
             file: None,
-        }
+        }))
     }
 
     /// The keys of `file` (or none needed without one); a file that cannot
-    /// be read or holds a malformed line is an `API_KEYS_FILE` error.
+    /// be read, holds a malformed line or no key is an `API_KEYS_FILE` error.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let Some(path) = file else {
-            tracing::warn!("API_KEYS_FILE is not set: reads are unauthenticated and the admin routes refused");
+            tracing::warn!("{VARIABLE} is not set: reads are unauthenticated and the admin routes refused");
             return Ok(Self::none());
         };
         let stamp = Stamp::of(path);
         let set = read(path).map_err(|reason| ConfigError::new(VARIABLE, reason))?;
         tracing::info!(keys = set.len(), "API keys loaded");
-        Ok(Self {
-            current: Some(ArcSwap::from_pointee(set)),
+        Ok(Self(Some(Configured {
+            current: ArcSwap::from_pointee(set),
             file: Some((path.to_owned(), stamp)),
-        })
+        })))
     }
 
     /// Who presented the `Authorization` value of a request.
     pub fn identify(&self, authorization: Option<&str>) -> Caller {
-        let Some(current) = &self.current else {
+        let Some(configured) = &self.0 else {
             return Caller::Anonymous;
         };
-        match current.load().holder(authorization) {
+        match configured.current.load().holder(authorization) {
             Some(holder) => Caller::Holder(holder),
             None => Caller::Unauthenticated,
         }
@@ -270,10 +266,14 @@ impl ApiKeys {
 
     /// Follows the file until the process ends (returns at once without one).
     pub async fn watch(self: Arc<Self>) {
-        let (Some(current), Some((path, loaded))) = (&self.current, &self.file) else {
+        let Some(Configured {
+            current,
+            file: Some((path, loaded)),
+        }) = &self.0
+        else {
             return;
         };
-        let mut file = FileWatch::from(path, *loaded, POLL_INTERVAL, Absence::Reported);
+        let mut file = FileWatch::from(path, *loaded, SETTINGS_POLL_INTERVAL, Absence::Reported);
         loop {
             file.changed().await;
             match read(path) {
@@ -291,10 +291,16 @@ impl ApiKeys {
     }
 }
 
-/// The key set of the file at `path`, or what is wrong with it.
+/// The key set of the file at `path`, or what is wrong with it. A file
+/// without a key is refused: it is far likelier a file caught mid-write or
+/// emptied by mistake than a wish to refuse every caller.
 fn read(path: &Path) -> Result<KeySet, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{} cannot be read: {e}", path.display()))?;
-    KeySet::parse(&text).map_err(|e| format!("{} line {}: {}", path.display(), e.line_number, e.reason))
+    let set = KeySet::parse(&text).map_err(|e| format!("{} line {}: {}", path.display(), e.line_number, e.reason))?;
+    if set.is_empty() {
+        return Err(format!("{} holds no key line", path.display()));
+    }
+    Ok(set)
 }
 
 #[cfg(test)]
@@ -350,7 +356,10 @@ mod tests {
         for (text, line_number) in cases {
             let error = KeySet::parse(&text).unwrap_err();
             assert_eq!(error.line_number, line_number, "{text}");
-            assert!(!error.reason.contains(KEY), "{}", error.reason);
+            let line = text.lines().nth(line_number - 1).unwrap();
+            for field in line.split_whitespace() {
+                assert!(!error.reason.contains(field), "{} quotes {field}", error.reason);
+            }
         }
     }
 

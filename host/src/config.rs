@@ -201,7 +201,7 @@ impl Config {
                 .whatsapp_verify_token
                 .filter(|token| !token.is_empty())
                 .map(WebhookSecret::new),
-            api_keys_file: settings.api_keys_file.filter(|f| !f.is_empty()).map(PathBuf::from),
+            api_keys_file: api_keys_file(settings.api_keys_file)?,
             guest_cache: guest_cache_dir(settings.guest_cache_dir, &database),
             database,
             log_level: parse_log_level(&settings.log_level)?,
@@ -237,6 +237,19 @@ impl Config {
                 max_connections: ranged("MAX_CONNECTIONS", &settings.max_connections, 1, MAX_CONNECTIONS)?,
             },
         })
+    }
+}
+
+/// `API_KEYS_FILE`, unless unset. Set but empty is refused rather than
+/// read as unset: a compose file's `${API_KEYS_FILE}` with the variable
+/// missing would otherwise open the reads to anyone.
+fn api_keys_file(file: Option<String>) -> Result<Option<PathBuf>, ConfigError> {
+    match file {
+        Some(file) if file.is_empty() => Err(ConfigError::new(
+            "API_KEYS_FILE",
+            "is empty; unset it to leave reads open, or name a file of keys",
+        )),
+        file => Ok(file.map(PathBuf::from)),
     }
 }
 
@@ -645,6 +658,14 @@ mod tests {
     fn secret_is_redacted_in_debug() {
         let c = config(&[("WEBHOOK_SECRET", "hunter2")]).unwrap();
         assert!(!format!("{:?}", c.secrets).contains("hunter2"));
+    }
+
+    #[test]
+    fn an_empty_api_keys_file_is_refused_not_read_as_unset() {
+        let error = config(&[("WEBHOOK_SECRET", "s"), ("API_KEYS_FILE", "")]).err().unwrap();
+        assert_eq!(error.variable, "API_KEYS_FILE");
+        let c = config(&[("WEBHOOK_SECRET", "s"), ("API_KEYS_FILE", "/run/secrets/keys")]).unwrap();
+        assert_eq!(c.api_keys_file, Some(PathBuf::from("/run/secrets/keys")));
     }
 
     #[test]

@@ -13,6 +13,11 @@ use std::time::Duration;
 
 use tokio::time::{Interval, MissedTickBehavior};
 
+/// How often the operator's settings files (the webhook secrets, the API
+/// keys) are checked: a change applies within about twice this, since a
+/// changed file must also hold still for one more poll.
+pub const SETTINGS_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
 /// A version of the file: a rename gives a new inode, a write a new size or
 /// modification time. `None` when the file is absent or unreadable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -90,15 +90,15 @@ fn serve_until_stopped(settings: config::Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::serve::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        // A setting found bad only once read (a malformed key file).
-        Err(error) if error.is::<config::ConfigError>() => refused(error.downcast_ref().expect("checked")),
-        Err(error) => {
-            tracing::error!("{error:#}");
-            ExitCode::FAILURE
-        }
+    let Err(error) = runtime.block_on(commands::serve::run(config)) else {
+        return ExitCode::SUCCESS;
+    };
+    // A setting found bad only once read (a malformed key file).
+    if let Some(bad_setting) = error.downcast_ref::<config::ConfigError>() {
+        return refused(bad_setting);
     }
+    tracing::error!("{error:#}");
+    ExitCode::FAILURE
 }
 
 /// Start-up stopped by a bad setting: one line naming it, exit code 2.

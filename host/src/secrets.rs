@@ -6,23 +6,18 @@
 //! secrets; each line is trimmed (a mounted secret usually ends in a
 //! newline), and blank lines and lines starting with `#` are skipped. The
 //! watcher polls the file and loads it again once it changed and held still;
-//! a request takes the set current when its instance starts, so a swap
-//! never cuts one off. A file that becomes unreadable or holds no secret
+//! each request takes the set current when it starts (in a reused instance
+//! too), so a swap never cuts one off. A file that becomes unreadable or holds no secret
 //! keeps the last good set, with an `error` line. Logs say how many secrets
 //! there are, never which.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
 
-use crate::file_watch::{Absence, FileWatch, Stamp};
-
-/// How often the secret file is checked for a change (a rotation reaches
-/// every new guest instance within about twice this).
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
+use crate::file_watch::{Absence, FileWatch, SETTINGS_POLL_INTERVAL, Stamp};
 
 /// A webhook secret: never printed, not even by `Debug`.
 #[derive(Clone)]
@@ -127,7 +122,7 @@ impl Secrets {
         let (Some(path), Some(loaded)) = (&self.source.file, self.loaded) else {
             return;
         };
-        let mut file = FileWatch::from(path, loaded, POLL_INTERVAL, Absence::Reported);
+        let mut file = FileWatch::from(path, loaded, SETTINGS_POLL_INTERVAL, Absence::Reported);
         loop {
             file.changed().await;
             self.reload();

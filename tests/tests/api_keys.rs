@@ -113,17 +113,24 @@ fn reads_need_a_key_and_the_open_routes_stay_open() {
 }
 
 #[test]
-fn the_document_declares_the_bearer_scheme_on_the_read_routes() {
-    let server = Server::start();
-    let document = server.get("/openapi.json").json();
-    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
-    for route in READ_ROUTES {
-        let operation = &document["paths"][route]["get"];
-        assert_eq!(operation["security"], json!([{"bearer": []}]), "{route}");
-        assert!(operation["responses"]["401"].is_object(), "{route}");
+fn the_document_declares_the_bearer_scheme_as_the_server_applies_it() {
+    let keyed = server_with_keys(&key_file());
+    let open = Server::start();
+    for (server, security, refusal) in [
+        (&keyed, json!([{"bearer": []}]), true),
+        // Without keys a read takes a key but needs none.
+        (&open, json!([{"bearer": []}, {}]), false),
+    ] {
+        let document = server.get("/openapi.json").json();
+        assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        for route in READ_ROUTES {
+            let operation = &document["paths"][route]["get"];
+            assert_eq!(operation["security"], security, "{route}");
+            assert_eq!(operation["responses"]["401"].is_object(), refusal, "{route}");
+        }
+        let webhook = &document["paths"]["/webhook"]["post"];
+        assert!(webhook["security"].is_null() && webhook["responses"]["401"].is_object());
     }
-    let webhook = &document["paths"]["/webhook"]["post"];
-    assert!(webhook["security"].is_null() && webhook["responses"]["401"].is_object());
 }
 
 #[test]
@@ -166,29 +173,47 @@ fn keys_rotate_both_ways_and_a_broken_file_keeps_the_last_good_set() {
     let removed = until(&server, READ_KEY, 401);
     eprintln!("a key added works after {added:?}; a key removed is refused after {removed:?}");
 
-    std::fs::write(&file, format!("ops admin {}\nbroken line\n", ADMIN_KEY)).unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
-    std::fs::remove_file(&file).unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(
-        with_key(&server, "/stats", ADMIN_KEY).status,
-        200,
-        "the last good set stays"
-    );
-    assert_eq!(with_key(&server, "/stats", READ_KEY).status, 401);
-    let errors: Vec<String> = server
-        .logs()
-        .iter()
-        .filter(|line| line["msg"] == "API keys not reloaded; the last good set stays")
-        .map(|line| line["error"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert!(errors.iter().any(|e| e.contains("line 2")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("cannot be read")), "{errors:?}");
-    assert!(!server.raw_logs().contains(ADMIN_KEY), "a key was logged");
+    // A broken file whose good line would let the read key back in, an
+    // emptied one, then none: each keeps the last good set.
+    for (change, reason) in [
+        (Some(format!("ci read {READ_KEY}\nbroken line\n")), "line 2"),
+        (Some("# all keys revoked by mistake\n".to_owned()), "holds no key line"),
+        (None, "cannot be read"),
+    ] {
+        match change {
+            Some(contents) => std::fs::write(&file, contents).unwrap(),
+            None => std::fs::remove_file(&file).unwrap(),
+        }
+        until_refused_reload(&server, reason);
+        assert_eq!(
+            with_key(&server, "/stats", ADMIN_KEY).status,
+            200,
+            "the last good set stays"
+        );
+        assert_eq!(
+            with_key(&server, "/stats", READ_KEY).status,
+            401,
+            "nothing of {reason} applied"
+        );
+    }
+    assert!(!server.raw_logs().contains(READ_KEY), "a key was logged");
+}
+
+/// Waits (bounded) for the `error` line of a reload refused for `reason`.
+fn until_refused_reload(server: &Server, reason: &str) {
+    let started = Instant::now();
+    let refused = |line: &serde_json::Value| {
+        line["msg"] == "API keys not reloaded; the last good set stays"
+            && line["error"].as_str().is_some_and(|error| error.contains(reason))
+    };
+    while !server.logs().iter().any(refused) {
+        assert!(started.elapsed() < ROTATION_BOUND, "no refused reload for {reason}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
-fn a_malformed_or_missing_key_file_stops_start_up_naming_the_line() {
+fn a_malformed_empty_or_missing_key_file_stops_start_up_naming_the_line() {
     for (contents, named) in [
         (
             Some(format!("ci read {READ_KEY}\n# fine\nops writer {ADMIN_KEY}\n")),
@@ -196,6 +221,7 @@ fn a_malformed_or_missing_key_file_stops_start_up_naming_the_line() {
         ),
         (Some(format!("ci read {READ_KEY}\nci admin {ADMIN_KEY}\n")), "line 2"),
         (Some("ci read too-short\n".to_owned()), "line 1"),
+        (Some("# nobody yet\n".to_owned()), "holds no key line"),
         (None, "cannot be read"),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -238,7 +264,6 @@ fn inlet_key_new_makes_a_key_and_a_line_that_admits_it() {
     assert_eq!(with_key(&server, "/messages", key).status, 200);
     let lines = server.request_logs(1);
     assert_eq!(lines.iter().filter(|l| l["api_key"] == "deploy-bot").count(), 1);
-    assert!(!std::fs::read_to_string(key_path(&server)).unwrap().contains(key));
 
     let refused = Command::new(inlet_bin())
         .args(["key", "new", "no spaces", "--scope", "admin"])

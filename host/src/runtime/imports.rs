@@ -138,7 +138,7 @@ impl settings::Host for Sandbox {
 }
 
 /// A recognised key's name goes on the log line as the host's own field,
-/// so that a guest can neither forge nor drop it.
+/// so that a guest cannot forge it.
 impl access::Host for Sandbox {
     fn identify(&mut self, authorization: Option<String>) -> access::Caller {
         match self.services.api_keys.identify(authorization.as_deref()) {

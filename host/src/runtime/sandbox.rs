@@ -1,8 +1,9 @@
 //! What one guest instance can reach: its `Store` data.
 //!
-//! A fresh sandbox per request: WASI with no files, no network, no outgoing
-//! HTTP, an empty environment and stderr kept for the log line, plus the
-//! Inlet imports bound to this request's log line and its settings.
+//! A sandbox per instance (so per request, unless instances are reused):
+//! WASI with no files, no network, no outgoing HTTP, an empty environment
+//! and stderr kept for the log line, plus the Inlet imports bound to the
+//! current request's log line and settings.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
