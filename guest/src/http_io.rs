@@ -81,8 +81,11 @@ pub(crate) fn read_body(request: &IncomingRequest, headers: &Headers) -> Result<
 /// there is nobody left to tell.
 pub(crate) fn send(out: ResponseOutparam, response: Response) {
     let headers = Fields::new();
-    let _ = headers.set("content-type", &[response.content_type.as_bytes().to_vec()]);
-    let _ = headers.set("content-length", &[response.body.len().to_string().into_bytes()]);
+    // A 204 has no body, so no content headers (RFC 9110 forbids its length).
+    if response.status != 204 {
+        let _ = headers.set("content-type", &[response.content_type.as_bytes().to_vec()]);
+        let _ = headers.set("content-length", &[response.body.len().to_string().into_bytes()]);
+    }
     for (name, value) in &response.headers {
         let _ = headers.append(name, value.as_bytes());
     }

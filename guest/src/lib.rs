@@ -12,6 +12,7 @@ mod cursor;
 mod fuzz;
 mod http_io;
 mod listing;
+mod message;
 mod openapi;
 mod payload;
 mod problem;
@@ -56,12 +57,15 @@ fn respond(request: &IncomingRequest) -> Response {
         Ok(route) => route,
         Err(response) => return response,
     };
-    if let Err(refused) = access::admit(request, route.needs()) {
+    if let Err(refused) = access::admit(request, route.needs(&method)) {
         return refused;
     }
+    let parameter = route.parameter(&path).unwrap_or_default();
     match route {
         Route::Webhook => signed::delivery(request, Accepted::AnyScheme, webhook::handle),
         Route::Messages => listing::handle(&query),
+        Route::Message if method == "DELETE" => message::erase(parameter),
+        Route::Message => message::read(parameter),
         Route::Stats => stats::handle(),
         Route::OpenApi => openapi::handle(),
         Route::WhatsApp if method == "GET" => whatsapp::verify_subscription(&query),

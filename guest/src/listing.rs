@@ -41,6 +41,18 @@ pub(crate) struct MessageView<'a> {
     text: Option<&'a str>,
 }
 
+impl<'a> MessageView<'a> {
+    pub(crate) fn of(message: &'a storage::Message) -> Self {
+        Self {
+            message_id: &message.message_id,
+            from: &message.from,
+            to: &message.to,
+            ts: &message.ts.text,
+            text: message.text.as_deref(),
+        }
+    }
+}
+
 pub(crate) fn handle(query_string: &str) -> Response {
     let query = match query::parse(query_string) {
         Ok(query) => query,
@@ -69,17 +81,7 @@ fn page_request(query: &ListingQuery) -> PageRequest {
 }
 
 fn render<'a>(page: &'a storage::Page, query: &ListingQuery) -> Page<'a> {
-    let data = page
-        .messages
-        .iter()
-        .map(|m| MessageView {
-            message_id: &m.message_id,
-            from: &m.from,
-            to: &m.to,
-            ts: &m.ts.text,
-            text: m.text.as_deref(),
-        })
-        .collect();
+    let data = page.messages.iter().map(MessageView::of).collect();
     let next_cursor = page.messages.last().filter(|_| page.more).map(|last| {
         Cursor {
             unix_micros: last.ts.unix_micros,

@@ -29,6 +29,7 @@ use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, R
 use crate::access::{self, Keys, Needs};
 use crate::cursor;
 use crate::listing::{MessageView, Page};
+use crate::message::StoredView;
 use crate::payload::{MAX_ID_CHARS, MAX_MSISDN_CHARS, MAX_TEXT_CHARS, MSISDN_PATTERN};
 use crate::problem::{FieldError, ValidationProblem};
 use crate::query::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
@@ -69,7 +70,7 @@ fn openapi(keys: Keys) -> OpenApi {
     let mut paths = PathsBuilder::new();
     for route in Route::ALL {
         for (method, operation) in operations(route) {
-            let operation = guarded(operation, route.needs(), keys);
+            let operation = guarded(operation, route.needs(&verb(&method)), keys);
             paths = paths.path(route.path(), PathItem::new(method, operation));
         }
     }
@@ -103,11 +104,18 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<ValidationProblem<'static>>()
         .schema_from::<Page<'static>>()
         .schema_from::<MessageView<'static>>()
+        .schema_from::<StoredView<'static>>()
         .schema_from::<StatsView<'static>>()
         .schema_from::<SenderView<'static>>()
         .schema("Ready", ready())
         .security_scheme(BEARER, bearer_scheme())
         .build()
+}
+
+/// `method` as the router names it (`GET`).
+fn verb(method: &HttpMethod) -> String {
+    let name = serde_json::to_value(method).expect("a method serializes");
+    name.as_str().unwrap_or_default().to_ascii_uppercase()
 }
 
 /// The name the document gives its one security scheme.
@@ -163,6 +171,7 @@ fn operations(route: Route) -> Vec<(HttpMethod, Operation)> {
     match route {
         Route::Webhook => vec![(HttpMethod::Post, webhook())],
         Route::Messages => vec![(HttpMethod::Get, messages())],
+        Route::Message => vec![(HttpMethod::Get, read_message()), (HttpMethod::Delete, erase_message())],
         Route::Stats => vec![(HttpMethod::Get, stats())],
         Route::OpenApi => Vec::new(),
         Route::WhatsApp => vec![
@@ -452,6 +461,42 @@ fn messages() -> Operation {
         .build()
 }
 
+/// The path parameter of `Route::Message`.
+fn message_id() -> Parameter {
+    ParameterBuilder::new()
+        .name("message_id")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(
+            "The message's id, percent-encoded (`/` as `%2F`, `?` as `%3F`, `#` as `%23`, `%` as `%25`).",
+        ))
+        .schema(Some(string().min_length(Some(1))))
+        .build()
+}
+
+fn read_message() -> Operation {
+    guest_operation("read_message", "One stored message, with when it was stored")
+        .parameter(message_id())
+        .response("200", json_response("The message", "StoredMessage"))
+        .response("404", json_response("No message with this id is stored", "Detail"))
+        .response("503", unavailable_response("Storage unavailable"))
+        .build()
+}
+
+fn erase_message() -> Operation {
+    guest_operation("erase_message", "Remove a stored message for good")
+        .description(Some(
+            "Removed from listings, counts, search and the feed. Its id is remembered for at least \
+             seven days, and as long as `RETENTION` would have kept the message, so a redelivery \
+             of it is acknowledged as a duplicate and not stored again.",
+        ))
+        .parameter(message_id())
+        .response("204", ResponseBuilder::new().description("Removed").build())
+        .response("404", json_response("No message with this id is stored", "Detail"))
+        .response("503", unavailable_response("Storage unavailable; nothing removed"))
+        .build()
+}
+
 fn stats() -> Operation {
     guest_operation("stats", "Totals, top senders and the time range")
         .response("200", json_response("The aggregates", "Stats"))
@@ -707,10 +752,18 @@ mod tests {
             for keys in [Keys::Configured, Keys::Absent] {
                 let document = document(keys);
                 for (method, _) in operations(route) {
-                    let method = serde_json::to_value(&method).unwrap();
-                    let operation = &document["paths"][route.path()][method.as_str().unwrap()];
+                    let verb = verb(&method);
+                    let operation = &document["paths"][route.path()][verb.to_ascii_lowercase()];
                     let (security, unauthenticated) = (&operation["security"], &operation["responses"]["401"]);
-                    match (route.needs(), keys) {
+                    let forbidden = &operation["responses"]["403"];
+                    if route.needs(&verb) != Needs::Nothing {
+                        assert_eq!(
+                            forbidden.is_object(),
+                            (route.needs(&verb), keys) == (Needs::Admin, Keys::Configured),
+                            "{route:?} {verb}"
+                        );
+                    }
+                    match (route.needs(&verb), keys) {
                         (Needs::Nothing, _) => assert!(security.is_null(), "{route:?}"),
                         (Needs::Read, Keys::Absent) => {
                             assert_eq!(security, &json!([{"bearer": []}, {}]), "{route:?}");

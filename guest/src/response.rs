@@ -58,6 +58,16 @@ impl Response {
         }
     }
 
+    /// 204: done, nothing to say.
+    pub(crate) fn no_content() -> Self {
+        Self {
+            status: 204,
+            headers: Vec::new(),
+            content_type: "",
+            body: Vec::new(),
+        }
+    }
+
     /// `{"detail": "<detail>"}`, the shape of every non-validation error.
     pub(crate) fn detail(status: u16, detail: &str) -> Self {
         Self::json(status, &Detail { detail })

@@ -8,15 +8,21 @@ use crate::response::Response;
 pub(crate) enum Route {
     Webhook,
     Messages,
+    /// One message, its id the rest of the path (see `message`).
+    Message,
     Stats,
     OpenApi,
     WhatsApp,
 }
 
+/// How a path template names its one parameter, at its end.
+const MESSAGE_ID: &str = "{message_id}";
+
 impl Route {
-    pub(crate) const ALL: [Self; 5] = [
+    pub(crate) const ALL: [Self; 6] = [
         Self::Webhook,
         Self::Messages,
+        Self::Message,
         Self::Stats,
         Self::OpenApi,
         Self::WhatsApp,
@@ -24,24 +30,36 @@ impl Route {
 
     /// The route at `path`, whatever the method.
     pub(crate) fn at(path: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|route| route.path() == path)
+        Self::ALL.into_iter().find(|route| route.parameter(path).is_some())
     }
 
-    /// Its path, which is also the name the host counts it under.
+    /// Its path (a template for `Message`), which is also the name the host
+    /// counts it under.
     pub(crate) fn path(self) -> &'static str {
         match self {
             Self::Webhook => "/webhook",
             Self::Messages => "/messages",
+            Self::Message => "/messages/{message_id}",
             Self::Stats => "/stats",
             Self::OpenApi => "/openapi.json",
             Self::WhatsApp => "/webhook/whatsapp",
         }
     }
 
-    /// What it asks of its caller (the same for each of its methods).
-    pub(crate) fn needs(self) -> Needs {
+    /// Whether `path` is this route's: the path parameter as it was sent
+    /// (still percent-encoded, never empty), or `""` for a route without one.
+    pub(crate) fn parameter(self, path: &str) -> Option<&str> {
+        match self.path().strip_suffix(MESSAGE_ID) {
+            Some(prefix) => path.strip_prefix(prefix).filter(|rest| !rest.is_empty()),
+            None => (path == self.path()).then_some(""),
+        }
+    }
+
+    /// What it asks of a caller using `method`.
+    pub(crate) fn needs(self, method: &str) -> Needs {
         match self {
-            Self::Messages | Self::Stats => Needs::Read,
+            Self::Message if method == "DELETE" => Needs::Admin,
+            Self::Messages | Self::Message | Self::Stats => Needs::Read,
             // Signed deliveries are authenticated by their signatures.
             Self::Webhook | Self::WhatsApp | Self::OpenApi => Needs::Nothing,
         }
@@ -52,6 +70,7 @@ impl Route {
         match self {
             Self::Webhook => &["POST"],
             Self::Messages | Self::Stats | Self::OpenApi => &["GET"],
+            Self::Message => &["GET", "DELETE"],
             Self::WhatsApp => &["GET", "POST"],
         }
     }
@@ -84,6 +103,24 @@ mod tests {
         assert_eq!(route("GET", "/openapi.json").unwrap(), Route::OpenApi);
         assert_eq!(route("GET", "/webhook/whatsapp").unwrap(), Route::WhatsApp);
         assert_eq!(route("POST", "/webhook/whatsapp").unwrap(), Route::WhatsApp);
+        assert_eq!(route("GET", "/messages/m%2F1").unwrap(), Route::Message);
+        assert_eq!(route("DELETE", "/messages/a/b").unwrap(), Route::Message);
+    }
+
+    #[test]
+    fn a_message_path_carries_its_id_as_sent() {
+        assert_eq!(Route::Message.parameter("/messages/m%2F1"), Some("m%2F1"));
+        assert_eq!(Route::Message.parameter("/messages/"), None);
+        assert_eq!(Route::Message.parameter("/messagesx"), None);
+        assert_eq!(Route::Messages.parameter("/messages"), Some(""));
+        assert_eq!(Route::Messages.parameter("/messages/x"), None);
+    }
+
+    #[test]
+    fn erasing_needs_more_than_reading() {
+        assert_eq!(Route::Message.needs("GET"), Needs::Read);
+        assert_eq!(Route::Message.needs("DELETE"), Needs::Admin);
+        assert_eq!(Route::Webhook.needs("POST"), Needs::Nothing);
     }
 
     #[test]
@@ -94,6 +131,8 @@ mod tests {
         assert_eq!(wrong.status, 405);
         assert_eq!(wrong.headers, [("allow", "POST".to_owned())]);
         assert_eq!(route("DELETE", "/messages").unwrap_err().status, 405);
+        let one = route("POST", "/messages/m1").unwrap_err();
+        assert_eq!(one.headers, [("allow", "GET, DELETE".to_owned())]);
         let both = route("PUT", "/webhook/whatsapp").unwrap_err();
         assert_eq!(both.headers, [("allow", "GET, POST".to_owned())]);
     }

@@ -12,7 +12,7 @@ use crate::limits::{GuestLimits, HttpLimits};
 use crate::secrets::{SecretSource, WebhookSecret};
 
 /// The default database: the file `/data/app.db`, where the Docker volume is.
-const DEFAULT_DATABASE_URL: &str = "sqlite:////data/app.db";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:////data/app.db";
 const DEFAULT_PORT: u16 = 8000;
 /// How far a Standard Webhooks timestamp may be from now (every reference
 /// library's value).
@@ -42,6 +42,8 @@ pub struct Config {
     pub whatsapp_verify_token: Option<WebhookSecret>,
     /// The API keys' file (`API_KEYS_FILE`), if set; read by `ApiKeys::load`.
     pub api_keys_file: Option<PathBuf>,
+    /// How long messages are kept (`RETENTION`); `None`: until erased.
+    pub retention: Option<Duration>,
     /// Where messages are stored, from `DATABASE_URL`.
     pub database: Database,
     /// Least severe level logged for Inlet's own events (`LOG_LEVEL`); dependencies log `warn` and up.
@@ -115,6 +117,11 @@ pub struct Settings {
     /// `DEBUG`, `INFO`, `WARNING` (or `WARN`) or `ERROR`, in any case.
     #[arg(long, env = "LOG_LEVEL", default_value = "INFO")]
     log_level: String,
+    /// How long messages are kept: `<n>s`, `<n>m`, `<n>h` or `<n>d` (e.g. `30d`), from when
+    /// they were stored; an older one is removed within a minute of reaching that age. Unset
+    /// or empty: kept until erased.
+    #[arg(long, env = "RETENTION")]
+    retention: Option<String>,
     /// TCP port to listen on; 0 lets the system choose (the `listening` log line names it).
     #[arg(long, env = "PORT", default_value_t = DEFAULT_PORT.to_string())]
     port: String,
@@ -202,6 +209,7 @@ impl Config {
                 .filter(|token| !token.is_empty())
                 .map(WebhookSecret::new),
             api_keys_file: api_keys_file(settings.api_keys_file)?,
+            retention: parse_retention(settings.retention.as_deref().unwrap_or_default())?,
             guest_cache: guest_cache_dir(settings.guest_cache_dir, &database),
             database,
             log_level: parse_log_level(&settings.log_level)?,
@@ -238,6 +246,44 @@ impl Config {
             },
         })
     }
+}
+
+/// Longest `RETENTION`, in days: beyond it the calendar, not the policy, decides.
+const MAX_RETENTION_DAYS: u64 = 100 * 366;
+
+/// `RETENTION`: a whole number and a unit; empty for none.
+fn parse_retention(text: &str) -> Result<Option<Duration>, ConfigError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        ConfigError::new(
+            "RETENTION",
+            format!("is {text:?}; expected a whole number of s, m, h or d, e.g. 30d or 12h"),
+        )
+    };
+    let unit_at = text.len() - text.chars().last().map_or(0, char::len_utf8);
+    let (number, unit) = text.split_at(unit_at);
+    let seconds_per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    let count: u64 = number
+        .parse()
+        .ok()
+        .filter(|n| *n > 0 && number.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(bad)?;
+    let seconds = count.saturating_mul(seconds_per_unit);
+    if seconds > MAX_RETENTION_DAYS * 86_400 {
+        return Err(ConfigError::new(
+            "RETENTION",
+            format!("is {text:?}; at most {MAX_RETENTION_DAYS}d"),
+        ));
+    }
+    Ok(Some(Duration::from_secs(seconds)))
 }
 
 /// `API_KEYS_FILE`, unless unset. Set but empty is refused rather than
@@ -672,6 +718,37 @@ mod tests {
     fn a_secret_with_a_line_break_is_refused() {
         let error = config(&[("WEBHOOK_SECRET", "one\ntwo")]).err().unwrap();
         assert_eq!(error.variable, "WEBHOOK_SECRET");
+    }
+
+    #[test]
+    fn retention_takes_a_number_and_a_unit() {
+        for (text, seconds) in [("30d", 30 * 86_400), ("12h", 43_200), ("90m", 5_400), ("45s", 45)] {
+            let c = config(&[("WEBHOOK_SECRET", "s"), ("RETENTION", text)]).unwrap();
+            assert_eq!(c.retention, Some(Duration::from_secs(seconds)), "{text}");
+        }
+        for unset in [
+            &[("WEBHOOK_SECRET", "s")][..],
+            &[("WEBHOOK_SECRET", "s"), ("RETENTION", "")],
+        ] {
+            assert_eq!(config(unset).unwrap().retention, None);
+        }
+        for bad in [
+            "30",
+            "d",
+            "0d",
+            "-1d",
+            "+1d",
+            "1.5h",
+            "1w",
+            "30 d",
+            "3e1s",
+            "99999999999999999999d",
+            "36601d",
+            "7日",
+        ] {
+            let error = config(&[("WEBHOOK_SECRET", "s"), ("RETENTION", bad)]).err().unwrap();
+            assert_eq!(error.variable, "RETENTION", "{bad}");
+        }
     }
 
     #[test]

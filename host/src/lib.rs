@@ -9,6 +9,7 @@ pub mod config;
 pub mod docs;
 pub mod file_watch;
 pub mod limits;
+pub mod retention;
 pub mod runtime;
 pub mod secrets;
 pub mod server;

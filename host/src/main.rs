@@ -43,6 +43,8 @@ enum Command {
     Check(commands::check::CheckArgs),
     /// Make API keys: `inlet key new NAME --scope read|admin`.
     Key(commands::key::KeyArgs),
+    /// Write a consistent copy of the SQLite database, also while the server runs.
+    Backup(commands::backup::BackupArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Copy(args) => commands::copy::run(&args),
         Command::Check(args) => commands::check::run(&args),
         Command::Key(args) => commands::key::run(&args).map(succeeded),
+        Command::Backup(args) => commands::backup::run(&args),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

@@ -337,11 +337,16 @@ impl Server {
 
     /// Any method and path, with optional body.
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
-        let request = ureq::http::Request::builder()
-            .method(method)
-            .uri(self.url(path))
-            .body(body.unwrap_or_default().to_owned())
-            .expect("request");
+        self.request_with(method, path, body, &[])
+    }
+
+    /// Any method and path, with optional body and these headers.
+    pub fn request_with(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+        let mut request = ureq::http::Request::builder().method(method).uri(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(body.unwrap_or_default().to_owned()).expect("request");
         read_reply(
             self.client
                 .run(request)

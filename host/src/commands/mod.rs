@@ -1,5 +1,6 @@
 //! The `inlet` subcommands.
 
+pub mod backup;
 pub mod check;
 pub mod copy;
 pub mod key;

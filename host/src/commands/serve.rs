@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::api_keys::ApiKeys;
 use crate::config::{Config, Database};
 use crate::docs::Docs;
+use crate::retention;
 use crate::runtime::{CompileCache, Guest, GuestSlot, Reloader, Runtime, Services};
 use crate::secrets::Secrets;
 use crate::server::{self, App};
@@ -49,6 +50,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         whatsapp_verify_token: config.whatsapp_verify_token.clone(),
         api_keys,
     });
+    if let Some(retention) = config.retention {
+        tokio::spawn(retention::run(store.clone(), retention, services.metrics.clone()));
+    }
     let guests = Arc::new(GuestSlot::new(guest));
     let reloader = Reloader::new(runtime, cache, config.guest.clone(), guests.clone(), services.clone());
     tokio::spawn(Arc::new(reloader).watch());

@@ -7,7 +7,7 @@ use crate::bindings::inlet::service::{access, log, metrics, settings, storage};
 use crate::limits::GUEST_LOG;
 use crate::storage::Operation;
 use crate::telemetry::logging::Level;
-use crate::telemetry::metrics::result_label;
+use crate::telemetry::metrics::{RemovalReason, result_label};
 use crate::telemetry::request_log;
 
 use super::sandbox::{Sandbox, Services};
@@ -44,6 +44,21 @@ impl storage::Host for Sandbox {
     async fn stats(&mut self, top_senders: u32) -> Result<storage::MessageStats, storage::Error> {
         let services = self.services.clone();
         timed(&services, Operation::Stats, services.store.stats(top_senders)).await
+    }
+
+    async fn get_message(&mut self, message_id: String) -> Result<Option<storage::StoredMessage>, storage::Error> {
+        let services = self.services.clone();
+        timed(&services, Operation::Get, services.store.get(message_id)).await
+    }
+
+    async fn remove_message(&mut self, message_id: String) -> Result<storage::Removal, storage::Error> {
+        self.effects.mark();
+        let services = self.services.clone();
+        let removal = timed(&services, Operation::Remove, services.store.remove(message_id)).await;
+        if removal == Ok(storage::Removal::Removed) {
+            self.services.metrics.record_removed(RemovalReason::Erased, 1);
+        }
+        removal
     }
 
     async fn ping(&mut self) -> Result<(), storage::Error> {

@@ -43,6 +43,12 @@ pub fn check_message(message: &Message) -> Result<(), StoreError> {
     }
 }
 
+/// Whether a message with `message_id` could be stored at all: a longer id
+/// is not looked up (it is simply not found).
+pub fn is_storable_id(message_id: &str) -> bool {
+    message_id.len() <= MAX_ID_BYTES
+}
+
 /// Rejects, as `InvalidArgument`, a batch of more than `MAX_INSERT_BATCH`
 /// messages, or one with a message `check_message` refuses.
 pub fn check_insert_batch(messages: &[Message]) -> Result<(), StoreError> {

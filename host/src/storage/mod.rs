@@ -8,8 +8,10 @@
 mod contract;
 pub use contract::{
     MAX_ID_BYTES, MAX_INSERT_BATCH, MAX_MSISDN_BYTES, READ_TIME_LIMIT, check_insert_batch, check_message,
-    check_page_request, check_top_senders,
+    check_page_request, check_top_senders, is_storable_id,
 };
+mod expiry;
+pub use expiry::{EXPIRY_STEP, Expired, Expiry, REMEMBER_REMOVED, stamp};
 mod folding;
 pub use folding::fold;
 mod pending;
@@ -21,7 +23,9 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 
 pub use crate::bindings::inlet::service::storage::Error as StoreError;
-use crate::bindings::inlet::service::storage::{InsertOutcome, Message, MessageStats, Page, PageRequest};
+use crate::bindings::inlet::service::storage::{
+    InsertOutcome, Message, MessageStats, Page, PageRequest, Removal, StoredMessage,
+};
 
 /// The storage operations the guest's `storage` import exposes. Both
 /// backends implement it; test harnesses may supply their own.
@@ -37,6 +41,16 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn list(&self, request: PageRequest) -> Result<Page, StoreError>;
     /// Aggregates with at most `top_senders` senders listed.
     async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError>;
+    /// The message stored under `message_id`, with its `created_at`.
+    async fn get(&self, message_id: String) -> Result<Option<StoredMessage>, StoreError>;
+    /// Removes the message stored under `message_id` and remembers its id
+    /// (an insert of it is then `duplicate`); returns once durable.
+    async fn remove(&self, message_id: String) -> Result<Removal, StoreError>;
+    /// One step of the retention policy: removes at most `expiry.limit`
+    /// messages stored before `expiry.stored_before` (remembering their
+    /// ids), and forgets at most as many remembered ids that `expiry`
+    /// lets go; returns once durable.
+    async fn expire(&self, expiry: &Expiry) -> Result<Expired, StoreError>;
     /// Succeeds when the database answers with its schema applied and takes writes.
     async fn ping(&self) -> Result<(), StoreError>;
     /// For a clean shutdown, once no request is left: commits what is queued
@@ -79,6 +93,12 @@ pub enum Operation {
     List,
     /// `MessageStore::stats`: the aggregates.
     Stats,
+    /// `MessageStore::get`: one message by its id.
+    Get,
+    /// `MessageStore::remove`: erasing one message.
+    Remove,
+    /// `MessageStore::expire`: one step of the retention policy.
+    Expire,
     /// `MessageStore::ping`: the readiness check.
     Ping,
 }
@@ -91,6 +111,9 @@ impl Operation {
             Self::InsertBatch => "insert_batch",
             Self::List => "list",
             Self::Stats => "stats",
+            Self::Get => "get",
+            Self::Remove => "remove",
+            Self::Expire => "expire",
             Self::Ping => "ping",
         }
     }

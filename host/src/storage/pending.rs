@@ -110,7 +110,7 @@ impl Batch {
 
 /// The `created_at` of rows committed now: UTC, milliseconds, `Z`.
 pub(super) fn commit_time() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    super::stamp(chrono::Utc::now())
 }
 
 /// The writer is gone (shutting down, or it died).

@@ -68,6 +68,15 @@ struct GuestLabels {
     sha256: String,
 }
 
+/// Why messages were removed, as `messages_removed_total` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalReason {
+    /// One message, by `DELETE /messages/{message_id}`.
+    Erased,
+    /// Aged past `RETENTION`.
+    Expired,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The process's Prometheus registry and every series Inlet exports; shared by all requests.
@@ -82,6 +91,7 @@ pub struct Metrics {
     instantiation: Histogram,
     storage_latency: HistogramFamily<OperationLabels>,
     messages_stored: Counter,
+    messages_removed: Family<ReasonLabels, Counter>,
     whatsapp_statuses: Counter,
     guest_loads: Family<OutcomeLabels, Counter>,
     guest_info: Family<GuestLabels, Gauge>,
@@ -110,6 +120,7 @@ impl Metrics {
         let storage_latency: HistogramFamily<OperationLabels> =
             Family::new_with_constructor(|| Histogram::new(STORAGE_BUCKETS_MS));
         let messages_stored = Counter::default();
+        let messages_removed = Family::<ReasonLabels, Counter>::default();
         let whatsapp_statuses = Counter::default();
         let guest_loads = Family::<OutcomeLabels, Counter>::default();
         let guest_info = Family::<GuestLabels, Gauge>::default();
@@ -148,6 +159,11 @@ impl Metrics {
             messages_stored.clone(),
         );
         registry.register(
+            "messages_removed",
+            "Messages removed since start, by reason (erased, expired)",
+            messages_removed.clone(),
+        );
+        registry.register(
             "whatsapp_statuses",
             "WhatsApp status updates received (counted, not stored)",
             whatsapp_statuses.clone(),
@@ -175,6 +191,7 @@ impl Metrics {
             instantiation,
             storage_latency,
             messages_stored,
+            messages_removed,
             whatsapp_statuses,
             guest_loads,
             guest_info,
@@ -252,6 +269,17 @@ impl Metrics {
     /// Counts one message newly stored (not a duplicate) in `messages_stored_total`.
     pub fn record_stored(&self) {
         self.messages_stored.inc();
+    }
+
+    /// Counts `count` messages removed for `reason` in `messages_removed_total`.
+    pub fn record_removed(&self, reason: RemovalReason, count: u64) {
+        let reason = match reason {
+            RemovalReason::Erased => "erased",
+            RemovalReason::Expired => "expired",
+        };
+        self.messages_removed
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(count);
     }
 
     /// Counts `count` WhatsApp status updates in `whatsapp_statuses_total`.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use inlet::bindings::inlet::service::storage::{Message, MessageFilter, PageRequest, Position, Timestamp};
-use inlet::storage::MessageStore;
+use inlet::storage::{Expiry, MAX_ID_BYTES, MessageStore};
 
 pub(crate) const HOUR: i64 = 3_600_000_000;
 
@@ -435,4 +435,86 @@ pub(crate) async fn assert_refused_row_fails_alone(store: std::sync::Arc<dyn Mes
     assert!(outcomes.iter().all(|o| matches!(o, Ok(Created))), "{outcomes:?}");
     messages.pop();
     assert_matches(&*store, &messages.iter().map(Row::of).collect::<Vec<_>>()).await;
+}
+
+/// The retention step that removes nothing but lets every remembered id of
+/// a message stored before `stored_before` go.
+fn expiry(stored_before: &str, removed_before: &str, limit: u32) -> Expiry {
+    Expiry {
+        stored_before: stored_before.into(),
+        removed_before: removed_before.into(),
+        limit,
+    }
+}
+
+/// `get`, `remove` and `expire`: a removed message is gone from every read
+/// and its id refused as `duplicate` until retention forgets it, which it
+/// does only once the message would have aged out too; aged messages go a
+/// bounded step at a time and are remembered like erased ones.
+pub(crate) async fn assert_removals(store: &dyn MessageStore) {
+    use inlet::bindings::inlet::service::storage::InsertOutcome::{Created, Duplicate};
+    use inlet::bindings::inlet::service::storage::Removal::{NotFound, Removed};
+    const PAST: &str = "1970-01-01T00:00:00.000Z";
+    const FUTURE: &str = "9999-12-31T23:59:59.999Z";
+    let messages = numbered_messages(0..12);
+    for m in &messages {
+        assert_eq!(store.insert(m.clone()).await.unwrap(), Created);
+    }
+    let odd = Message {
+        message_id: "a/b c?#%✓\0".into(),
+        ..messages[0].clone()
+    };
+    assert_eq!(store.insert(odd.clone()).await.unwrap(), Created);
+    let stored = store.get(odd.message_id.clone()).await.unwrap().expect("stored");
+    assert_eq!(stored.message, odd);
+    assert!(
+        stored.created_at.as_str() > "2026" && stored.created_at.ends_with('Z'),
+        "{}",
+        stored.created_at
+    );
+    assert_eq!(store.get("m999".into()).await.unwrap(), None);
+    assert_eq!(store.get("x".repeat(MAX_ID_BYTES + 1)).await.unwrap(), None);
+
+    assert_eq!(store.remove(odd.message_id.clone()).await.unwrap(), Removed);
+    assert_eq!(store.remove("m0".into()).await.unwrap(), Removed);
+    assert_eq!(store.remove("m0".into()).await.unwrap(), NotFound);
+    assert_eq!(store.remove("m999".into()).await.unwrap(), NotFound);
+    assert_eq!(store.get("m0".into()).await.unwrap(), None);
+    let kept: Vec<Row> = messages[1..].iter().map(Row::of).collect();
+    assert_matches(store, &kept).await;
+    assert_eq!(
+        store.insert(messages[0].clone()).await.unwrap(),
+        Duplicate,
+        "an erased id"
+    );
+    let redelivered = store
+        .insert_batch(vec![odd.clone(), messages[1].clone()])
+        .await
+        .unwrap();
+    assert_eq!(redelivered, [Duplicate, Duplicate]);
+    assert_matches(store, &kept).await;
+
+    // Removed long ago, but the message would still be kept: remembered.
+    let none_aged = store.expire(&expiry(PAST, FUTURE, 100)).await.unwrap();
+    assert_eq!((none_aged.messages, none_aged.forgotten_ids), (0, 0));
+    assert_eq!(store.insert(messages[0].clone()).await.unwrap(), Duplicate);
+
+    // Aged out, a bounded step at a time; each remembered as it goes.
+    let first = store.expire(&expiry(FUTURE, PAST, 4)).await.unwrap();
+    assert_eq!((first.messages, first.forgotten_ids), (4, 0));
+    let rest = store.expire(&expiry(FUTURE, PAST, 100)).await.unwrap();
+    assert_eq!(rest.messages, 7);
+    assert_matches(store, &[]).await;
+    assert_eq!(
+        store.insert(messages[5].clone()).await.unwrap(),
+        Duplicate,
+        "an expired id"
+    );
+
+    // Removed before `removed_before` and aged: forgotten, then new again.
+    let forgotten = store.expire(&expiry(FUTURE, FUTURE, 100)).await.unwrap();
+    assert_eq!((forgotten.messages, forgotten.forgotten_ids), (0, 13));
+    assert_eq!(store.insert(odd.clone()).await.unwrap(), Created);
+    assert_eq!(store.insert(messages[0].clone()).await.unwrap(), Created);
+    assert_matches(store, &[Row::of(&messages[0]), Row::of(&odd)]).await;
 }

@@ -103,6 +103,11 @@ async fn cursor_pages_walk_every_match_once_even_as_rows_arrive() {
 }
 
 #[tokio::test]
+async fn removed_messages_are_gone_and_their_ids_remembered_until_they_age_out() {
+    assert_removals(&open(&fresh_database())).await;
+}
+
+#[tokio::test]
 async fn a_batch_is_stored_in_order_with_an_outcome_per_message() {
     let store = open(&fresh_database());
     assert_batch_outcomes(&store).await;
@@ -148,8 +153,35 @@ async fn hosts_starting_together_apply_the_schema_once() {
     for migration in migrations {
         migration.await.unwrap().unwrap();
     }
-    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "1");
+    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "2");
     stores[3].ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_version_1_database_is_upgraded_with_its_rows() {
+    use inlet::bindings::inlet::service::storage::Removal;
+    let url = fresh_database();
+    let store = open(&url);
+    store.insert(message(1, "+1", 0, Some("kept"))).await.unwrap();
+    drop(store);
+    // What version 1 lacked.
+    psql(
+        &url,
+        "DROP TRIGGER messages_remembered ON messages; DROP FUNCTION inlet_remember_deleted();
+         DROP TABLE removed_ids; DROP INDEX messages_by_age; UPDATE inlet_schema SET version = 1",
+    )
+    .await
+    .unwrap();
+    let store = open(&url);
+    store.schema_ready().await.unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "2");
+    assert_eq!(
+        store.get("m1".into()).await.unwrap().unwrap().message.text.as_deref(),
+        Some("kept")
+    );
+    assert_eq!(store.remove("m1".into()).await.unwrap(), Removal::Removed);
+    assert_eq!(store.insert(message(1, "+1", 0, None)).await.unwrap(), Duplicate);
 }
 
 #[tokio::test]

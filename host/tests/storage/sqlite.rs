@@ -303,6 +303,42 @@ async fn a_version_5_database_is_folded_and_indexed_again_once_migrated() {
 }
 
 #[tokio::test]
+async fn a_version_6_database_remembers_removals_once_migrated() {
+    use inlet::bindings::inlet::service::storage::InsertOutcome::Duplicate;
+    use inlet::bindings::inlet::service::storage::Removal::Removed;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    bulk::load(&path, numbered_messages(0..50)).unwrap();
+    // What version 6 lacked.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP TRIGGER messages_remembered; DROP TRIGGER messages_not_removed;
+             DROP TABLE removed_ids; PRAGMA user_version = 6;",
+        )
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.remove("m7".into()).await.unwrap(), Removed);
+    assert_eq!(
+        store.insert(numbered_messages(7..8).remove(0)).await.unwrap(),
+        Duplicate
+    );
+    assert_eq!(delete_by_hand(&path, "message_id = 'm8'"), 1);
+    assert_eq!(
+        store.insert(numbered_messages(8..9).remove(0)).await.unwrap(),
+        Duplicate,
+        "deleted by hand"
+    );
+    assert_matches_rows(&store, &path).await;
+}
+
+#[tokio::test]
+async fn removed_messages_are_gone_and_their_ids_remembered_until_they_age_out() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_removals(&SqliteStore::open(&dir.path().join("app.db")).unwrap()).await;
+}
+
+#[tokio::test]
 async fn a_batch_is_stored_in_order_with_an_outcome_per_message() {
     let dir = tempfile::tempdir().unwrap();
     assert_batch_outcomes(&SqliteStore::open(&dir.path().join("app.db")).unwrap()).await;

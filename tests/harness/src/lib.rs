@@ -40,7 +40,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 pub use inlet::bindings::inlet::service::storage::{
-    InsertOutcome, Message, MessageFilter, MessageStats, Page, PageRequest, Position, SenderCount, Timestamp,
+    InsertOutcome, Message, MessageFilter, MessageStats, Page, PageRequest, Position, Removal, SenderCount,
+    StoredMessage, Timestamp,
 };
 pub use inlet::storage::{MessageStore, Operation, SqliteStore, StoreError};
 pub use inlet::telemetry::logging::Level;

@@ -4,14 +4,18 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use inlet::storage::{check_insert_batch, check_message, check_page_request, check_top_senders, fold};
+use inlet::storage::{
+    Expired, Expiry, check_insert_batch, check_message, check_page_request, check_top_senders, fold, stamp,
+};
 
 use crate::{
-    InsertOutcome, Message, MessageStats, MessageStore, Operation, Page, PageRequest, SenderCount, StoreError,
+    InsertOutcome, Message, MessageStats, MessageStore, Operation, Page, PageRequest, Removal, SenderCount, StoreError,
+    StoredMessage,
 };
 
 /// Created/duplicate by `message-id`, filters, ordering by instant then id,
-/// totals and stats as the SQLite store computes them. Clones share state.
+/// totals and stats as the SQLite store computes them; removed ids are
+/// remembered and forgotten as the real stores do. Clones share state.
 #[derive(Clone, Default)]
 pub struct MockStore {
     state: Arc<Mutex<State>>,
@@ -20,6 +24,10 @@ pub struct MockStore {
 #[derive(Default)]
 struct State {
     messages: BTreeMap<String, Message>,
+    /// Each stored message's `created_at`, by id.
+    created_at: BTreeMap<String, String>,
+    /// Removed ids: their message's `created_at` and when it was removed.
+    removed: BTreeMap<String, (String, String)>,
     failures: VecDeque<(Operation, StoreError)>,
 }
 
@@ -40,6 +48,11 @@ impl MockStore {
         self.lock().messages.values().cloned().collect()
     }
 
+    /// The ids of removed messages the store still remembers.
+    pub fn removed_ids(&self) -> Vec<String> {
+        self.lock().removed.keys().cloned().collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("mock store lock")
     }
@@ -53,13 +66,26 @@ impl State {
         }
     }
 
-    /// Keeps `message` unless its id is kept already.
+    /// Keeps `message` unless its id is kept or remembered already.
     fn store(&mut self, message: Message) -> InsertOutcome {
-        if self.messages.contains_key(&message.message_id) {
+        let id = &message.message_id;
+        if self.messages.contains_key(id) || self.removed.contains_key(id) {
             return InsertOutcome::Duplicate;
         }
-        self.messages.insert(message.message_id.clone(), message);
+        self.created_at.insert(id.clone(), stamp(chrono::Utc::now()));
+        self.messages.insert(id.clone(), message);
         InsertOutcome::Created
+    }
+
+    /// Removes the message stored under `id`, remembering the id.
+    fn remove(&mut self, id: &str) -> Removal {
+        if self.messages.remove(id).is_none() {
+            return Removal::NotFound;
+        }
+        let created_at = self.created_at.remove(id).unwrap_or_default();
+        self.removed
+            .insert(id.to_owned(), (created_at, stamp(chrono::Utc::now())));
+        Removal::Removed
     }
 
     /// Messages matching `filter`, by instant then id.
@@ -153,6 +179,51 @@ impl MessageStore for MockStore {
                 .values()
                 .max_by_key(by_instant)
                 .map(|m| m.ts.text.clone()),
+        })
+    }
+
+    async fn get(&self, message_id: String) -> Result<Option<StoredMessage>, StoreError> {
+        let mut state = self.lock();
+        state.scripted_failure(Operation::Get)?;
+        Ok(state.messages.get(&message_id).map(|message| StoredMessage {
+            message: message.clone(),
+            created_at: state.created_at[&message_id].clone(),
+        }))
+    }
+
+    async fn remove(&self, message_id: String) -> Result<Removal, StoreError> {
+        let mut state = self.lock();
+        state.scripted_failure(Operation::Remove)?;
+        Ok(state.remove(&message_id))
+    }
+
+    async fn expire(&self, expiry: &Expiry) -> Result<Expired, StoreError> {
+        let mut state = self.lock();
+        state.scripted_failure(Operation::Expire)?;
+        let limit = expiry.limit as usize;
+        let aged: Vec<String> = state
+            .created_at
+            .iter()
+            .filter(|(_, at)| **at < expiry.stored_before)
+            .map(|(id, _)| id.clone())
+            .take(limit)
+            .collect();
+        aged.iter().for_each(|id| {
+            state.remove(id);
+        });
+        let forgettable: Vec<String> = state
+            .removed
+            .iter()
+            .filter(|(_, (created, removed))| *removed < expiry.removed_before && *created < expiry.stored_before)
+            .map(|(id, _)| id.clone())
+            .take(limit)
+            .collect();
+        forgettable.iter().for_each(|id| {
+            state.removed.remove(id);
+        });
+        Ok(Expired {
+            messages: aged.len() as u64,
+            forgotten_ids: forgettable.len() as u64,
         })
     }
 

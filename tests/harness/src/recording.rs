@@ -4,7 +4,11 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::{InsertOutcome, Message, MessageStats, MessageStore, Page, PageRequest, StoreError};
+use inlet::storage::{Expired, Expiry};
+
+use crate::{
+    InsertOutcome, Message, MessageStats, MessageStore, Page, PageRequest, Removal, StoreError, StoredMessage,
+};
 
 /// One storage call, as the guest made it.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +24,12 @@ pub enum StorageCall {
         /// How many top senders the guest asked for.
         top_senders: u32,
     },
+    /// `get` of this id.
+    Get(String),
+    /// `remove` of this id.
+    Remove(String),
+    /// `expire` (the host's retention task; never the guest).
+    Expire(Expiry),
     /// `ping` (the readiness check).
     Ping,
 }
@@ -67,6 +77,21 @@ impl MessageStore for RecordingStore {
     async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError> {
         self.record(StorageCall::Stats { top_senders });
         self.inner.stats(top_senders).await
+    }
+
+    async fn get(&self, message_id: String) -> Result<Option<StoredMessage>, StoreError> {
+        self.record(StorageCall::Get(message_id.clone()));
+        self.inner.get(message_id).await
+    }
+
+    async fn remove(&self, message_id: String) -> Result<Removal, StoreError> {
+        self.record(StorageCall::Remove(message_id.clone()));
+        self.inner.remove(message_id).await
+    }
+
+    async fn expire(&self, expiry: &Expiry) -> Result<Expired, StoreError> {
+        self.record(StorageCall::Expire(expiry.clone()));
+        self.inner.expire(expiry).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

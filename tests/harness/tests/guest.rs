@@ -195,6 +195,57 @@ async fn storage_failure_is_a_clean_503_never_a_trap() {
 }
 
 #[tokio::test]
+async fn one_message_is_read_and_erased_through_the_storage_import() {
+    let admin = "admin-key-0123456789-abcdefghijklmnopqrstuvwxyz";
+    let store = MockStore::new();
+    let harness = Harness::new(guest(), store.clone())
+        .unwrap()
+        .with_api_keys(&format!("ops admin {admin}"));
+    let one = |method: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri("/messages/a%2Fb")
+            .header("authorization", format!("Bearer {admin}"))
+            .body(bytes::Bytes::new())
+            .unwrap()
+    };
+    let message = body("a/b", "+1", "2025-01-15T10:00:00Z", Some("hi"));
+    assert_eq!(harness.signed_webhook(&message).await.status, 200);
+
+    let read = harness.send(one("GET")).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.storage_calls, [StorageCall::Get("a/b".into())]);
+    assert_eq!(read.json()["text"], "hi");
+    assert!(read.json()["created_at"].is_string());
+    store.fail_next(Operation::Get, StoreError::Unavailable("locked".into()));
+    let unavailable = harness.send(one("GET")).await;
+    assert_eq!(
+        (unavailable.status, unavailable.header("retry-after")),
+        (503, Some("1"))
+    );
+
+    store.fail_next(Operation::Remove, StoreError::Internal("bug".into()));
+    let failed = harness.send(one("DELETE")).await;
+    assert_eq!(
+        (failed.status, failed.json()),
+        (500, json!({"detail": "internal error"}))
+    );
+    assert_eq!(store.messages().len(), 1, "nothing removed");
+    let erased = harness.send(one("DELETE")).await;
+    assert_eq!((erased.status, erased.body.len()), (204, 0));
+    assert_eq!(erased.storage_calls, [StorageCall::Remove("a/b".into())]);
+    assert_eq!(erased.logged("message_id"), Some(&json!("a/b")));
+    assert_eq!(store.removed_ids(), ["a/b"]);
+    assert_eq!(harness.send(one("DELETE")).await.status, 404);
+    assert_eq!(harness.send(one("GET")).await.status, 404);
+
+    let redelivered = harness.signed_webhook(&message).await;
+    assert_eq!(redelivered.status, 200);
+    assert_eq!(redelivered.logged("dup"), Some(&json!(true)));
+    assert!(store.messages().is_empty(), "an erased message is not stored again");
+}
+
+#[tokio::test]
 async fn a_whatsapp_delivery_whose_commit_fails_is_a_503_with_nothing_stored() {
     let store = MockStore::new();
     let harness = Harness::new(guest(), store.clone()).unwrap();

@@ -16,6 +16,7 @@ pub mod copy;
 mod errors;
 mod migration;
 mod queries;
+mod removals;
 mod rows;
 mod schema;
 mod writer;
@@ -31,9 +32,12 @@ use tokio::time::Instant;
 use tokio_postgres::NoTls;
 
 use super::{
-    MessageStore, READ_TIME_LIMIT, StoreError, check_insert_batch, check_message, check_page_request, check_top_senders,
+    Expired, Expiry, MessageStore, READ_TIME_LIMIT, StoreError, check_insert_batch, check_message, check_page_request,
+    check_top_senders, is_storable_id,
 };
-use crate::bindings::inlet::service::storage::{InsertOutcome, Message, MessageStats, Page, PageRequest};
+use crate::bindings::inlet::service::storage::{
+    InsertOutcome, Message, MessageStats, Page, PageRequest, Removal, StoredMessage,
+};
 use crate::config::PgUrl;
 
 /// Connections for reads and the readiness probe.
@@ -207,6 +211,33 @@ impl MessageStore for PgStore {
         check_top_senders(top_senders)?;
         let mut client = self.read_connection().await?;
         queries::stats(&mut client, top_senders)
+            .await
+            .map_err(|e| errors::classify(&e))
+    }
+
+    async fn get(&self, message_id: String) -> Result<Option<StoredMessage>, StoreError> {
+        if !is_storable_id(&message_id) {
+            return Ok(None);
+        }
+        let client = self.read_connection().await?;
+        removals::get(&client, &message_id)
+            .await
+            .map_err(|e| errors::classify(&e))
+    }
+
+    async fn remove(&self, message_id: String) -> Result<Removal, StoreError> {
+        if !is_storable_id(&message_id) {
+            return Ok(Removal::NotFound);
+        }
+        let client = self.read_connection().await?;
+        removals::remove(&client, &message_id)
+            .await
+            .map_err(|e| errors::classify(&e))
+    }
+
+    async fn expire(&self, expiry: &Expiry) -> Result<Expired, StoreError> {
+        let client = self.read_connection().await?;
+        removals::expire(&client, expiry)
             .await
             .map_err(|e| errors::classify(&e))
     }

@@ -8,15 +8,22 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::codec;
-use crate::bindings::inlet::service::storage::{Message, Timestamp};
+use crate::bindings::inlet::service::storage::{Message, StoredMessage, Timestamp};
 use crate::storage::fold;
 
-/// Inserts every row whose id is not stored yet; the ids it inserted. A
-/// concurrent insert of the same id elsewhere makes it wait for that commit
-/// and then skip the row.
+/// Inserts every row whose id is neither stored nor remembered as removed;
+/// the ids it inserted. A concurrent insert of the same id elsewhere makes
+/// it wait for that commit and then skip the row.
+///
+/// The remembered ids are read in the statement's snapshot: a removal that
+/// commits while the statement runs, of a row the statement then finds
+/// gone, is not seen, and the redelivery is stored again. That window is
+/// one removal's commit wide; the README says so.
 const INSERT: &str = "
 INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded, raw_text, raw_folded)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[], $9::bytea[], $10::bytea[])
+    AS given (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded, raw_text, raw_folded)
+WHERE NOT EXISTS (SELECT 1 FROM removed_ids WHERE removed_ids.message_id = given.message_id COLLATE \"C\")
 ON CONFLICT (message_id) DO NOTHING
 RETURNING message_id";
 
@@ -61,6 +68,9 @@ pub(super) async fn insert(
 /// The columns `message` reads, in its order.
 pub(super) const MESSAGE_COLUMNS: &str = "message_id, from_msisdn, to_msisdn, ts, ts_micros, text, raw_text";
 
+/// `MESSAGE_COLUMNS`, then `created_at`: what `stored` reads.
+pub(super) const STORED_COLUMNS: &str = "message_id, from_msisdn, to_msisdn, ts, ts_micros, text, raw_text, created_at";
+
 /// A row selected as `MESSAGE_COLUMNS`, as it was stored.
 pub(super) fn message(row: &Row) -> Message {
     Message {
@@ -72,6 +82,14 @@ pub(super) fn message(row: &Row) -> Message {
             unix_micros: row.get(4),
         },
         text: codec::text(row.get(5), row.get(6)),
+    }
+}
+
+/// A row selected as `STORED_COLUMNS`.
+pub(super) fn stored(row: &Row) -> StoredMessage {
+    StoredMessage {
+        message: message(row),
+        created_at: row.get(7),
     }
 }
 

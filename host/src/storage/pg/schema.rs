@@ -16,13 +16,19 @@
 //! `hourly_counts` and `totals`; reads add the deltas not folded yet. Rows
 //! inserted, deleted or updated by hand (psql) are counted the same way.
 //! `copy_progress` is where `inlet copy` resumes (see `copy`).
+//!
+//! `removed_ids` remembers the id of every deleted row (however deleted),
+//! with its `created_at` and the time of its removal, until the retention
+//! policy forgets it (`removals`); the insert statement skips remembered ids
+//! (`rows::INSERT`), so a redelivery is `duplicate`. Retention finds aged
+//! rows by `messages_by_age`. Version 1 had neither.
 
 use tokio_postgres::{Client, GenericClient};
 
 use crate::storage::hour_of;
 
 /// Bumped whenever the layout changes shape; `ping` checks it.
-pub(super) const VERSION: i32 = 1;
+pub(super) const VERSION: i32 = 2;
 
 /// Serialises migrations between hosts (any constant shared by all of them).
 const MIGRATION_LOCK: i64 = 0x696e_6c65_745f_6d31;
@@ -126,6 +132,33 @@ CREATE TRIGGER messages_emptied AFTER TRUNCATE ON messages
 "
 );
 
+/// From version 1 to 2: remembered ids of removed messages, and the index
+/// retention reads.
+const REMEMBER_REMOVED: &str = "
+CREATE TABLE removed_ids (
+    message_id text COLLATE \"C\" PRIMARY KEY,
+    created_at text NOT NULL,
+    removed_at text NOT NULL
+);
+CREATE INDEX removed_ids_by_age ON removed_ids (removed_at);
+CREATE INDEX messages_by_age ON messages (created_at);
+CREATE FUNCTION inlet_remember_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO removed_ids (message_id, created_at, removed_at)
+        SELECT message_id, created_at,
+               to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+        FROM deleted
+        ON CONFLICT (message_id) DO UPDATE SET created_at = excluded.created_at, removed_at = excluded.removed_at;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER messages_remembered AFTER DELETE ON messages
+    REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION inlet_remember_deleted();
+";
+
+/// The steps from each version to the next: `UPGRADES[n - 1]` takes version
+/// `n` to `n + 1`. A new database gets `SCHEMA` (version 1), then all of them.
+const UPGRADES: [&str; 1] = [REMEMBER_REMOVED];
+
 /// Brings the database to `VERSION` in one transaction, under an advisory
 /// lock so that hosts starting together apply it once (concurrent `CREATE
 /// ... IF NOT EXISTS` can still collide in PostgreSQL's catalogs). Refuses a
@@ -139,16 +172,22 @@ pub(super) async fn migrate(client: &mut Client) -> anyhow::Result<()> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    match version(&tx).await? {
+    let found = match version(&tx).await? {
         None => {
             tx.batch_execute(SCHEMA).await?;
-            tx.execute("INSERT INTO inlet_schema VALUES (1, $1)", &[&VERSION])
-                .await?;
+            tx.execute("INSERT INTO inlet_schema VALUES (1, 1)", &[]).await?;
+            1
         }
         Some(found) if found > VERSION => {
             anyhow::bail!("the database has schema version {found}, newer than this release's {VERSION}")
         }
-        Some(_) => {}
+        Some(found) => found,
+    };
+    if found < VERSION {
+        for upgrade in UPGRADES.iter().skip(usize::try_from(found - 1).unwrap_or(0)) {
+            tx.batch_execute(upgrade).await?;
+        }
+        tx.execute("UPDATE inlet_schema SET version = $1", &[&VERSION]).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -193,4 +232,14 @@ pub(super) async fn writable_version(client: &impl GenericClient) -> Result<Writ
         (false, true) => Writable::No("read-only"),
         (false, false) => Writable::Yes(row.get(2)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_version_after_the_first_has_its_upgrade() {
+        assert_eq!(UPGRADES.len(), usize::try_from(VERSION - 1).unwrap());
+    }
 }

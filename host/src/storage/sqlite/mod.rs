@@ -4,11 +4,13 @@
 //! Callers are async and never block a tokio worker: every SQLite call runs
 //! on these dedicated threads.
 
+pub mod backup;
 pub mod bulk;
 mod errors;
 mod queries;
 pub(super) use queries::message_from_row;
 mod readers;
+mod removals;
 mod schema;
 mod search_counts;
 mod text_index;
@@ -21,8 +23,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{MessageStore, StoreError, check_insert_batch, check_message, check_page_request, check_top_senders};
-use crate::bindings::inlet::service::storage::{InsertOutcome, Message, MessageStats, Page, PageRequest};
+use super::{
+    Expired, Expiry, MessageStore, StoreError, check_insert_batch, check_message, check_page_request,
+    check_top_senders, is_storable_id,
+};
+use crate::bindings::inlet::service::storage::{
+    InsertOutcome, Message, MessageStats, Page, PageRequest, Removal, StoredMessage,
+};
 
 /// The SQLite-backed store.
 pub struct SqliteStore {
@@ -80,6 +87,24 @@ impl MessageStore for SqliteStore {
     async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError> {
         check_top_senders(top_senders)?;
         self.readers.run(move |conn| queries::stats(conn, top_senders)).await
+    }
+
+    async fn get(&self, message_id: String) -> Result<Option<StoredMessage>, StoreError> {
+        if !is_storable_id(&message_id) {
+            return Ok(None);
+        }
+        self.readers.run(move |conn| queries::get(conn, &message_id)).await
+    }
+
+    async fn remove(&self, message_id: String) -> Result<Removal, StoreError> {
+        if !is_storable_id(&message_id) {
+            return Ok(Removal::NotFound);
+        }
+        self.writer.remove(message_id).await
+    }
+
+    async fn expire(&self, expiry: &Expiry) -> Result<Expired, StoreError> {
+        self.writer.expire(expiry.clone()).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,12 +1,12 @@
-//! The read queries: filtered pages and aggregates. Every value is bound as a
+//! The read queries: filtered pages, one message by id, and aggregates. Every value is bound as a
 //! parameter; the SQL text only varies by which filters are present.
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, Row, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
 
 use super::search_counts::{Counted, SearchCounts, Watermark};
 use crate::bindings::inlet::service::storage::{
-    Message, MessageFilter, MessageStats, Page, PageRequest, SenderCount, Timestamp,
+    Message, MessageFilter, MessageStats, Page, PageRequest, SenderCount, StoredMessage, Timestamp,
 };
 use crate::storage::{MICROS_PER_HOUR, fold};
 
@@ -307,6 +307,21 @@ pub(in crate::storage) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Me
         },
         text: row.get(5)?,
     })
+}
+
+/// The message stored under `message_id`, with its `created_at`.
+pub(super) fn get(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<StoredMessage>> {
+    conn.prepare_cached(
+        "SELECT message_id, from_msisdn, to_msisdn, ts, ts_micros, text, created_at
+         FROM messages WHERE message_id = ?1",
+    )?
+    .query_row([message_id], |row| {
+        Ok(StoredMessage {
+            message: message_from_row(row)?,
+            created_at: row.get(6)?,
+        })
+    })
+    .optional()
 }
 
 /// Totals, top senders (count descending, sender ascending) and the first

@@ -13,7 +13,7 @@ use rusqlite::functions::FunctionFlags;
 use crate::storage::{fold, hour_of};
 
 /// Bumped whenever `SCHEMA` changes shape; `ping` checks it.
-pub(super) const VERSION: i64 = 6;
+pub(super) const VERSION: i64 = 7;
 
 /// `text_folded` is `text` folded as `q` compares it (see `storage::fold`), written
 /// by the writer. The text index holds it, with a case-sensitive trigram
@@ -38,6 +38,12 @@ pub(super) const VERSION: i64 = 6;
 ///
 /// `totals.removed` counts deletions ever made, so that a remembered search
 /// total can tell whether it still holds (see `search_counts`).
+///
+/// `removed_ids` remembers the id of every deleted row (however it was
+/// deleted), with its `created_at` and the time of its removal, until the
+/// retention policy forgets it (`removals::expire`); an insert of a
+/// remembered id is ignored (`RAISE(IGNORE)`: no row, no change), which the
+/// writer reports as `duplicate`. Version 6 had no `removed_ids`.
 ///
 /// `seq` is the stable rowid the text index refers to (a VACUUM may renumber
 /// an implicit rowid). `ts_micros` is the instant of `ts`: ordering and
@@ -113,6 +119,25 @@ CREATE TRIGGER IF NOT EXISTS messages_uncounted AFTER DELETE ON messages BEGIN
     ";
     INSERT INTO message_text (message_text, rowid, text_folded)
         SELECT 'delete', old.seq, old.text_folded WHERE old.seq <= (SELECT indexed_through FROM text_index);
+END;
+
+CREATE TABLE IF NOT EXISTS removed_ids (
+    message_id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    removed_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS removed_ids_by_age ON removed_ids (removed_at);
+
+CREATE TRIGGER IF NOT EXISTS messages_remembered AFTER DELETE ON messages BEGIN
+    INSERT INTO removed_ids (message_id, created_at, removed_at)
+        VALUES (old.message_id, old.created_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        ON CONFLICT (message_id) DO UPDATE SET created_at = excluded.created_at, removed_at = excluded.removed_at;
+END;
+
+CREATE TRIGGER IF NOT EXISTS messages_not_removed BEFORE INSERT ON messages
+    WHEN EXISTS (SELECT 1 FROM removed_ids WHERE message_id = new.message_id)
+BEGIN
+    SELECT RAISE(IGNORE);
 END;
 
 CREATE TABLE IF NOT EXISTS health_probe (

@@ -26,10 +26,10 @@ use tokio::sync::oneshot;
 
 use super::text_index::IndexSchedule;
 use super::upkeep::Upkeep;
-use super::{errors, schema};
-use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
+use super::{errors, removals, schema};
+use crate::bindings::inlet::service::storage::{InsertOutcome, Message, Removal};
 use crate::storage::pending::{Batch, Pending, Reply, commit_time, stopped};
-use crate::storage::{StoreError, fold};
+use crate::storage::{Expired, Expiry, StoreError, fold};
 
 /// Jobs waiting for the writer, at most; more are refused.
 const QUEUE: usize = 4096;
@@ -39,6 +39,8 @@ const PROVEN_FOR: Duration = Duration::from_secs(5);
 
 enum Job {
     Insert(Pending),
+    Remove(String, Reply<Removal>),
+    Expire(Expiry, Reply<Expired>),
     Ping(Reply<()>),
     Checkpoint(Reply<()>),
 }
@@ -76,6 +78,16 @@ impl Writer {
     /// Commits `messages` together (and with whatever else is queued).
     pub(super) async fn insert_batch(&self, messages: Vec<Message>) -> Result<Vec<InsertOutcome>, StoreError> {
         self.submit(|reply| Job::Insert(Pending::Many(messages, reply))).await
+    }
+
+    /// Removes one message, after the inserts queued before it.
+    pub(super) async fn remove(&self, message_id: String) -> Result<Removal, StoreError> {
+        self.submit(|reply| Job::Remove(message_id, reply)).await
+    }
+
+    /// One retention step, after the inserts queued before it.
+    pub(super) async fn expire(&self, expiry: Expiry) -> Result<Expired, StoreError> {
+        self.submit(|reply| Job::Expire(expiry, reply)).await
     }
 
     /// A commit proved writes lately, or the writer checks now (behind what is queued).
@@ -145,7 +157,8 @@ fn next_job(queue: &Receiver<Job>, conn: &mut Connection, upkeep: &mut Upkeep) -
 }
 
 /// Handles `first` and whatever else has queued, up to `MAX_BATCH` rows in
-/// `batch`; pings and checkpoints are answered on the way.
+/// `batch`; pings are answered on the way, and removals and checkpoints
+/// after committing the inserts that queued before them.
 fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut Batch, proof: &WriteProof) {
     let mut next = Some(first);
     while let Some(job) = next.take() {
@@ -153,6 +166,14 @@ fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut 
             Job::Insert(pending) => batch.push(pending),
             Job::Ping(reply) => {
                 let _ = reply.send(ping(conn, proof));
+            }
+            Job::Remove(message_id, reply) => {
+                commit_batch(conn, batch, proof);
+                let _ = reply.send(removals::remove(conn, &message_id).map_err(|e| errors::classify(&e)));
+            }
+            Job::Expire(expiry, reply) => {
+                commit_batch(conn, batch, proof);
+                let _ = reply.send(removals::expire(conn, &expiry).map_err(|e| errors::classify(&e)));
             }
             Job::Checkpoint(reply) => {
                 commit_batch(conn, batch, proof);
