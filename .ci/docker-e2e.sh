@@ -91,6 +91,7 @@ check "all capabilities dropped" test "$(docker inspect -f '{{.HostConfig.CapDro
 check "/data is a named volume" test "$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/data"}}{{.Type}}{{end}}{{end}}' "$cid")" = volume
 dbcopy=$(mktemp -d)
 check "the volume holds app.db" bash -c "docker cp '$cid:/data/app.db' '$dbcopy/app.db' && test -s '$dbcopy/app.db'"
+check "inlet backup copies the serving database" bash -c "$COMPOSE exec -T api /inlet backup /data/app-copy.db | jq -e '.messages == 4' >/dev/null && docker cp '$cid:/data/app-copy.db' '$dbcopy/copy.db' && test -s '$dbcopy/copy.db'"
 rm -rf "$dbcopy"
 check "health check reports healthy" bash -c "for i in \$(seq 30); do [ \"\$(docker inspect -f '{{.State.Health.Status}}' $cid)\" = healthy ] && exit 0; sleep 1; done; exit 1"
 $COMPOSE restart api >/dev/null 2>&1

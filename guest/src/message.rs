@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use crate::bindings::inlet::service::log::{self, FieldValue};
 use crate::bindings::inlet::service::storage::{self, Removal};
 use crate::listing::MessageView;
+use crate::payload::MAX_ID_CHARS;
 use crate::response::Response;
 
 /// A stored message and when Inlet stored it.
@@ -52,10 +53,13 @@ pub(crate) fn erase(encoded_id: &str) -> Response {
     }
 }
 
-/// The id a path segment names, noted on the request's log line.
+/// The id a path segment names, noted on the request's log line when it
+/// is no longer than a delivered id may be (the host bounds log fields).
 fn decoded(encoded_id: &str) -> Option<String> {
     let message_id = id_in(encoded_id)?;
-    log::annotate("message_id", &FieldValue::Text(message_id.clone()));
+    if message_id.chars().count() <= MAX_ID_CHARS {
+        log::annotate("message_id", &FieldValue::Text(message_id.clone()));
+    }
     Some(message_id)
 }
 

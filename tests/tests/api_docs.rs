@@ -26,9 +26,11 @@ fn the_guest_serves_an_openapi_document_of_every_route() {
         .collect();
     operations.sort();
     let expected = [
+        ("delete", "/messages/{message_id}"),
         ("get", "/health/live"),
         ("get", "/health/ready"),
         ("get", "/messages"),
+        ("get", "/messages/{message_id}"),
         ("get", "/metrics"),
         ("get", "/stats"),
         ("get", "/webhook/whatsapp"),
@@ -39,10 +41,12 @@ fn the_guest_serves_an_openapi_document_of_every_route() {
     // Each operation answers with a status the document gives it.
     let body = message("doc-1", "+15550001", "2025-01-15T10:00:00Z", Some("hi"));
     for (method, path) in expected {
+        let concrete = path.replace("{message_id}", "doc-1");
         let reply = match (method, path) {
             ("post", "/webhook") => server.webhook(&body, Some(&sign(&body))),
             ("post", _) => server.post_json(path, "{}", &[]),
-            _ => server.get(path),
+            ("delete", _) => server.request("DELETE", &concrete, None),
+            _ => server.get(&concrete),
         };
         let documented = &document["paths"][path][method]["responses"][reply.status.to_string()];
         assert!(

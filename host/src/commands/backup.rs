@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::config::{DEFAULT_DATABASE_URL, Database};
-use crate::storage::sqlite::backup;
+use crate::storage::sqlite::backup::{self, Existing};
 use crate::telemetry::request_log::latency_ms;
 
 /// `inlet backup`'s arguments.
@@ -31,7 +31,7 @@ pub fn run(args: &BackupArgs) -> anyhow::Result<ExitCode> {
         Database::Postgres(_) => {
             return Ok(refused(
                 "DATABASE_URL is PostgreSQL: back it up with pg_dump (one database, logical) or \
-                 pg_basebackup (the whole server, physical); see host/cluster/README.md",
+                 pg_basebackup (the whole server, physical)",
             ));
         }
     };
@@ -42,7 +42,8 @@ pub fn run(args: &BackupArgs) -> anyhow::Result<ExitCode> {
         )));
     }
     let started = Instant::now();
-    let copied = backup::copy(&source, &args.path)?;
+    let existing = if args.force { Existing::Replace } else { Existing::Keep };
+    let copied = backup::copy(&source, &args.path, existing)?;
     let report = serde_json::json!({
         "database": source.display().to_string(),
         "copy": args.path.display().to_string(),

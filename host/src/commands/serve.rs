@@ -50,9 +50,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         whatsapp_verify_token: config.whatsapp_verify_token.clone(),
         api_keys,
     });
-    if let Some(retention) = config.retention {
-        tokio::spawn(retention::run(store.clone(), retention, services.metrics.clone()));
-    }
+    let retention = config
+        .retention
+        .map(|retention| tokio::spawn(retention::run(store.clone(), retention, services.metrics.clone())));
     let guests = Arc::new(GuestSlot::new(guest));
     let reloader = Reloader::new(runtime, cache, config.guest.clone(), guests.clone(), services.clone());
     tokio::spawn(Arc::new(reloader).watch());
@@ -65,6 +65,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr().unwrap_or(address);
     tracing::info!(%address, startup_ms = latency_ms(started), "listening");
     server::serve(listener, app, shutdown_signal()).await;
+    // Its steps would fail against a closing store.
+    if let Some(retention) = retention {
+        retention.abort();
+    }
     match store.close().await {
         Ok(()) => tracing::info!("storage closed"),
         Err(error) => tracing::error!(error = ?error, "storage close failed"),

@@ -160,7 +160,7 @@ impl Metrics {
         );
         registry.register(
             "messages_removed",
-            "Messages removed since start, by reason (erased, expired)",
+            "Messages removed since start, by reason",
             messages_removed.clone(),
         );
         registry.register(

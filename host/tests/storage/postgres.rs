@@ -157,6 +157,37 @@ async fn hosts_starting_together_apply_the_schema_once() {
     stores[3].ping().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_racing_its_erasure_is_not_stored_again() {
+    use inlet::bindings::inlet::service::storage::Removal;
+    let url = fresh_database();
+    let store = std::sync::Arc::new(open(&url));
+    assert_eq!(
+        store.insert(message(1, "+1", 0, Some("erase me"))).await.unwrap(),
+        Created
+    );
+    let (eraser, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    eraser
+        .batch_execute("BEGIN; DELETE FROM messages WHERE message_id = 'm1'")
+        .await
+        .unwrap();
+    // The redelivery reaches the row while its erasure is uncommitted, and waits.
+    let racing = store.clone();
+    let redelivery = tokio::spawn(async move { racing.insert(message(1, "+1", 0, Some("again"))).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!redelivery.is_finished(), "the insert waits for the erasure");
+    eraser.batch_execute("COMMIT").await.unwrap();
+    let raced = redelivery.await.unwrap();
+    assert!(matches!(raced, Err(StoreError::Unavailable(_))), "{raced:?}");
+    assert_eq!(
+        store.insert(message(1, "+1", 0, Some("again"))).await.unwrap(),
+        Duplicate
+    );
+    assert_eq!(store.get("m1".into()).await.unwrap(), None, "not stored again");
+    assert_eq!(store.remove("m1".into()).await.unwrap(), Removal::NotFound);
+}
+
 #[tokio::test]
 async fn a_version_1_database_is_upgraded_with_its_rows() {
     use inlet::bindings::inlet::service::storage::Removal;
@@ -168,6 +199,7 @@ async fn a_version_1_database_is_upgraded_with_its_rows() {
     psql(
         &url,
         "DROP TRIGGER messages_remembered ON messages; DROP FUNCTION inlet_remember_deleted();
+         DROP TRIGGER messages_not_removed ON messages; DROP FUNCTION inlet_refuse_removed();
          DROP TABLE removed_ids; DROP INDEX messages_by_age; UPDATE inlet_schema SET version = 1",
     )
     .await
@@ -353,6 +385,40 @@ async fn a_copy_beside_a_serving_host_meets_its_inserts_without_deadlock() {
         (4_000, 4_000)
     );
     assert_matches(&*store, &model(&messages)).await;
+}
+
+#[tokio::test]
+async fn a_copy_carries_the_ids_of_removed_messages() {
+    use inlet::storage::SqliteStore;
+    use inlet::storage::pg::copy::{CopyPlan, from_sqlite};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let messages = numbered_messages(0..30);
+    {
+        let sqlite = SqliteStore::open(&path).unwrap();
+        sqlite.insert_batch(messages.clone()).await.unwrap();
+        for id in ["m3", "m7"] {
+            sqlite.remove(id.into()).await.unwrap();
+        }
+        sqlite.close().await.unwrap();
+    }
+    let url = fresh_database();
+    let target = PgUrl(Box::new(url.parse().unwrap()));
+    let plan = CopyPlan {
+        chunk: 7,
+        stop_after_chunks: None,
+    };
+    let report = from_sqlite(&path, &target, plan).await.unwrap();
+    assert_eq!((report.verified, report.removed_ids), (28, 2));
+    assert_eq!(
+        from_sqlite(&path, &target, plan).await.unwrap().removed_ids,
+        0,
+        "a rerun adds none"
+    );
+    let store = open(&url);
+    assert_eq!(store.insert(messages[3].clone()).await.unwrap(), Duplicate);
+    assert_eq!(store.insert(messages[7].clone()).await.unwrap(), Duplicate);
+    assert_eq!(store.get("m7".into()).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

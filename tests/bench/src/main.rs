@@ -1,6 +1,6 @@
 //! `make bench`: runs the real `inlet` binary with the real guest on
 //! 127.0.0.1 and measures ingest, duplicates, a trivial "hello" guest on the
-//! same host, reads over a seeded database, start-up, hot swap, peak memory
+//! same host, reads over a seeded database, retention, start-up, hot swap, peak memory
 //! and the image size, and the same host with spinning guests beside real
 //! traffic. Prints a table and writes the results as JSON.
 
@@ -12,6 +12,7 @@ mod postgres;
 mod reference;
 mod report;
 mod requests;
+mod retention;
 mod timing;
 
 use std::collections::BTreeMap;
@@ -50,7 +51,7 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ingest,rounds,reads,postgres,startup,swap,containment"
+        default_value = "ingest,rounds,reads,retention,postgres,startup,swap,containment"
     )]
     phases: Vec<Phase>,
     /// Where the JSON results go.
@@ -65,6 +66,8 @@ enum Phase {
     /// Alternating rounds: ingest, hello, the native reference.
     Rounds,
     Reads,
+    /// Ingest with and without `RETENTION`; one pass over the seeded rows.
+    Retention,
     /// The PostgreSQL backend: ingest beside SQLite, two hosts, reads.
     Postgres,
     Startup,
@@ -94,6 +97,9 @@ fn main() -> anyhow::Result<()> {
     }
     if runs(Phase::Reads) {
         reads(&cli, &runtime, &mut results)?;
+    }
+    if runs(Phase::Retention) {
+        retention::run(&cli, &runtime, &mut results)?;
     }
     if runs(Phase::Postgres) {
         postgres::run(&cli, &runtime, &mut results)?;

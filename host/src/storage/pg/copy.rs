@@ -9,7 +9,9 @@
 //! nothing. The check then reads every source row's id back from
 //! PostgreSQL and compares the whole message. It may run while hosts serve
 //! from either database: rows that arrive in SQLite after the copy passed
-//! them are picked up by running it again.
+//! them are picked up by running it again. The ids SQLite remembers as
+//! removed are copied too, so that a redelivery of an erased message stays
+//! a duplicate after the move.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -49,6 +51,8 @@ pub struct CopyReport {
     pub mismatched: u64,
     /// Source messages PostgreSQL does not hold.
     pub missing: u64,
+    /// Removed messages' ids this run added to those PostgreSQL remembers.
+    pub removed_ids: u64,
 }
 
 impl CopyReport {
@@ -86,6 +90,7 @@ pub async fn from_sqlite(source: &Path, target: &PgUrl, plan: CopyPlan) -> anyho
         after = last;
         chunks += 1;
     }
+    report.removed_ids = copy_removed_ids(&sqlite, &client, plan.chunk).await?;
     // Each chunk left count deltas: fold them now rather than leave a
     // million of them to the first host that serves this database.
     compact::fold(&pool).await?;
@@ -122,6 +127,42 @@ async fn copy_chunk(
     report.copied += copied;
     report.already_present += rows.len() as u64 - copied;
     Ok(())
+}
+
+/// Copies the ids SQLite remembers as removed, `chunk` at a time, keeping
+/// those PostgreSQL remembers already; how many it added. A source from a
+/// release that remembered none has no `removed_ids`.
+async fn copy_removed_ids(sqlite: &Connection, client: &Object, chunk: u32) -> anyhow::Result<u64> {
+    let remembers: bool = sqlite.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'removed_ids')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !remembers {
+        return Ok(0);
+    }
+    let mut read = sqlite.prepare(
+        "SELECT message_id, created_at, removed_at FROM removed_ids
+         WHERE message_id > ?1 ORDER BY message_id LIMIT ?2",
+    )?;
+    let insert = "INSERT INTO removed_ids (message_id, created_at, removed_at)
+                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+                  ON CONFLICT (message_id) DO NOTHING";
+    let (mut after, mut added) = (String::new(), 0);
+    loop {
+        let rows: Vec<(String, String, String)> = read
+            .query_map(rusqlite::params![after, chunk], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let Some(last) = rows.last().map(|(id, _, _)| id.clone()) else {
+            return Ok(added);
+        };
+        let ids: Vec<String> = rows.iter().map(|(id, _, _)| codec::key(id).into_owned()).collect();
+        let (created, removed): (Vec<&str>, Vec<&str>) = rows.iter().map(|(_, c, r)| (c.as_str(), r.as_str())).unzip();
+        added += client.execute(insert, &[&ids, &created, &removed]).await?;
+        after = last;
+    }
 }
 
 /// Compares every source message with what PostgreSQL holds under its id.

@@ -3,9 +3,9 @@
 //!
 //! The same contract as the SQLite store: exactly one `created` per id, also
 //! across hosts; a reply only after the commit returned; the same order,
-//! filters, `q` folding and cursors. Connections come from two pools, one
-//! for the group commits (`writer`) and one for reads, the count fold and
-//! the readiness probe. Nothing waits for the database at start: a
+//! filters, `q` folding and cursors. Connections come from three pools: the
+//! group commits' (`writer`); reads, removals and the readiness probe; and
+//! one for the count fold. Nothing waits for the database at start: a
 //! background task applies the schema (`migration`), trying again until it
 //! succeeds, so a host may start before its database and answer 503 until
 //! it is there.
@@ -40,7 +40,8 @@ use crate::bindings::inlet::service::storage::{
 };
 use crate::config::PgUrl;
 
-/// Connections for reads and the readiness probe.
+/// Connections for reads, removals (an erasure, a retention step) and the
+/// readiness probe.
 const READ_CONNECTIONS: usize = 8;
 
 /// How long a request waits for a free connection, or for a new one to be

@@ -15,10 +15,8 @@ use crate::storage::fold;
 /// the ids it inserted. A concurrent insert of the same id elsewhere makes
 /// it wait for that commit and then skip the row.
 ///
-/// The remembered ids are read in the statement's snapshot: a removal that
-/// commits while the statement runs, of a row the statement then finds
-/// gone, is not seen, and the redelivery is stored again. That window is
-/// one removal's commit wide; the README says so.
+/// The remembered ids are read in the statement's snapshot; a removal
+/// committed while it ran is caught by a trigger (see `schema`).
 const INSERT: &str = "
 INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded, raw_text, raw_folded)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[], $9::bytea[], $10::bytea[])
@@ -65,11 +63,17 @@ pub(super) async fn insert(
     Ok(returned.into_iter().map(|row| codec::unkey(row.get(0))).collect())
 }
 
-/// The columns `message` reads, in its order.
-pub(super) const MESSAGE_COLUMNS: &str = "message_id, from_msisdn, to_msisdn, ts, ts_micros, text, raw_text";
+/// The columns `message` reads, in its order (a macro, so that
+/// `STORED_COLUMNS` can extend it).
+macro_rules! message_columns {
+    () => {
+        "message_id, from_msisdn, to_msisdn, ts, ts_micros, text, raw_text"
+    };
+}
+pub(super) const MESSAGE_COLUMNS: &str = message_columns!();
 
 /// `MESSAGE_COLUMNS`, then `created_at`: what `stored` reads.
-pub(super) const STORED_COLUMNS: &str = "message_id, from_msisdn, to_msisdn, ts, ts_micros, text, raw_text, created_at";
+pub(super) const STORED_COLUMNS: &str = concat!(message_columns!(), ", created_at");
 
 /// A row selected as `MESSAGE_COLUMNS`, as it was stored.
 pub(super) fn message(row: &Row) -> Message {

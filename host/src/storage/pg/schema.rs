@@ -17,11 +17,16 @@
 //! inserted, deleted or updated by hand (psql) are counted the same way.
 //! `copy_progress` is where `inlet copy` resumes (see `copy`).
 //!
-//! `removed_ids` remembers the id of every deleted row (however deleted),
+//! `removed_ids` remembers the id of every deleted row (by any `DELETE`),
 //! with its `created_at` and the time of its removal, until the retention
 //! policy forgets it (`removals`); the insert statement skips remembered ids
-//! (`rows::INSERT`), so a redelivery is `duplicate`. Retention finds aged
-//! rows by `messages_by_age`. Version 1 had neither.
+//! (`rows::INSERT`), so a redelivery is `duplicate`. That statement reads
+//! them in its own snapshot, which misses a removal committed while it ran
+//! (one it waited for, on the row's conflict): `messages_not_removed` looks
+//! again after the insert, in a snapshot of its own, and fails the statement
+//! as a serialization failure (`unavailable`: the sender's retry is then a
+//! `duplicate`). Retention finds aged rows by `messages_by_age`. Version 1
+//! had none of these.
 
 use tokio_postgres::{Client, GenericClient};
 
@@ -153,6 +158,16 @@ BEGIN
 END $$;
 CREATE TRIGGER messages_remembered AFTER DELETE ON messages
     REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION inlet_remember_deleted();
+CREATE FUNCTION inlet_refuse_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM inserted JOIN removed_ids USING (message_id)) THEN
+        RAISE EXCEPTION 'a removal of a message being stored again committed meanwhile; retry'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER messages_not_removed AFTER INSERT ON messages
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION inlet_refuse_removed();
 ";
 
 /// The steps from each version to the next: `UPGRADES[n - 1]` takes version

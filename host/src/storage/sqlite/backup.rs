@@ -3,8 +3,8 @@
 //! `VACUUM INTO` reads the database in one read transaction, so the copy is
 //! the database as of one commit, beside a writer that goes on committing
 //! (WAL). It is written to a hidden file beside the target, synced (SQLite
-//! does not sync it), checked, and only then renamed over the target, so
-//! the target is never a half-written copy.
+//! does not sync it), checked, and only then put in place, so the target is
+//! never a half-written copy.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,15 @@ use anyhow::Context;
 use rusqlite::{Connection, OpenFlags};
 
 use super::schema;
+
+/// What to do about a file already at the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Keep it: the copy fails (also when the file appears while copying).
+    Keep,
+    /// Replace it, once the copy is complete.
+    Replace,
+}
 
 /// What a copy holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +32,8 @@ pub struct Copied {
     pub bytes: u64,
 }
 
-/// Copies the database at `source` to `target` (replacing it, if any).
-pub fn copy(source: &Path, target: &Path) -> anyhow::Result<Copied> {
+/// Copies the database at `source` to `target`.
+pub fn copy(source: &Path, target: &Path, existing: Existing) -> anyhow::Result<Copied> {
     // Never created here: a mistyped path is an error, not an empty copy.
     let conn = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .with_context(|| format!("cannot open the database {}", source.display()))?;
@@ -36,11 +45,24 @@ pub fn copy(source: &Path, target: &Path) -> anyhow::Result<Copied> {
         let _ = std::fs::remove_file(&partial);
     }
     let copied = written?;
-    std::fs::rename(&partial, target).with_context(|| format!("cannot move the copy to {}", target.display()))?;
-    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
-    }
+    place(&partial, target, existing)?;
     Ok(copied)
+}
+
+/// Puts the complete copy at `target`, durably.
+fn place(partial: &Path, target: &Path, existing: Existing) -> anyhow::Result<()> {
+    let placed = match existing {
+        Existing::Replace => std::fs::rename(partial, target),
+        // A link is made only where no file is: never over one that appeared.
+        Existing::Keep => std::fs::hard_link(partial, target).and_then(|()| std::fs::remove_file(partial)),
+    };
+    if let Err(error) = placed {
+        let _ = std::fs::remove_file(partial);
+        return Err(error).with_context(|| format!("cannot put the copy at {}", target.display()));
+    }
+    let dir = target.parent().filter(|d| !d.as_os_str().is_empty());
+    File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+    Ok(())
 }
 
 /// The hidden file a copy is written to before it is complete.

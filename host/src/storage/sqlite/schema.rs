@@ -251,7 +251,8 @@ fn apply(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         2 => tx.execute_batch(ALL_ROWS_INDEXED)?,
         _ => {}
     }
-    if found > 0 {
+    // Versions 1 to 5 lost their text index above; 6 keeps its own.
+    if (1..=5).contains(&found) {
         tx.execute_batch(INDEX_COVERED_ROWS)?;
     }
     tx.execute_batch(&format!("PRAGMA user_version = {VERSION};"))

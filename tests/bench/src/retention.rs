@@ -1,0 +1,79 @@
+//! `RETENTION`: ingest while aged messages are removed as fast as they
+//! arrive, against ingest without it, in alternating rounds on fresh
+//! servers; then one retention pass over the whole seeded database.
+
+use std::time::{Duration, Instant};
+
+use inlet_e2e::Server;
+
+use crate::report::Results;
+use crate::{Cli, address, push, requests, seeded_database};
+
+/// Short enough that most of a round runs with removals under way.
+const RETENTION_ON: &str = "2s";
+
+/// How long one pass over the seeded database may take before the bench
+/// gives up on it.
+const PASS_BOUND: Duration = Duration::from_secs(15 * 60);
+
+pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
+    ingest_rounds(cli, runtime, results)?;
+    full_pass(cli, results)
+}
+
+/// Ingest at 32 connections without and with `RETENTION_ON`, alternating
+/// which goes first, and the median ratio.
+fn ingest_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
+    let settings: [&[(&str, &str)]; 2] = [&[], &[("RETENTION", RETENTION_ON)]];
+    let mut rates = [Vec::new(), Vec::new()];
+    for round in 0..cli.ratio_rounds.max(1) {
+        for turn in 0..2 {
+            let which = (turn + round) % 2;
+            let server = Server::start_with(settings[which]);
+            let ids = requests::webhooks(&format!("retention{round}-{which}"), None);
+            let load = push(runtime, address(&server), 32, cli.seconds, ids)?;
+            rates[which].push(load.requests_per_second);
+        }
+    }
+    let of_rounds = format!("at 32 conns, median of {} alternating rounds", rates[0].len());
+    results.spread(&format!("ingest without RETENTION, {of_rounds}"), &rates[0], "req/s");
+    results.spread(
+        &format!("ingest with RETENTION={RETENTION_ON} removing as fast, {of_rounds}"),
+        &rates[1],
+        "req/s",
+    );
+    let ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(on, off)| on / off).collect();
+    results.spread("ingest with / without retention", &ratios, "ratio");
+    Ok(())
+}
+
+/// A server started on a copy of the seeded database with every row aged:
+/// the time its first pass (the `retention pass` log line) took to remove
+/// them all.
+fn full_pass(cli: &Cli, results: &mut Results) -> anyhow::Result<()> {
+    let seeded = seeded_database(cli.rows, results)?;
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(&seeded, dir.path().join("app.db"))?;
+    let server = Server::start_in(dir, &[("RETENTION", "1s")]);
+    let started = Instant::now();
+    let pass = loop {
+        if let Some(pass) = server.logs().into_iter().find(|l| l["msg"] == "retention pass") {
+            break pass;
+        }
+        anyhow::ensure!(
+            started.elapsed() < PASS_BOUND,
+            "no retention pass within {PASS_BOUND:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    anyhow::ensure!(
+        pass["removed"].as_u64() == Some(cli.rows),
+        "the pass removed {} of {} rows",
+        pass["removed"],
+        cli.rows
+    );
+    let seconds = pass["pass_ms"].as_f64().unwrap_or_default() / 1000.0;
+    results.value(&format!("retention pass removing {} rows", cli.rows), seconds, "s");
+    results.value("retention pass rate", cli.rows as f64 / seconds, "rows/s");
+    Ok(())
+}
