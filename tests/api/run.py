@@ -139,7 +139,7 @@ class Operations(html.parser.HTMLParser):
         attrs = dict(attrs)
         classes = (attrs.get("class") or "").split()
         for name in classes:
-            if name.startswith("opblock-") and name[len("opblock-"):] in ("get", "post"):
+            if name.startswith("opblock-") and name[len("opblock-"):] in ("get", "post", "delete"):
                 self.method = name[len("opblock-"):]
         if "data-path" in attrs and self.method:
             self.operation = (self.method, attrs["data-path"])
