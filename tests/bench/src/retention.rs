@@ -26,6 +26,7 @@ pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Re
 fn ingest_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let settings: [&[(&str, &str)]; 2] = [&[], &[("RETENTION", RETENTION_ON)]];
     let mut rates = [Vec::new(), Vec::new()];
+    let mut removed = Vec::new();
     for round in 0..cli.ratio_rounds.max(1) {
         for turn in 0..2 {
             let which = (turn + round) % 2;
@@ -33,8 +34,12 @@ fn ingest_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Res
             let ids = requests::webhooks(&format!("retention{round}-{which}"), None);
             let load = push(runtime, address(&server), 32, cli.seconds, ids)?;
             rates[which].push(load.requests_per_second);
+            if which == 1 {
+                removed.push(removed_so_far(&server) as f64);
+            }
         }
     }
+    results.spread("messages retention removed during an ingest round", &removed, "rows");
     let of_rounds = format!("at 32 conns, median of {} alternating rounds", rates[0].len());
     results.spread(&format!("ingest without RETENTION, {of_rounds}"), &rates[0], "req/s");
     results.spread(
@@ -45,6 +50,12 @@ fn ingest_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Res
     let ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(on, off)| on / off).collect();
     results.spread("ingest with / without retention", &ratios, "ratio");
     Ok(())
+}
+
+/// Messages the server's retention passes have removed, by its log.
+fn removed_so_far(server: &Server) -> u64 {
+    let passes = server.logs().into_iter().filter(|l| l["msg"] == "retention pass");
+    passes.filter_map(|pass| pass["removed"].as_u64()).sum()
 }
 
 /// A server started on a copy of the seeded database with every row aged:
