@@ -4,6 +4,13 @@
 # tests see a node that is down as down.
 set -euo pipefail
 
+# A killed node leaves PostgreSQL's lock files behind (the socket's in the
+# container's own layer, the data directory's in its volume). They name the
+# old postmaster's PID, which in this fresh container may belong to another
+# process, and PostgreSQL would then refuse to start for good. Nothing of
+# this node runs yet, so they are stale.
+rm -f /var/run/postgresql/.s.PGSQL.*.lock /var/lib/postgresql/data/postmaster.pid
+
 node=$(hostname)
 # etcd listens only on the nodes' own network (`dcs`), where each node is
 # also known as NODE-dcs: nothing else can reach it to change the cluster.
