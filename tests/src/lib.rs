@@ -94,6 +94,12 @@ fn database_url(dir: &Path) -> String {
     }
 }
 
+/// The sum of `/stats`' per-sender counts.
+pub fn per_sender_sum(stats: &Value) -> u64 {
+    let senders = stats["messages_per_sender"].as_array().expect("messages_per_sender");
+    senders.iter().map(|s| s["count"].as_u64().expect("a count")).sum()
+}
+
 /// A valid webhook body.
 pub fn message(id: &str, from: &str, ts: &str, text: Option<&str>) -> String {
     json!({"message_id": id, "from": from, "to": "+14155550100", "ts": ts, "text": text}).to_string()
@@ -146,6 +152,18 @@ impl Server {
     pub fn start_with(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         Self::start_in(dir, env)
+    }
+
+    /// Starts a server with extra environment variables and an
+    /// `API_KEYS_FILE` (`keys` in its directory) holding `keys`.
+    pub fn start_with_keys(keys: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("keys");
+        std::fs::write(&file, keys).expect("writing the key file");
+        let file = file.to_str().expect("UTF-8 path").to_owned();
+        let mut env = env.to_vec();
+        env.push(("API_KEYS_FILE", &file));
+        Self::start_in(dir, &env)
     }
 
     /// Starts a server whose database lives in `dir` (to restart on the same data).

@@ -31,11 +31,7 @@ fn key_file() -> String {
 
 /// A server whose `API_KEYS_FILE` holds `contents` (written first).
 fn server_with_keys(contents: &str) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("keys");
-    std::fs::write(&file, contents).unwrap();
-    let file = file.to_str().unwrap().to_owned();
-    Server::start_in(dir, &[("API_KEYS_FILE", &file)])
+    Server::start_with_keys(contents, &[])
 }
 
 fn key_path(server: &Server) -> std::path::PathBuf {

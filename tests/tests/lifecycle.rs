@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use inlet_e2e::{Reply, Server, message, sign};
+use inlet_e2e::{Reply, Server, message, per_sender_sum, sign};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
@@ -15,13 +15,7 @@ const ADMIN_KEY: &str = "lifecycle-admin-key-0123456789abcdefghijklmno";
 const ODD_IDS: [&str; 6] = ["a/b", "with space", "100%", "what?#frag", "✓ café 🇺🇸", "+plus+"];
 
 fn server_with_keys(env: &[(&str, &str)]) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("keys");
-    std::fs::write(&file, format!("reader read {READ_KEY}\nops admin {ADMIN_KEY}\n")).unwrap();
-    let file = file.to_str().unwrap().to_owned();
-    let mut env = env.to_vec();
-    env.push(("API_KEYS_FILE", &file));
-    Server::start_in(dir, &env)
+    Server::start_with_keys(&format!("reader read {READ_KEY}\nops admin {ADMIN_KEY}\n"), env)
 }
 
 fn path_of(id: &str) -> String {
@@ -240,13 +234,7 @@ fn counts_stay_exact_while_messages_arrive_and_are_erased() {
     assert_eq!(listed_total(&server), kept);
     let stats = stats(&server);
     assert_eq!(stats["total_messages"], kept);
-    let per_sender: u64 = stats["messages_per_sender"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["count"].as_u64().unwrap())
-        .sum();
-    assert_eq!(per_sender, kept);
+    assert_eq!(per_sender_sum(&stats), kept);
     // Every message of one sender (n % 3 == 0) was erased: it is gone too.
     assert_eq!(stats["senders_count"], 2);
     let searched = server.get_with(

@@ -437,13 +437,7 @@ fn seed_fills_a_database_the_server_then_serves() {
     assert_eq!(stats["senders_count"], 7);
     assert_eq!(stats["first_message_ts"], "2025-01-01T00:00:00Z");
     assert_eq!(stats["last_message_ts"], "2025-01-01T04:09:30Z");
-    let sum: u64 = stats["messages_per_sender"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["count"].as_u64().unwrap())
-        .sum();
-    assert_eq!(sum, 500);
+    assert_eq!(inlet_e2e::per_sender_sum(&stats), 500);
     assert_eq!(server.get("/messages?q=%23499").json()["total"], 1);
 }
 
