@@ -116,6 +116,21 @@ pub(crate) struct Outcome {
     pub(crate) violations: Vec<String>,
     /// The longest time in which no sender got an acknowledgement.
     pub(crate) longest_gap: Duration,
+    /// When each of `acknowledged` was acknowledged, in the same order.
+    acknowledged_at: Vec<Instant>,
+}
+
+impl Outcome {
+    /// The ids acknowledged before `instant`.
+    pub(crate) fn acknowledged_before(&self, instant: Instant) -> Vec<String> {
+        let at = self.acknowledged_at.iter();
+        self.acknowledged
+            .iter()
+            .zip(at)
+            .filter(|(_, at)| **at < instant)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
 }
 
 impl Load {
@@ -143,12 +158,14 @@ impl Load {
         let mut instants: Vec<Instant> = all.acknowledged.iter().map(|(_, at)| *at).collect();
         instants.sort_unstable();
         let longest_gap = instants.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+        let (acknowledged, acknowledged_at) = all.acknowledged.into_iter().unzip();
         Outcome {
             prefix: self.prefix,
-            acknowledged: all.acknowledged.into_iter().map(|(id, _)| id).collect(),
+            acknowledged,
             unavailable: all.unavailable,
             violations: all.violations,
             longest_gap,
+            acknowledged_at,
         }
     }
 }

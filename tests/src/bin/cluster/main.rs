@@ -10,6 +10,7 @@
 //! Reaches the cluster only through ports published on 127.0.0.1 and
 //! `docker` commands, never at a container's own address.
 
+mod backup;
 mod load;
 mod private;
 mod stored;
@@ -34,6 +35,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("drain_and_recreate_host", drain_and_recreate_host),
     ("cut_host_from_database", cut_host_from_database),
     ("swap_guest_under_load", swap_guest_under_load),
+    ("backup_and_restore", backup::backup_and_restore),
     ("cluster_down_and_up", cluster_down_and_up),
 ];
 
