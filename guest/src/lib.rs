@@ -8,6 +8,7 @@
 mod access;
 pub mod bindings;
 mod cursor;
+mod feed;
 #[cfg(test)]
 mod fuzz;
 mod http_io;
@@ -66,6 +67,7 @@ fn respond(request: &IncomingRequest) -> Response {
         Route::Messages => listing::handle(&query),
         Route::Message if method == "DELETE" => message::erase(parameter),
         Route::Message => message::read(parameter),
+        Route::Feed => feed::handle(&query),
         Route::Stats => stats::handle(),
         Route::OpenApi => openapi::handle(),
         Route::WhatsApp if method == "GET" => whatsapp::verify_subscription(&query),

@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::bindings::inlet::service::log::{self, FieldValue};
-use crate::bindings::inlet::service::storage::{self, Removal};
+use crate::bindings::inlet::service::storage::{self, Removal, StoredMessage};
 use crate::listing::MessageView;
 use crate::payload::MAX_ID_CHARS;
 use crate::response::Response;
@@ -23,19 +23,22 @@ pub(crate) struct StoredView<'a> {
     created_at: &'a str,
 }
 
+impl<'a> StoredView<'a> {
+    pub(crate) fn of(stored: &'a StoredMessage) -> Self {
+        Self {
+            message: MessageView::of(&stored.message),
+            created_at: &stored.created_at,
+        }
+    }
+}
+
 /// `GET`: the message, or 404.
 pub(crate) fn read(encoded_id: &str) -> Response {
     let Some(message_id) = decoded(encoded_id) else {
         return not_found();
     };
     match storage::get_message(&message_id) {
-        Ok(Some(stored)) => Response::json(
-            200,
-            &StoredView {
-                message: MessageView::of(&stored.message),
-                created_at: &stored.created_at,
-            },
-        ),
+        Ok(Some(stored)) => Response::json(200, &StoredView::of(&stored)),
         Ok(None) => not_found(),
         Err(error) => Response::storage_failure(&error),
     }

@@ -28,6 +28,7 @@ use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, R
 
 use crate::access::{self, Keys, Needs};
 use crate::cursor;
+use crate::feed::{self, Feed};
 use crate::listing::{MessageView, Page};
 use crate::message::StoredView;
 use crate::payload::{MAX_ID_CHARS, MAX_MSISDN_CHARS, MAX_TEXT_CHARS, MSISDN_PATTERN};
@@ -105,6 +106,7 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<Page<'static>>()
         .schema_from::<MessageView<'static>>()
         .schema_from::<StoredView<'static>>()
+        .schema_from::<Feed<'static>>()
         .schema_from::<StatsView<'static>>()
         .schema_from::<SenderView<'static>>()
         .schema("Ready", ready())
@@ -172,6 +174,7 @@ fn operations(route: Route) -> Vec<(HttpMethod, Operation)> {
         Route::Webhook => vec![(HttpMethod::Post, webhook())],
         Route::Messages => vec![(HttpMethod::Get, messages())],
         Route::Message => vec![(HttpMethod::Get, read_message()), (HttpMethod::Delete, erase_message())],
+        Route::Feed => vec![(HttpMethod::Get, feed())],
         Route::Stats => vec![(HttpMethod::Get, stats())],
         Route::OpenApi => Vec::new(),
         Route::WhatsApp => vec![
@@ -461,6 +464,49 @@ fn messages() -> Operation {
         .build()
 }
 
+fn feed() -> Operation {
+    let query = |name, description, schema: Schema| optional(ParameterIn::Query, name, description, schema);
+    let integer = || ObjectBuilder::new().schema_type(Type::Integer);
+    guest_operation("read_feed", "Every stored message once, in the order it was stored")
+        .description(Some(
+            "Start without `after` and pass each answer's `next` back: every stored message comes \
+             exactly once, also one delivered late with an old `ts`, and none is ever stored behind \
+             a position already handed out. Removed messages are absent. With `wait`, an answer \
+             that would be empty waits until a message is stored or the time is up.",
+        ))
+        .parameter(query(
+            "after",
+            "An earlier answer's `next`; absent or empty for the start. Only a position this \
+             service issued is valid: any other, even of this shape, is answered 422.",
+            or_empty(string().pattern(Some(feed::PATTERN))).into(),
+        ))
+        .parameter(query(
+            "limit",
+            "Messages per answer.",
+            integer()
+                .minimum(Some(1))
+                .maximum(Some(feed::MAX_LIMIT))
+                .default(Some(json!(feed::DEFAULT_LIMIT)))
+                .into(),
+        ))
+        .parameter(query(
+            "wait",
+            "Seconds to wait while nothing follows `after` (long-poll); 0 answers at once.",
+            integer()
+                .minimum(Some(0))
+                .maximum(Some(feed::MAX_WAIT))
+                .default(Some(json!(0)))
+                .into(),
+        ))
+        .response("200", json_response("What follows `after`", "Feed"))
+        .response("422", validation_response())
+        .response(
+            "503",
+            unavailable_response("Storage unavailable, or too many requests waiting on the feed"),
+        )
+        .build()
+}
+
 /// The path parameter of `Route::Message`.
 fn message_id() -> Parameter {
     ParameterBuilder::new()
@@ -657,6 +703,7 @@ fn unavailable_response(description: &str) -> ApiResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::inlet::service::storage::FeedPosition;
 
     #[test]
     fn every_guest_route_is_described_with_its_method() {
@@ -723,6 +770,13 @@ mod tests {
         assert!(cursor_pattern.is_match(&issued.encode()));
         for malformed in ["🇺🇸", " eyJ0Ijo", "eyJ0Ijo=", "a b", ""] {
             assert!(!cursor_pattern.is_match(malformed), "{malformed}");
+        }
+        let position = regex::Regex::new(feed::PATTERN).unwrap();
+        for seq in [0, 1, 2, 3, u64::MAX] {
+            assert!(position.is_match(&feed::encode(FeedPosition { epoch: seq, seq })));
+        }
+        for malformed in ["AAAAAAAAAAAAAAAAAAAAAB", "AAAAAAAAAAAAAAAAAAAAA", ""] {
+            assert!(!position.is_match(malformed), "{malformed}");
         }
         let x_signature = regex::Regex::new(hex_hmac::X_SIGNATURE_PATTERN).unwrap();
         let hub = regex::Regex::new(hex_hmac::HUB_SIGNATURE_PATTERN).unwrap();

@@ -155,7 +155,14 @@ pub(crate) fn decode(text: &str, plus_is_space: bool) -> String {
 }
 
 /// An integer parameter in `min..=max`, or `default` when absent.
-fn number(raw: Option<String>, name: &str, default: u64, min: u64, max: u64, errors: &mut Vec<FieldError>) -> u64 {
+pub(crate) fn number(
+    raw: Option<String>,
+    name: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+    errors: &mut Vec<FieldError>,
+) -> u64 {
     let Some(text) = raw else { return default };
     let error = |kind, msg: String| FieldError::new("query", Some(name), kind, msg);
     // i128 holds every u64 and every negative a caller may send, so range

@@ -10,6 +10,7 @@ pub(crate) enum Route {
     Messages,
     /// One message, its id the rest of the path (see `message`).
     Message,
+    Feed,
     Stats,
     OpenApi,
     WhatsApp,
@@ -19,10 +20,11 @@ pub(crate) enum Route {
 const MESSAGE_ID: &str = "{message_id}";
 
 impl Route {
-    pub(crate) const ALL: [Self; 6] = [
+    pub(crate) const ALL: [Self; 7] = [
         Self::Webhook,
         Self::Messages,
         Self::Message,
+        Self::Feed,
         Self::Stats,
         Self::OpenApi,
         Self::WhatsApp,
@@ -40,6 +42,7 @@ impl Route {
             Self::Webhook => "/webhook",
             Self::Messages => "/messages",
             Self::Message => "/messages/{message_id}",
+            Self::Feed => "/feed",
             Self::Stats => "/stats",
             Self::OpenApi => "/openapi.json",
             Self::WhatsApp => "/webhook/whatsapp",
@@ -59,7 +62,7 @@ impl Route {
     pub(crate) fn needs(self, method: &str) -> Needs {
         match self {
             Self::Message if method == "DELETE" => Needs::Admin,
-            Self::Messages | Self::Message | Self::Stats => Needs::Read,
+            Self::Messages | Self::Message | Self::Feed | Self::Stats => Needs::Read,
             // Signed deliveries are authenticated by their signatures.
             Self::Webhook | Self::WhatsApp | Self::OpenApi => Needs::Nothing,
         }
@@ -69,7 +72,7 @@ impl Route {
     pub(crate) fn methods(self) -> &'static [&'static str] {
         match self {
             Self::Webhook => &["POST"],
-            Self::Messages | Self::Stats | Self::OpenApi => &["GET"],
+            Self::Messages | Self::Feed | Self::Stats | Self::OpenApi => &["GET"],
             Self::Message => &["GET", "DELETE"],
             Self::WhatsApp => &["GET", "POST"],
         }

@@ -28,6 +28,8 @@ const MAX_INSTANCES: u32 = 4096;
 const MAX_INSTANCE_REUSE: u32 = 1_000_000;
 const MAX_BODY_BYTES: u64 = 1 << 30;
 const MAX_CONNECTIONS: usize = 1_000_000;
+/// Long-polls of `/feed` waiting at once, by default (`FEED_WAITERS`).
+const DEFAULT_FEED_WAITERS: usize = 1000;
 
 /// Everything `inlet serve` needs to start.
 #[derive(Clone)]
@@ -44,6 +46,8 @@ pub struct Config {
     pub api_keys_file: Option<PathBuf>,
     /// How long messages are kept (`RETENTION`); `None`: until erased.
     pub retention: Option<Duration>,
+    /// Long-polls of `/feed` waiting at once, at most (`FEED_WAITERS`).
+    pub feed_waiters: usize,
     /// Where messages are stored, from `DATABASE_URL`.
     pub database: Database,
     /// Least severe level logged for Inlet's own events (`LOG_LEVEL`); dependencies log `warn` and up.
@@ -122,6 +126,10 @@ pub struct Settings {
     /// or empty: kept until erased.
     #[arg(long, env = "RETENTION")]
     retention: Option<String>,
+    /// Requests long-polling `GET /feed` (`wait`) at once; one more is answered 503. A waiting
+    /// request holds its connection but no guest instance (apart from `MAX_INSTANCES`).
+    #[arg(long, env = "FEED_WAITERS", default_value_t = DEFAULT_FEED_WAITERS.to_string())]
+    feed_waiters: String,
     /// TCP port to listen on; 0 lets the system choose (the `listening` log line names it).
     #[arg(long, env = "PORT", default_value_t = DEFAULT_PORT.to_string())]
     port: String,
@@ -210,6 +218,7 @@ impl Config {
                 .map(WebhookSecret::new),
             api_keys_file: api_keys_file(settings.api_keys_file)?,
             retention: parse_retention(settings.retention.as_deref().unwrap_or_default())?,
+            feed_waiters: ranged("FEED_WAITERS", &settings.feed_waiters, 1, MAX_CONNECTIONS)?,
             guest_cache: guest_cache_dir(settings.guest_cache_dir, &database),
             database,
             log_level: parse_log_level(&settings.log_level)?,

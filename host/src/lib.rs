@@ -7,6 +7,7 @@ pub mod bindings;
 pub mod commands;
 pub mod config;
 pub mod docs;
+pub mod feed_watch;
 pub mod file_watch;
 pub mod limits;
 pub mod retention;

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub mod cluster;
+pub mod feed;
 pub mod raw;
 pub mod swap;
 pub mod whatsapp;
@@ -568,7 +569,7 @@ pub fn misbehaving_guest() -> PathBuf {
 }
 
 /// What the host says of the fixture guest built against the previous WIT.
-pub const OLD_WIT_REFUSAL: &str = "built against inlet:service@0.1.0; this host serves inlet:service@0.2.0";
+pub const OLD_WIT_REFUSAL: &str = "built against inlet:service@0.1.0; this host serves inlet:service@0.3.0";
 
 /// The fixture guest built against the previous WIT (`make fixtures`).
 pub fn old_wit_guest() -> PathBuf {

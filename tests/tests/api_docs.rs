@@ -27,6 +27,7 @@ fn the_guest_serves_an_openapi_document_of_every_route() {
     operations.sort();
     let expected = [
         ("delete", "/messages/{message_id}"),
+        ("get", "/feed"),
         ("get", "/health/live"),
         ("get", "/health/ready"),
         ("get", "/messages"),
@@ -73,6 +74,8 @@ fn error_answers_match_their_documented_shapes() {
     assert_has_properties(&problem["detail"][0], &schemas["FieldError"]);
     let page = server.get("/messages").json();
     assert_has_properties(&page, &schemas["Page"]);
+    let feed = server.get("/feed").json();
+    assert_has_properties(&feed, &schemas["Feed"]);
 }
 
 /// `value` holds every property `schema` requires and nothing it does not name.

@@ -8,8 +8,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use inlet_e2e::feed::Follower;
 use inlet_e2e::{Reply, Server, message};
-use inlet_pgserver::{PgServer, fresh_database, psql};
+use inlet_pgserver::{PgServer, Session, fresh_database, psql};
 
 /// A host serving the database at `url`.
 fn host(url: &str) -> Server {
@@ -263,6 +264,7 @@ fn inlet_copy_moves_a_sqlite_database_resumably_and_checks_every_row() {
     ] {
         assert_eq!(target.get(path).json(), source.get(path).json(), "{path}");
     }
+    assert_feed_carried_over(&source, &target);
 
     psql(
         &url,
@@ -275,4 +277,76 @@ fn inlet_copy_moves_a_sqlite_database_resumably_and_checks_every_row() {
         (changed["mismatched"].as_u64(), changed["verified"].as_u64()),
         (Some(1), Some(2501))
     );
+}
+
+/// A consumer of the SQLite feed goes on from its position on PostgreSQL
+/// after the copy: the rest of the messages in the same order, then what
+/// PostgreSQL stores.
+fn assert_feed_carried_over(source: &Server, target: &Server) {
+    let mut whole = Follower::new();
+    while !whole.read(source, 1000, 0).is_empty() {}
+    let mut on_sqlite = Follower::new();
+    on_sqlite.read(source, 1000, 0);
+    on_sqlite.read(source, 200, 0);
+    let mut moved = Follower {
+        next: on_sqlite.next.clone(),
+        seen: Vec::new(),
+    };
+    while !moved.read(target, 1000, 0).is_empty() {}
+    assert_eq!([&on_sqlite.seen[..], &moved.seen[..]].concat(), whole.seen);
+    target.deliver(&message("after-copy", "+1", "2020-01-01T00:00:00Z", None));
+    moved.read(target, 1000, 0);
+    assert_eq!(moved.seen.last().map(String::as_str), Some("after-copy"));
+}
+
+#[test]
+fn a_transaction_that_commits_late_delays_the_feed_on_every_host_but_is_never_skipped() {
+    let url = fresh_database();
+    let (a, b) = (host(&url), host(&url));
+    a.deliver(&message("before", "+1", "2025-01-15T10:00:00Z", None));
+    // A row stored by a transaction held open: every row the hosts store
+    // meanwhile has a later transaction id, and commits first.
+    let mut held = Session::open(&url).unwrap();
+    held.run(
+        "BEGIN; INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros)
+         VALUES ('held', '+1', '+2', '2025-01-15T10:00:00Z', 'held', '2025-01-15T10:00:00.000Z', 1736935200000000);",
+    )
+    .unwrap();
+    let later: Vec<String> = (0..10).map(|n| format!("later-{n}")).collect();
+    for (n, id) in later.iter().enumerate() {
+        let server = if n % 2 == 0 { &a } else { &b };
+        server.deliver(&message(id, "+1", "2025-01-15T10:00:00Z", None));
+    }
+    let mut follower = Follower::new();
+    follower.read(&b, 100, 0);
+    assert_eq!(
+        follower.seen,
+        ["before"],
+        "nothing is handed out past the open transaction"
+    );
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            let items = follower.read(&a, 100, 20);
+            (items.len(), Instant::now())
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let committed = Instant::now();
+        held.run("COMMIT;").unwrap();
+        let (handed, answered) = waiting.join().unwrap();
+        assert!(handed > 0);
+        let woke = answered.saturating_duration_since(committed);
+        eprintln!("the long-poll on the other host answered {woke:?} after the commit");
+        assert!(woke < Duration::from_secs(10), "it was woken, not timed out: {woke:?}");
+    });
+    while !follower.read(&b, 100, 0).is_empty() {}
+    assert_eq!(
+        follower.seen[..2],
+        ["before", "held"],
+        "the held row comes in its own place"
+    );
+    let mut rest = follower.seen[2..].to_vec();
+    rest.sort();
+    let mut expected = later.clone();
+    expected.sort();
+    assert_eq!(rest, expected, "every later row once");
 }

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::api_keys::ApiKeys;
 use crate::config::{Config, Database};
 use crate::docs::Docs;
+use crate::feed_watch::FeedWatch;
 use crate::retention;
 use crate::runtime::{CompileCache, Guest, GuestSlot, Reloader, Runtime, Services};
 use crate::secrets::Secrets;
@@ -49,6 +50,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tolerance_seconds: config.tolerance_seconds,
         whatsapp_verify_token: config.whatsapp_verify_token.clone(),
         api_keys,
+        feed: FeedWatch::start(store.clone(), config.feed_waiters),
     });
     let retention = config
         .retention
@@ -56,6 +58,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let guests = Arc::new(GuestSlot::new(guest));
     let reloader = Reloader::new(runtime, cache, config.guest.clone(), guests.clone(), services.clone());
     tokio::spawn(Arc::new(reloader).watch());
+    let feed = services.feed.clone();
     let app = Arc::new(App::new(guests, services, config.http_limits, Docs::new()?));
     let address = SocketAddr::from((config.bind_address, config.port));
     let listener = TcpListener::bind(address)
@@ -64,7 +67,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The bound address: with `PORT=0` the kernel picks the port.
     let address = listener.local_addr().unwrap_or(address);
     tracing::info!(%address, startup_ms = latency_ms(started), "listening");
-    server::serve(listener, app, shutdown_signal()).await;
+    // Long-polls answer at once when shutdown begins, rather than hold it up.
+    let stopping = async move {
+        shutdown_signal().await;
+        feed.close();
+    };
+    server::serve(listener, app, stopping).await;
     // Its steps would fail against a closing store.
     if let Some(retention) = retention {
         retention.abort();

@@ -1,15 +1,16 @@
 //! The host side of the `inlet:service` imports, for one request's sandbox.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::api_keys::{Caller, Scope};
 use crate::bindings::inlet::service::{access, log, metrics, settings, storage};
 use crate::limits::GUEST_LOG;
-use crate::storage::Operation;
+use crate::storage::{MAX_FEED_WAIT_SECONDS, Operation};
 use crate::telemetry::logging::Level;
 use crate::telemetry::metrics::{RemovalReason, result_label};
 use crate::telemetry::request_log;
 
+use super::parking::FeedWaitRequest;
 use super::sandbox::{Sandbox, Services};
 
 impl storage::Host for Sandbox {
@@ -19,6 +20,7 @@ impl storage::Host for Sandbox {
         let outcome = timed(&services, Operation::Insert, services.store.insert(message)).await;
         if outcome == Ok(storage::InsertOutcome::Created) {
             self.services.metrics.record_stored();
+            self.services.feed.stored();
         }
         outcome
     }
@@ -32,6 +34,9 @@ impl storage::Host for Sandbox {
         let outcomes = timed(&services, Operation::InsertBatch, services.store.insert_batch(messages)).await?;
         for _ in outcomes.iter().filter(|o| **o == storage::InsertOutcome::Created) {
             self.services.metrics.record_stored();
+        }
+        if outcomes.contains(&storage::InsertOutcome::Created) {
+            self.services.feed.stored();
         }
         Ok(outcomes)
     }
@@ -59,6 +64,38 @@ impl storage::Host for Sandbox {
             self.services.metrics.record_removed(RemovalReason::Erased, 1);
         }
         removal
+    }
+
+    async fn read_feed(
+        &mut self,
+        after: storage::FeedPosition,
+        limit: u32,
+    ) -> Result<Option<storage::FeedPage>, storage::Error> {
+        let services = self.services.clone();
+        timed(&services, Operation::Feed, services.store.feed(after, limit)).await
+    }
+
+    async fn wait_feed(
+        &mut self,
+        after: storage::FeedPosition,
+        timeout_seconds: u32,
+    ) -> Result<storage::FeedWait, storage::Error> {
+        if !(1..=MAX_FEED_WAIT_SECONDS).contains(&timeout_seconds) {
+            return Err(storage::Error::InvalidArgument(format!(
+                "timeout-seconds {timeout_seconds} is not in 1..={MAX_FEED_WAIT_SECONDS}"
+            )));
+        }
+        if let Some(outcome) = self.parking.outcome() {
+            return Ok(outcome);
+        }
+        let until = Instant::now() + Duration::from_secs(timeout_seconds.into());
+        if self.effects.any() {
+            // This run cannot be run again: it waits in its instance.
+            return Ok(self.services.feed.wait(after, until).await);
+        }
+        self.parking.ask(FeedWaitRequest { after, until });
+        // `invoke` stops this run now; the next one is told the outcome.
+        std::future::pending().await
     }
 
     async fn ping(&mut self) -> Result<(), storage::Error> {

@@ -3,7 +3,9 @@
 //! An instance is held only while its guest works: waiting for a free
 //! instance is bounded by the request deadline, a guest that asks for a
 //! body still on its way is stopped and run again once the body is here
-//! (see `request_body`), and a client that goes away stops its guest.
+//! (see `request_body`), a guest that long-polls the feed is stopped while
+//! the host waits and run again after (see `parking`), and a client that
+//! goes away stops its guest.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::guest::Guest;
 use super::instances::Instance;
+use super::parking::{FeedWaitRequest, Parking};
 use super::request_body::{BodyFailure, ClientBody, GuestBody};
 use super::sandbox::{Sandbox, Services};
 use crate::bindings::Service;
@@ -122,6 +125,8 @@ pub struct GuestRequest {
     pub head: http::request::Parts,
     /// The body, received by the host (see `request_body`).
     pub body: ClientBody,
+    /// Its long-poll of the feed, if its guest asks for one.
+    pub parking: Parking,
 }
 
 impl GuestRequest {
@@ -147,7 +152,7 @@ impl GuestTask {
             Ok(RunEnd::Exit(exit)) => exit,
             // A guest that answered is never run again; one stopped because
             // its client left has nothing more to say.
-            Ok(RunEnd::AwaitBody | RunEnd::Cancelled) => GuestExit {
+            Ok(RunEnd::AwaitBody | RunEnd::AwaitFeed(_) | RunEnd::Cancelled) => GuestExit {
                 fields: LogFields::default(),
                 result: Ok(()),
             },
@@ -172,13 +177,24 @@ enum RunEnd {
     AwaitBody,
     /// `cancel` fired: the client is gone.
     Cancelled,
+    /// The guest asked to wait on the feed, and had done nothing a second
+    /// run would repeat: run it again once the host has waited.
+    AwaitFeed(FeedWaitRequest),
+}
+
+/// Why a run stopped before its guest answered, to run again later.
+enum Pause {
+    /// Its body is not whole yet.
+    Body,
+    /// It waits on the feed.
+    Feed(FeedWaitRequest),
 }
 
 /// Runs `request`, which `arrived` then, in an instance of `guest`, bounded
 /// by its limits; stops when `cancel` fires. Holds an instance only while
 /// the guest works. `REQUEST_TIMEOUT_MS` runs from the request's arrival,
 /// waiting for an instance included, and starts again once a body the guest
-/// was stopped for is whole.
+/// was stopped for is whole, or a wait on the feed is over.
 pub async fn call(
     guest: Arc<Guest>,
     services: Arc<Services>,
@@ -207,16 +223,21 @@ pub async fn call(
             cancel: cancel.clone(),
         };
         match run_once(guest.clone(), services.clone(), id.clone(), request, run).await {
-            Some(reply) => return reply,
+            Ok(reply) => return reply,
             // The body is not here yet; no instance waits for it. Once it is
             // whole, the next run cannot be stopped for it again.
-            None => {
+            Err(Pause::Body) => {
                 if let Err(failure) = request.body.finished().await {
                     return GuestReply::Body(failure);
                 }
-                deadline = Instant::now() + guest.limits.request_timeout;
+            }
+            // The next run's `wait-feed` returns at once, with this outcome.
+            Err(Pause::Feed(wait)) => {
+                let outcome = services.feed.wait(wait.after, wait.until).await;
+                request.parking.waited(outcome);
             }
         }
+        deadline = Instant::now() + guest.limits.request_timeout;
     }
 }
 
@@ -234,16 +255,17 @@ struct Run {
     cancel: CancellationToken,
 }
 
-/// One run of the guest; `None` when it was stopped to wait for the body.
+/// One run of the guest, or why it was stopped to run again.
 async fn run_once(
     guest: Arc<Guest>,
     services: Arc<Services>,
     id: RequestId,
     request: &GuestRequest,
     run_limits: Run,
-) -> Option<GuestReply> {
+) -> Result<GuestReply, Pause> {
     let (sender, receiver) = oneshot::channel();
     let watch = request.body.watch();
+    let parking = request.parking.clone();
     let http_request = request.for_run();
     let executor = guest.executor.clone();
     let task = executor.spawn(async move {
@@ -254,6 +276,7 @@ async fn run_once(
         } = run_limits;
         let _deadline_clock = guest.ticker.running();
         let (mut store, service, served) = checkout(&guest, services, id, deadline);
+        store.data_mut().parking = parking.clone();
         let effects = store.data().effects.clone();
         let running = run(&guest, &mut store, service, http_request, sender);
         // A computing guest traps at its first epoch tick past the deadline
@@ -262,6 +285,7 @@ async fn run_once(
             biased;
             outcome = tokio::time::timeout_at(deadline.into(), running) => outcome,
             () = watch.starved_before(&effects) => return RunEnd::AwaitBody,
+            wait = parking.asked() => return RunEnd::AwaitFeed(wait),
             () = cancel.cancelled() => return RunEnd::Cancelled,
         };
         let result = match outcome {
@@ -279,7 +303,7 @@ async fn run_once(
         RunEnd::Exit(GuestExit { fields, result })
     });
     match receiver.await {
-        Ok(Ok(response)) => Some(GuestReply::Response {
+        Ok(Ok(response)) => Ok(GuestReply::Response {
             response,
             exit: GuestTask(task),
         }),
@@ -357,11 +381,12 @@ fn classify(error: &wasmtime::Error, sandbox: &Sandbox) -> GuestFailure {
 }
 
 /// Waits for a guest that did not produce a response, and explains why;
-/// `None` when it was stopped to wait for its body.
-async fn failed(exit: JoinHandle<RunEnd>, code: Option<ErrorCode>) -> Option<GuestReply> {
+/// or why it was stopped to run again.
+async fn failed(exit: JoinHandle<RunEnd>, code: Option<ErrorCode>) -> Result<GuestReply, Pause> {
     let exit = match exit.await {
         Ok(RunEnd::Exit(exit)) => exit,
-        Ok(RunEnd::AwaitBody) => return None,
+        Ok(RunEnd::AwaitBody) => return Err(Pause::Body),
+        Ok(RunEnd::AwaitFeed(wait)) => return Err(Pause::Feed(wait)),
         // Only a caller already gone fires `cancel`: nobody reads this.
         Ok(RunEnd::Cancelled) => GuestExit {
             fields: LogFields::default(),
@@ -375,7 +400,7 @@ async fn failed(exit: JoinHandle<RunEnd>, code: Option<ErrorCode>) -> Option<Gue
             None => "guest returned without setting a response".into(),
         })
     });
-    Some(GuestReply::Failed {
+    Ok(GuestReply::Failed {
         fields: exit.fields,
         failure,
     })

@@ -14,8 +14,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::parking::Parking;
 use super::stderr::GuestStderr;
 use crate::api_keys::ApiKeys;
+use crate::feed_watch::FeedWatch;
 use crate::limits::{MAX_GUEST_FIELD_BYTES, MAX_GUEST_RESOURCES};
 use crate::secrets::{SecretSet, Secrets, WebhookSecret};
 use crate::storage::MessageStore;
@@ -36,6 +38,8 @@ pub struct Services {
     pub whatsapp_verify_token: Option<WebhookSecret>,
     /// Who holds which key, for the guest's `access` import.
     pub api_keys: Arc<ApiKeys>,
+    /// Where the feed ends, for the guest's `storage.wait-feed`.
+    pub feed: Arc<FeedWatch>,
 }
 
 /// The data of one request's `Store`.
@@ -55,6 +59,8 @@ pub struct Sandbox {
     pub limiter: MemoryLimiter,
     /// Whether this request's run has done anything a second run would repeat.
     pub effects: Effects,
+    /// The request's long-poll of the feed, which outlives its runs.
+    pub parking: Parking,
 }
 
 /// Whether a run has had an effect outside its instance: stored something,
@@ -99,6 +105,7 @@ impl Sandbox {
                 exceeded: false,
             },
             effects: Effects::default(),
+            parking: Parking::default(),
         }
     }
 

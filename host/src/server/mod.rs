@@ -32,7 +32,9 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::docs::{Asset, Docs};
 use crate::limits::{BodyLimit, HttpLimits};
-use crate::runtime::{self, BodyFailure, ClientBody, GuestExit, GuestReply, GuestRequest, GuestSlot, Services};
+use crate::runtime::{
+    self, BodyFailure, ClientBody, GuestExit, GuestReply, GuestRequest, GuestSlot, Parking, Services,
+};
 use crate::telemetry::metrics::{HOST_DOCS, HOST_LIVE, HOST_METRICS, HOST_READY};
 use crate::telemetry::request_log::{LogFields, RequestId, RequestInfo};
 use exchange::Exchange;
@@ -255,6 +257,7 @@ impl App {
         let request = GuestRequest {
             head,
             body: ClientBody::receive(body, limit.bytes, self.limits.body_read_timeout),
+            parking: Parking::default(),
         };
         let guest = self.guests.current();
         let (id, arrived) = (exchange.info().id.clone(), exchange.info().started);

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::StoreError;
-use crate::bindings::inlet::service::storage::{Message, PageRequest};
+use crate::bindings::inlet::service::storage::{FeedPosition, Message, PageRequest};
 
 /// Most messages one `insert_batch` takes (a WhatsApp delivery carries up to 1000).
 pub const MAX_INSERT_BATCH: usize = 1000;
@@ -76,6 +76,29 @@ pub fn check_page_request(request: &PageRequest) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// Largest `limit` of one feed read.
+pub const MAX_FEED_LIMIT: u32 = 1000;
+
+/// Longest wait on the feed, in seconds.
+pub const MAX_FEED_WAIT_SECONDS: u32 = 25;
+
+/// Rejects, as `InvalidArgument`, a feed read's `limit` outside 1..=`MAX_FEED_LIMIT`.
+pub fn check_feed_limit(limit: u32) -> Result<(), StoreError> {
+    if (1..=MAX_FEED_LIMIT).contains(&limit) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidArgument(format!(
+            "limit {limit} is not in 1..={MAX_FEED_LIMIT}"
+        )))
+    }
+}
+
+/// Whether the feed holds something after `after` when its last message is
+/// at `head` (positions order by epoch, then seq).
+pub fn follows(head: FeedPosition, after: FeedPosition) -> bool {
+    (head.epoch, head.seq) > (after.epoch, after.seq)
 }
 
 /// Rejects, as `InvalidArgument`, a `top_senders` outside 1..=100.

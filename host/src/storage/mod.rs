@@ -7,8 +7,9 @@
 
 mod contract;
 pub use contract::{
-    MAX_ID_BYTES, MAX_INSERT_BATCH, MAX_MSISDN_BYTES, READ_TIME_LIMIT, check_insert_batch, check_message,
-    check_page_request, check_top_senders, is_storable_id,
+    MAX_FEED_LIMIT, MAX_FEED_WAIT_SECONDS, MAX_ID_BYTES, MAX_INSERT_BATCH, MAX_MSISDN_BYTES, READ_TIME_LIMIT,
+    check_feed_limit, check_insert_batch, check_message, check_page_request, check_top_senders, follows,
+    is_storable_id,
 };
 mod expiry;
 pub use expiry::{EXPIRY_STEP, Expired, Expiry, REMEMBER_REMOVED, stamp};
@@ -23,9 +24,13 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 
 pub use crate::bindings::inlet::service::storage::Error as StoreError;
+pub use crate::bindings::inlet::service::storage::{FeedPage, FeedPosition};
 use crate::bindings::inlet::service::storage::{
     InsertOutcome, Message, MessageStats, Page, PageRequest, Removal, StoredMessage,
 };
+
+/// Before every message of the feed.
+pub const FEED_START: FeedPosition = FeedPosition { epoch: 0, seq: 0 };
 
 /// The storage operations the guest's `storage` import exposes. Both
 /// backends implement it; test harnesses may supply their own.
@@ -51,6 +56,14 @@ pub trait MessageStore: Send + Sync + 'static {
     /// ids), and forgets at most as many remembered ids that `expiry`
     /// lets go; returns once durable.
     async fn expire(&self, expiry: &Expiry) -> Result<Expired, StoreError>;
+    /// At most `limit` messages stored after `after`, in the order they
+    /// became durable, and the position after them; none when `after` is no
+    /// position of this database. Nothing is ever stored behind a position
+    /// this hands out.
+    async fn feed(&self, after: FeedPosition, limit: u32) -> Result<Option<FeedPage>, StoreError>;
+    /// The position of the last message `feed` would hand out now
+    /// (`FEED_START` when none): long-polls compare theirs with it.
+    async fn feed_head(&self) -> Result<FeedPosition, StoreError>;
     /// Succeeds when the database answers with its schema applied and takes writes.
     async fn ping(&self) -> Result<(), StoreError>;
     /// For a clean shutdown, once no request is left: commits what is queued
@@ -99,6 +112,10 @@ pub enum Operation {
     Remove,
     /// `MessageStore::expire`: one step of the retention policy.
     Expire,
+    /// `MessageStore::feed`: one page of the feed.
+    Feed,
+    /// `MessageStore::feed_head`: where the feed ends, for long-polls.
+    FeedHead,
     /// `MessageStore::ping`: the readiness check.
     Ping,
 }
@@ -114,6 +131,8 @@ impl Operation {
             Self::Get => "get",
             Self::Remove => "remove",
             Self::Expire => "expire",
+            Self::Feed => "feed",
+            Self::FeedHead => "feed_head",
             Self::Ping => "ping",
         }
     }

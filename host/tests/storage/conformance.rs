@@ -518,3 +518,47 @@ pub(crate) async fn assert_removals(store: &dyn MessageStore) {
     assert_eq!(store.insert(messages[0].clone()).await.unwrap(), Created);
     assert_matches(store, &[Row::of(&messages[0]), Row::of(&odd)]).await;
 }
+
+/// `feed` and `feed_head`: every message once in the order it was stored
+/// (not by `ts`), paged by positions that survive removals, a message
+/// stored after the newest was removed still after it, and positions of
+/// another database or a bad `limit` refused.
+pub(crate) async fn assert_feed(store: &dyn MessageStore) {
+    use inlet::storage::{FEED_START, FeedPosition, MAX_FEED_LIMIT};
+    let ids = |page: &inlet::storage::FeedPage| -> Vec<String> {
+        page.messages.iter().map(|m| m.message.message_id.clone()).collect()
+    };
+    let empty = store.feed(FEED_START, 10).await.unwrap().expect("the start");
+    assert!(empty.messages.is_empty());
+    assert_eq!(empty.next, FEED_START);
+    assert_eq!(store.feed_head().await.unwrap(), FEED_START);
+    // Stored newest `ts` first: the feed keeps the order of storing.
+    for n in 0..5 {
+        store
+            .insert(message(n, "+1", (10 - n as i64) * HOUR, None))
+            .await
+            .unwrap();
+    }
+    let first = store.feed(FEED_START, 3).await.unwrap().unwrap();
+    assert_eq!(ids(&first), ["m0", "m1", "m2"]);
+    let rest = store.feed(first.next, 10).await.unwrap().unwrap();
+    assert_eq!(ids(&rest), ["m3", "m4"]);
+    assert_eq!(store.feed_head().await.unwrap(), rest.next);
+    // The position names m4; remove m2 and m4, the newest, and store m5.
+    store.remove("m2".into()).await.unwrap();
+    store.remove("m4".into()).await.unwrap();
+    store.insert(message(5, "+1", 0, None)).await.unwrap();
+    let after = store.feed(rest.next, 10).await.unwrap().unwrap();
+    assert_eq!(ids(&after), ["m5"]);
+    let whole = store.feed(FEED_START, MAX_FEED_LIMIT).await.unwrap().unwrap();
+    assert_eq!(ids(&whole), ["m0", "m1", "m3", "m5"]);
+    assert_eq!(store.feed(whole.next, 10).await.unwrap().unwrap().next, whole.next);
+    let foreign = FeedPosition { epoch: 1 << 62, seq: 1 };
+    assert!(store.feed(foreign, 10).await.unwrap().is_none());
+    for limit in [0, MAX_FEED_LIMIT + 1] {
+        assert!(matches!(
+            store.feed(FEED_START, limit).await,
+            Err(inlet::storage::StoreError::InvalidArgument(_))
+        ));
+    }
+}

@@ -8,7 +8,7 @@ use inlet::bindings::inlet::service::storage::InsertOutcome::{Created, Duplicate
 use inlet::bindings::inlet::service::storage::Message;
 use inlet::config::PgUrl;
 use inlet::storage::sqlite::bulk;
-use inlet::storage::{MessageStore, PgStore, StoreError};
+use inlet::storage::{FEED_START, MessageStore, PgStore, StoreError};
 use inlet_pgserver::{CutProxy, PgServer, fresh_database, url_at};
 
 use crate::conformance::*;
@@ -108,6 +108,11 @@ async fn removed_messages_are_gone_and_their_ids_remembered_until_they_age_out()
 }
 
 #[tokio::test]
+async fn the_feed_hands_out_every_message_once_in_the_order_stored() {
+    assert_feed(&open(&fresh_database())).await;
+}
+
+#[tokio::test]
 async fn a_batch_is_stored_in_order_with_an_outcome_per_message() {
     let store = open(&fresh_database());
     assert_batch_outcomes(&store).await;
@@ -153,7 +158,7 @@ async fn hosts_starting_together_apply_the_schema_once() {
     for migration in migrations {
         migration.await.unwrap().unwrap();
     }
-    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "2");
+    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "3");
     stores[3].ping().await.unwrap();
 }
 
@@ -195,23 +200,36 @@ async fn a_version_1_database_is_upgraded_with_its_rows() {
     let store = open(&url);
     store.insert(message(1, "+1", 0, Some("kept"))).await.unwrap();
     drop(store);
-    // What version 1 lacked.
+    // What version 1 lacked (version 2's additions, then version 3's).
     psql(
         &url,
         "DROP TRIGGER messages_remembered ON messages; DROP FUNCTION inlet_remember_deleted();
          DROP TRIGGER messages_not_removed ON messages; DROP FUNCTION inlet_refuse_removed();
-         DROP TABLE removed_ids; DROP INDEX messages_by_age; UPDATE inlet_schema SET version = 1",
+         DROP TABLE removed_ids; DROP INDEX messages_by_age;
+         ALTER TABLE messages DROP COLUMN tx, DROP COLUMN seq; UPDATE inlet_schema SET version = 1",
     )
     .await
     .unwrap();
     let store = open(&url);
     store.schema_ready().await.unwrap();
     store.ping().await.unwrap();
-    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "2");
+    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "3");
     assert_eq!(
         store.get("m1".into()).await.unwrap().unwrap().message.text.as_deref(),
         Some("kept")
     );
+    // The row from before the feed comes first in it; a new one after.
+    store.insert(message(2, "+1", 0, None)).await.unwrap();
+    let page = store.feed(FEED_START, 10).await.unwrap().unwrap();
+    let ids: Vec<&str> = page.messages.iter().map(|m| m.message.message_id.as_str()).collect();
+    assert_eq!(ids, ["m1", "m2"]);
+    assert_eq!(
+        psql(&url, "SELECT tx::text FROM messages WHERE message_id = 'm1'")
+            .await
+            .unwrap(),
+        "1"
+    );
+    store.remove("m2".into()).await.unwrap();
     assert_eq!(store.remove("m1".into()).await.unwrap(), Removal::Removed);
     assert_eq!(store.insert(message(1, "+1", 0, None)).await.unwrap(), Duplicate);
 }

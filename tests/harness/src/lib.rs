@@ -30,9 +30,10 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use inlet::api_keys::{ApiKeys, KeySet};
 use inlet::config::DEFAULT_TOLERANCE_SECONDS;
+use inlet::feed_watch::FeedWatch;
 pub use inlet::limits::GuestLimits;
 pub use inlet::runtime::GuestFailure;
-use inlet::runtime::{self, ClientBody, CompileCache, Guest, GuestReply, GuestRequest, Runtime, Services};
+use inlet::runtime::{self, ClientBody, CompileCache, Guest, GuestReply, GuestRequest, Parking, Runtime, Services};
 use inlet::secrets::{Secrets, WebhookSecret};
 use inlet::telemetry::metrics::{self, Metrics};
 use inlet::telemetry::request_log::{LogFields, RequestId};
@@ -40,8 +41,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 pub use inlet::bindings::inlet::service::storage::{
-    InsertOutcome, Message, MessageFilter, MessageStats, Page, PageRequest, Position, Removal, SenderCount,
-    StoredMessage, Timestamp,
+    FeedPage, FeedPosition, InsertOutcome, Message, MessageFilter, MessageStats, Page, PageRequest, Position, Removal,
+    SenderCount, StoredMessage, Timestamp,
 };
 pub use inlet::storage::{MessageStore, Operation, SqliteStore, StoreError};
 pub use inlet::telemetry::logging::Level;
@@ -50,6 +51,9 @@ pub use mock::MockStore;
 pub use recording::StorageCall;
 
 use recording::RecordingStore;
+
+/// How many requests may wait on the feed at once unless told otherwise.
+const DEFAULT_FEED_WAITERS: usize = 1000;
 
 /// The secret the harness configures unless told otherwise.
 pub const DEFAULT_SECRET: &str = "testsecret";
@@ -68,6 +72,8 @@ struct Settings {
     tolerance_seconds: u64,
     whatsapp_verify_token: Option<WebhookSecret>,
     api_keys: Arc<ApiKeys>,
+    /// `FEED_WAITERS`.
+    feed_waiters: usize,
 }
 
 /// What one request produced.
@@ -129,6 +135,7 @@ impl Harness {
                 tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
                 whatsapp_verify_token: None,
                 api_keys: Arc::new(ApiKeys::none()),
+                feed_waiters: DEFAULT_FEED_WAITERS,
             },
         })
     }
@@ -163,6 +170,13 @@ impl Harness {
     pub fn with_api_keys(mut self, lines: &str) -> Self {
         let set = KeySet::parse(lines).unwrap_or_else(|e| panic!("API key line {}: {}", e.line_number, e.reason));
         self.settings.api_keys = Arc::new(ApiKeys::fixed(set));
+        self
+    }
+
+    /// Lets at most `waiters` requests wait on the feed at once
+    /// (`FEED_WAITERS`); 0 makes every wait `full`.
+    pub fn with_feed_waiters(mut self, waiters: usize) -> Self {
+        self.settings.feed_waiters = waiters;
         self
     }
 
@@ -209,8 +223,11 @@ impl Harness {
         let request = GuestRequest {
             head,
             body: ClientBody::whole(body),
+            parking: Parking::default(),
         };
         let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn MessageStore> = self.store.clone();
+        let feed = FeedWatch::start(store, self.settings.feed_waiters);
         let services = Arc::new(Services {
             store: self.store.clone(),
             metrics: metrics.clone(),
@@ -218,6 +235,7 @@ impl Harness {
             tolerance_seconds: self.settings.tolerance_seconds,
             whatsapp_verify_token: self.settings.whatsapp_verify_token.clone(),
             api_keys: self.settings.api_keys.clone(),
+            feed: feed.clone(),
         });
         let id = RequestId::from_header(None);
         let never_cancelled = CancellationToken::new();
@@ -260,6 +278,7 @@ impl Harness {
             },
             GuestReply::Busy | GuestReply::Body(_) => unreachable!("one request at a time, with its whole body"),
         };
+        feed.close();
         exchange.storage_calls = self.store.take_calls();
         exchange.webhook_results = metrics::ALL_RESULTS
             .into_iter()

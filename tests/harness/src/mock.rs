@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use inlet::storage::{
-    Expired, Expiry, check_insert_batch, check_message, check_page_request, check_top_senders, fold, stamp,
+    Expired, Expiry, FEED_START, FeedPage, FeedPosition, check_feed_limit, check_insert_batch, check_message,
+    check_page_request, check_top_senders, fold, stamp,
 };
 
 use crate::{
@@ -15,7 +16,8 @@ use crate::{
 
 /// Created/duplicate by `message-id`, filters, ordering by instant then id,
 /// totals and stats as the SQLite store computes them; removed ids are
-/// remembered and forgotten as the real stores do. Clones share state.
+/// remembered and forgotten as the real stores do; the feed numbers
+/// messages as they are stored, as SQLite does (epoch 0). Clones share state.
 #[derive(Clone, Default)]
 pub struct MockStore {
     state: Arc<Mutex<State>>,
@@ -28,6 +30,10 @@ struct State {
     created_at: BTreeMap<String, String>,
     /// Removed ids: their message's `created_at` and when it was removed.
     removed: BTreeMap<String, (String, String)>,
+    /// Stored ids by their feed number.
+    feed: BTreeMap<u64, String>,
+    /// The last feed number handed out.
+    last_seq: u64,
     failures: VecDeque<(Operation, StoreError)>,
 }
 
@@ -73,6 +79,8 @@ impl State {
             return InsertOutcome::Duplicate;
         }
         self.created_at.insert(id.clone(), stamp(chrono::Utc::now()));
+        self.last_seq += 1;
+        self.feed.insert(self.last_seq, id.clone());
         self.messages.insert(id.clone(), message);
         InsertOutcome::Created
     }
@@ -83,6 +91,7 @@ impl State {
             return Removal::NotFound;
         }
         let created_at = self.created_at.remove(id).unwrap_or_default();
+        self.feed.retain(|_, stored| stored != id);
         self.removed
             .insert(id.to_owned(), (created_at, stamp(chrono::Utc::now())));
         Removal::Removed
@@ -225,6 +234,42 @@ impl MessageStore for MockStore {
             messages: aged.len() as u64,
             forgotten_ids: forgettable.len() as u64,
         })
+    }
+
+    async fn feed(&self, after: FeedPosition, limit: u32) -> Result<Option<FeedPage>, StoreError> {
+        check_feed_limit(limit)?;
+        let mut state = self.lock();
+        state.scripted_failure(Operation::Feed)?;
+        if after.epoch != 0 || after.seq > state.last_seq {
+            return Ok(None);
+        }
+        let found: Vec<(u64, &String)> = state
+            .feed
+            .range(after.seq + 1..)
+            .take(limit as usize)
+            .map(|(seq, id)| (*seq, id))
+            .collect();
+        let next = found
+            .last()
+            .map_or(after, |(seq, _)| FeedPosition { epoch: 0, seq: *seq });
+        let messages = found
+            .iter()
+            .map(|(_, id)| StoredMessage {
+                message: state.messages[*id].clone(),
+                created_at: state.created_at[*id].clone(),
+            })
+            .collect();
+        Ok(Some(FeedPage { messages, next }))
+    }
+
+    async fn feed_head(&self) -> Result<FeedPosition, StoreError> {
+        let mut state = self.lock();
+        state.scripted_failure(Operation::FeedHead)?;
+        Ok(state
+            .feed
+            .keys()
+            .next_back()
+            .map_or(FEED_START, |seq| FeedPosition { epoch: 0, seq: *seq }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use inlet::storage::{Expired, Expiry};
+use inlet::storage::{Expired, Expiry, FeedPage, FeedPosition};
 
 use crate::{
     InsertOutcome, Message, MessageStats, MessageStore, Page, PageRequest, Removal, StoreError, StoredMessage,
@@ -30,6 +30,13 @@ pub enum StorageCall {
     Remove(String),
     /// `expire` (the host's retention task; never the guest).
     Expire(Expiry),
+    /// `feed` after this position, at most `limit` messages.
+    Feed {
+        /// Where the guest asked to continue.
+        after: FeedPosition,
+        /// How many messages it asked for at most.
+        limit: u32,
+    },
     /// `ping` (the readiness check).
     Ping,
 }
@@ -92,6 +99,16 @@ impl MessageStore for RecordingStore {
     async fn expire(&self, expiry: &Expiry) -> Result<Expired, StoreError> {
         self.record(StorageCall::Expire(expiry.clone()));
         self.inner.expire(expiry).await
+    }
+
+    async fn feed(&self, after: FeedPosition, limit: u32) -> Result<Option<FeedPage>, StoreError> {
+        self.record(StorageCall::Feed { after, limit });
+        self.inner.feed(after, limit).await
+    }
+
+    /// Not recorded: the host reads it for waiting requests, on its own time.
+    async fn feed_head(&self) -> Result<FeedPosition, StoreError> {
+        self.inner.feed_head().await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

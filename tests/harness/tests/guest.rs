@@ -246,6 +246,57 @@ async fn one_message_is_read_and_erased_through_the_storage_import() {
 }
 
 #[tokio::test]
+async fn the_feed_is_read_and_waited_on_through_the_storage_import() {
+    use inlet_harness::FeedPosition;
+    let store = MockStore::new();
+    let harness = Harness::new(guest(), store.clone()).unwrap();
+    for id in ["f1", "f2"] {
+        let delivered = harness
+            .signed_webhook(&body(id, "+1", "2025-01-15T10:00:00Z", None))
+            .await;
+        assert_eq!(delivered.status, 200);
+    }
+    let read = harness.get("/feed?limit=1").await;
+    assert_eq!(read.status, 200);
+    let start = FeedPosition { epoch: 0, seq: 0 };
+    assert_eq!(read.storage_calls, [StorageCall::Feed { after: start, limit: 1 }]);
+    assert_eq!(read.json()["data"][0]["message_id"], "f1");
+    let next = read.json()["next"].as_str().unwrap().to_owned();
+    let rest = harness.get(&format!("/feed?after={next}")).await;
+    assert_eq!(rest.json()["data"][0]["message_id"], "f2");
+
+    store.fail_next(Operation::Feed, StoreError::Unavailable("locked".into()));
+    let unavailable = harness.get("/feed").await;
+    assert_eq!(
+        (unavailable.status, unavailable.header("retry-after")),
+        (503, Some("1"))
+    );
+    let foreign = harness.get("/feed?after=QAAAAAAAAAAAAAAAAAAABQ").await;
+    assert_eq!(foreign.status, 422);
+    assert_eq!(foreign.json()["detail"][0]["loc"], json!(["query", "after"]));
+
+    // Nothing follows the end: the host waits (the run stopped, then run
+    // again with the outcome), and the answer is empty with the same `next`.
+    let end = rest.json()["next"].as_str().unwrap().to_owned();
+    let waited = harness.get(&format!("/feed?after={end}&wait=1")).await;
+    assert_eq!(waited.status, 200);
+    assert_eq!(waited.json(), json!({"data": [], "next": end}));
+    assert_eq!(
+        waited.storage_calls.len(),
+        2,
+        "a read before the wait, one in the run after it"
+    );
+    // A feed head the host cannot read leaves the wait to time out.
+    store.fail_next(Operation::FeedHead, StoreError::Unavailable("locked".into()));
+    let blind = harness.get(&format!("/feed?after={end}&wait=1")).await;
+    assert_eq!(blind.status, 200);
+
+    let full = Harness::new(guest(), store.clone()).unwrap().with_feed_waiters(0);
+    let refused = full.get(&format!("/feed?after={end}&wait=1")).await;
+    assert_eq!((refused.status, refused.header("retry-after")), (503, Some("1")));
+}
+
+#[tokio::test]
 async fn a_whatsapp_delivery_whose_commit_fails_is_a_503_with_nothing_stored() {
     let store = MockStore::new();
     let harness = Harness::new(guest(), store.clone()).unwrap();

@@ -11,10 +11,13 @@
 //! parent-death signal: when the test process ends, however it ends, the
 //! server shuts down at once. Folders left by earlier test processes are
 //! removed when the next one starts a server. `CutProxy` sits in front of a
-//! server to break its connections on demand.
+//! server to break its connections on demand; `Session` keeps a `psql`
+//! connection open (a transaction held while Inlet works).
 
 mod proxy;
 pub use proxy::CutProxy;
+mod session;
+pub use session::Session;
 
 use std::io;
 use std::net::{TcpListener, TcpStream};

@@ -21,7 +21,8 @@ use deadpool_postgres::Object;
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use super::{codec, compact, connection_config, pool, rows, schema};
+use super::rows::{self, NewRow};
+use super::{codec, compact, connection_config, pool, schema};
 use crate::bindings::inlet::service::storage::Message;
 use crate::config::PgUrl;
 use crate::storage::sqlite::message_from_row;
@@ -114,9 +115,16 @@ async fn copy_chunk(
     report: &mut CopyReport,
 ) -> anyhow::Result<()> {
     let last = rows.last().map_or(0, |row| row.rowid);
-    let pairs: Vec<(&Message, &str)> = rows.iter().map(|r| (&r.message, r.created_at.as_str())).collect();
+    let new_rows: Vec<NewRow<'_>> = rows
+        .iter()
+        .map(|r| NewRow {
+            message: &r.message,
+            created_at: &r.created_at,
+            sqlite_seq: Some(r.rowid),
+        })
+        .collect();
     let tx = client.transaction().await?;
-    let copied = rows::insert(&tx, &pairs).await?.len() as u64;
+    let copied = rows::insert(&tx, &new_rows).await?.len() as u64;
     tx.execute(
         "INSERT INTO copy_progress (source, last_rowid) VALUES ($1, $2)
          ON CONFLICT (source) DO UPDATE SET last_rowid = excluded.last_rowid",

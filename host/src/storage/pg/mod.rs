@@ -14,6 +14,7 @@ mod codec;
 mod compact;
 pub mod copy;
 mod errors;
+mod feed;
 mod migration;
 mod queries;
 mod removals;
@@ -32,8 +33,8 @@ use tokio::time::Instant;
 use tokio_postgres::NoTls;
 
 use super::{
-    Expired, Expiry, MessageStore, READ_TIME_LIMIT, StoreError, check_insert_batch, check_message, check_page_request,
-    check_top_senders, is_storable_id,
+    Expired, Expiry, FeedPage, FeedPosition, MessageStore, READ_TIME_LIMIT, StoreError, check_feed_limit,
+    check_insert_batch, check_message, check_page_request, check_top_senders, is_storable_id,
 };
 use crate::bindings::inlet::service::storage::{
     InsertOutcome, Message, MessageStats, Page, PageRequest, Removal, StoredMessage,
@@ -241,6 +242,19 @@ impl MessageStore for PgStore {
         removals::expire(&client, expiry)
             .await
             .map_err(|e| errors::classify(&e))
+    }
+
+    async fn feed(&self, after: FeedPosition, limit: u32) -> Result<Option<FeedPage>, StoreError> {
+        check_feed_limit(limit)?;
+        let client = self.read_connection().await?;
+        feed::read(&client, after, limit)
+            .await
+            .map_err(|e| errors::classify(&e))
+    }
+
+    async fn feed_head(&self) -> Result<FeedPosition, StoreError> {
+        let client = self.read_connection().await?;
+        feed::head(&client).await.map_err(|e| errors::classify(&e))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -17,30 +17,48 @@ use crate::storage::fold;
 ///
 /// The remembered ids are read in the statement's snapshot; a removal
 /// committed while it ran is caught by a trigger (see `schema`).
+///
+/// A row's feed place (see `feed`) is its transaction's and the next
+/// number, unless it comes with SQLite's `seq` (`inlet copy`): then
+/// transaction 0 and that number. (`unnest` pads a shorter array with
+/// nulls: the hosts pass no numbers.)
 const INSERT: &str = "
-INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded, raw_text, raw_folded)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[], $9::bytea[], $10::bytea[])
-    AS given (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded, raw_text, raw_folded)
+INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded, raw_text, raw_folded, tx, seq)
+SELECT message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded, raw_text, raw_folded,
+       CASE WHEN sqlite_seq IS NULL THEN pg_current_xact_id() ELSE '0'::xid8 END,
+       COALESCE(sqlite_seq, nextval('messages_feed_seq'))
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[], $9::bytea[], $10::bytea[], $11::int8[])
+    AS given (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded, raw_text, raw_folded, sqlite_seq)
 WHERE NOT EXISTS (SELECT 1 FROM removed_ids WHERE removed_ids.message_id = given.message_id COLLATE \"C\")
 ON CONFLICT (message_id) DO NOTHING
 RETURNING message_id";
 
-/// Inserts `rows` (each with its `created_at`) through `client` (in the
-/// caller's transaction, or committed by itself), the first of each id
-/// only; the ids it inserted. The rows go
-/// in id order, whoever calls: two transactions (hosts' group commits, a
-/// copy) then meet on their common ids in one order and cannot deadlock.
+/// A row to insert.
+#[derive(Clone, Copy)]
+pub(super) struct NewRow<'a> {
+    pub message: &'a Message,
+    pub created_at: &'a str,
+    /// Its `seq` in the SQLite database `inlet copy` brings it from; the
+    /// rows of one call all have one, or none has.
+    pub sqlite_seq: Option<i64>,
+}
+
+/// Inserts `rows` through `client` (in the caller's transaction, or
+/// committed by itself), the first of each id only; the ids it inserted.
+/// The rows go in id order, whoever calls: two transactions (hosts' group
+/// commits, a copy) then meet on their common ids in one order and cannot
+/// deadlock.
 pub(super) async fn insert(
     client: &impl GenericClient,
-    rows: &[(&Message, &str)],
+    rows: &[NewRow<'_>],
 ) -> Result<HashSet<String>, tokio_postgres::Error> {
     let mut seen = HashSet::with_capacity(rows.len());
-    let mut rows: Vec<(&Message, &str)> = rows
+    let mut rows: Vec<NewRow<'_>> = rows
         .iter()
         .copied()
-        .filter(|(m, _)| seen.insert(m.message_id.as_str()))
+        .filter(|row| seen.insert(row.message.message_id.as_str()))
         .collect();
-    rows.sort_unstable_by(|(a, _), (b, _)| a.message_id.cmp(&b.message_id));
+    rows.sort_unstable_by(|a, b| a.message.message_id.cmp(&b.message.message_id));
     let columns = Columns::of(&rows);
     let statement = client.prepare_cached(INSERT).await?;
     let returned = client
@@ -57,6 +75,7 @@ pub(super) async fn insert(
                 &columns.folded,
                 &columns.raw_texts,
                 &columns.raw_folded,
+                &columns.sqlite_seqs,
             ],
         )
         .await?;
@@ -109,12 +128,17 @@ struct Columns {
     folded: Vec<Option<String>>,
     raw_texts: Vec<Option<Vec<u8>>>,
     raw_folded: Vec<Option<Vec<u8>>>,
+    /// Empty unless the rows come from SQLite.
+    sqlite_seqs: Vec<i64>,
 }
 
 impl Columns {
-    fn of(rows: &[(&Message, &str)]) -> Self {
-        let (rows, created_at): (Vec<&Message>, Vec<String>) =
-            rows.iter().map(|(m, at)| (*m, (*at).to_owned())).unzip();
+    fn of(new_rows: &[NewRow<'_>]) -> Self {
+        let (rows, created_at): (Vec<&Message>, Vec<String>) = new_rows
+            .iter()
+            .map(|row| (row.message, row.created_at.to_owned()))
+            .unzip();
+        let sqlite_seqs = new_rows.iter().filter_map(|row| row.sqlite_seq).collect();
         let folded: Vec<Option<String>> = rows.iter().map(|m| m.text.as_deref().map(fold)).collect();
         Self {
             ids: rows.iter().map(|m| codec::key(&m.message_id).into_owned()).collect(),
@@ -133,6 +157,7 @@ impl Columns {
                 .iter()
                 .map(|f| f.as_deref().map(|f| codec::searchable(f).into_owned()))
                 .collect(),
+            sqlite_seqs,
         }
     }
 }

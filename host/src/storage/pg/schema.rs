@@ -27,13 +27,18 @@
 //! as a serialization failure (`unavailable`: the sender's retry is then a
 //! `duplicate`). Retention finds aged rows by `messages_by_age`. Version 1
 //! had none of these.
+//!
+//! `tx` and `seq` place each row in the feed (see `feed`), by
+//! `messages_by_feed`. Versions 1 and 2 had neither: their rows get `tx` 1
+//! and numbers in the order the table holds them (the upgrade rewrites the
+//! table once).
 
 use tokio_postgres::{Client, GenericClient};
 
 use crate::storage::hour_of;
 
 /// Bumped whenever the layout changes shape; `ping` checks it.
-pub(super) const VERSION: i32 = 2;
+pub(super) const VERSION: i32 = 3;
 
 /// Serialises migrations between hosts (any constant shared by all of them).
 const MIGRATION_LOCK: i64 = 0x696e_6c65_745f_6d31;
@@ -170,9 +175,20 @@ CREATE TRIGGER messages_not_removed AFTER INSERT ON messages
     REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION inlet_refuse_removed();
 ";
 
+/// From version 2 to 3: each row's place in the feed.
+const FEED_ORDER: &str = "
+CREATE SEQUENCE messages_feed_seq AS bigint;
+ALTER TABLE messages
+    ADD COLUMN tx xid8 NOT NULL DEFAULT '1',
+    ADD COLUMN seq bigint NOT NULL DEFAULT nextval('messages_feed_seq');
+ALTER TABLE messages ALTER COLUMN tx SET DEFAULT pg_current_xact_id();
+ALTER SEQUENCE messages_feed_seq OWNED BY messages.seq;
+CREATE UNIQUE INDEX messages_by_feed ON messages (tx, seq);
+";
+
 /// The steps from each version to the next: `UPGRADES[n - 1]` takes version
 /// `n` to `n + 1`. A new database gets `SCHEMA` (version 1), then all of them.
-const UPGRADES: [&str; 1] = [REMEMBER_REMOVED];
+const UPGRADES: [&str; 2] = [REMEMBER_REMOVED, FEED_ORDER];
 
 /// Brings the database to `VERSION` in one transaction, under an advisory
 /// lock so that hosts starting together apply it once (concurrent `CREATE

@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use deadpool_postgres::Pool;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{errors, rows};
+use super::errors;
+use super::rows::{self, NewRow};
 use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
 use crate::storage::StoreError;
 use crate::storage::pending::{Batch, MAX_BATCH, Pending, commit_time, stopped};
@@ -184,7 +185,14 @@ async fn commit_once(pool: &Pool, batch: &mut Batch) -> Result<(), Failure> {
 /// the rows would be answered before anything committed them.
 async fn insert(pool: &Pool, messages: &[&Message]) -> Result<HashSet<String>, Failure> {
     let created_at = commit_time();
-    let rows: Vec<(&Message, &str)> = messages.iter().map(|m| (*m, created_at.as_str())).collect();
+    let rows: Vec<NewRow<'_>> = messages
+        .iter()
+        .map(|message| NewRow {
+            message,
+            created_at: &created_at,
+            sqlite_seq: None,
+        })
+        .collect();
     let client = pool.get().await.map_err(|e| errors::classify_pool(&e))?;
     rows::insert(&client, &rows).await.map_err(|e| match e.as_db_error() {
         Some(_) => Failure::of(&e),

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod bulk;
 mod errors;
+mod feed;
 mod queries;
 pub(super) use queries::message_from_row;
 mod readers;
@@ -24,8 +25,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    Expired, Expiry, MessageStore, StoreError, check_insert_batch, check_message, check_page_request,
-    check_top_senders, is_storable_id,
+    Expired, Expiry, FeedPage, FeedPosition, MessageStore, StoreError, check_feed_limit, check_insert_batch,
+    check_message, check_page_request, check_top_senders, is_storable_id,
 };
 use crate::bindings::inlet::service::storage::{
     InsertOutcome, Message, MessageStats, Page, PageRequest, Removal, StoredMessage,
@@ -105,6 +106,15 @@ impl MessageStore for SqliteStore {
 
     async fn expire(&self, expiry: &Expiry) -> Result<Expired, StoreError> {
         self.writer.expire(expiry.clone()).await
+    }
+
+    async fn feed(&self, after: FeedPosition, limit: u32) -> Result<Option<FeedPage>, StoreError> {
+        check_feed_limit(limit)?;
+        self.readers.run(move |conn| feed::read(conn, after, limit)).await
+    }
+
+    async fn feed_head(&self) -> Result<FeedPosition, StoreError> {
+        self.readers.run(|conn| feed::head(conn)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

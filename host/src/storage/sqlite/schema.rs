@@ -13,7 +13,7 @@ use rusqlite::functions::FunctionFlags;
 use crate::storage::{fold, hour_of};
 
 /// Bumped whenever `SCHEMA` changes shape; `ping` checks it.
-pub(super) const VERSION: i64 = 7;
+pub(super) const VERSION: i64 = 8;
 
 /// `text_folded` is `text` folded as `q` compares it (see `storage::fold`), written
 /// by the writer. The text index holds it, with a case-sensitive trigram
@@ -44,6 +44,11 @@ pub(super) const VERSION: i64 = 7;
 /// retention policy forgets it (`removals::expire`); an insert of a
 /// remembered id is ignored (`RAISE(IGNORE)`: no row, no change), which the
 /// writer reports as `duplicate`. Version 6 had no `removed_ids`.
+///
+/// `seq` is also the feed's order, so it never goes back: the writer
+/// numbers each row past `feed_mark`, which a delete of the newest row
+/// raises to its `seq` (SQLite alone would hand that number out again).
+/// Version 7 had no `feed_mark`; it starts at the highest `seq` stored.
 ///
 /// `seq` is the stable rowid the text index refers to (a VACUUM may renumber
 /// an implicit rowid). `ts_micros` is the instant of `ts`: ordering and
@@ -138,6 +143,17 @@ CREATE TRIGGER IF NOT EXISTS messages_not_removed BEFORE INSERT ON messages
     WHEN EXISTS (SELECT 1 FROM removed_ids WHERE message_id = new.message_id)
 BEGIN
     SELECT RAISE(IGNORE);
+END;
+
+CREATE TABLE IF NOT EXISTS feed_mark (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO feed_mark (id, seq) SELECT 1, COALESCE(MAX(seq), 0) FROM messages;
+CREATE TRIGGER IF NOT EXISTS messages_feed_mark AFTER DELETE ON messages
+    WHEN old.seq > (SELECT seq FROM feed_mark)
+BEGIN
+    UPDATE feed_mark SET seq = old.seq;
 END;
 
 CREATE TABLE IF NOT EXISTS health_probe (

@@ -218,8 +218,9 @@ pub(super) fn insert_all<'a>(
     let mut outcomes = Vec::new();
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO messages (seq, message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded)
+             VALUES ((SELECT MAX(COALESCE((SELECT MAX(seq) FROM messages), 0), seq) + 1 FROM feed_mark),
+                     ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (message_id) DO NOTHING",
         )?;
         for m in messages {
