@@ -1,12 +1,13 @@
 //! `make bench`: runs the real `inlet` binary with the real guest on
 //! 127.0.0.1 and measures ingest, duplicates, a trivial "hello" guest on the
-//! same host, reads over a seeded database, retention, start-up, hot swap, peak memory
+//! same host, reads over a seeded database, retention, a feed follower, start-up, hot swap, peak memory
 //! and the image size, and the same host with spinning guests beside real
 //! traffic. Prints a table and writes the results as JSON.
 
 mod cluster;
 mod containment;
 mod cpu;
+mod feed;
 mod load;
 mod postgres;
 mod reference;
@@ -51,7 +52,7 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ingest,rounds,reads,retention,postgres,startup,swap,containment"
+        default_value = "ingest,rounds,reads,retention,feed,postgres,startup,swap,containment"
     )]
     phases: Vec<Phase>,
     /// Where the JSON results go.
@@ -68,6 +69,8 @@ enum Phase {
     Reads,
     /// Ingest with and without `RETENTION`; one pass over the seeded rows.
     Retention,
+    /// Ingest with and without a follower tailing `/feed`; its lag.
+    Feed,
     /// The PostgreSQL backend: ingest beside SQLite, two hosts, reads.
     Postgres,
     Startup,
@@ -100,6 +103,9 @@ fn main() -> anyhow::Result<()> {
     }
     if runs(Phase::Retention) {
         retention::run(&cli, &runtime, &mut results)?;
+    }
+    if runs(Phase::Feed) {
+        feed::run(&cli, &runtime, &mut results)?;
     }
     if runs(Phase::Postgres) {
         postgres::run(&cli, &runtime, &mut results)?;

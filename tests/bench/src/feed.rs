@@ -1,0 +1,108 @@
+//! `GET /feed` beside full-speed ingest: ingest with a follower tailing the
+//! feed against ingest without one, in alternating rounds on fresh servers,
+//! and the follower's lag from a message's commit to its delivery.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use inlet_e2e::Server;
+use inlet_e2e::feed::Follower;
+
+use crate::report::Results;
+use crate::{Cli, address, push, requests};
+
+/// Messages one follower read takes at most.
+const PAGE: u32 = 1000;
+/// Its long-poll, in seconds.
+const WAIT: u32 = 5;
+/// How long the follower may take to catch up once ingest stopped.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
+    let mut rates = [Vec::new(), Vec::new()];
+    let mut lags = Vec::new();
+    for round in 0..cli.ratio_rounds.max(1) {
+        for turn in 0..2 {
+            let followed = (turn + round) % 2 == 1;
+            let server = Server::start();
+            let ids = requests::webhooks(&format!("feed{round}-{turn}"), None);
+            let following = AtomicBool::new(followed);
+            let (load, follower) = std::thread::scope(|scope| {
+                let follower = scope.spawn(|| tail(&server, &following));
+                let load = push(runtime, address(&server), 32, cli.seconds, ids);
+                following.store(false, Ordering::SeqCst);
+                (load, follower.join().expect("the follower thread"))
+            });
+            rates[usize::from(followed)].push(load?.requests_per_second);
+            if followed {
+                let (seen, round_lags) = follower?;
+                check_exactly_once(&server, &seen)?;
+                lags.extend(round_lags);
+            }
+        }
+    }
+    let of_rounds = format!("at 32 conns, median of {} alternating rounds", rates[0].len());
+    results.spread(
+        &format!("ingest without a feed follower, {of_rounds}"),
+        &rates[0],
+        "req/s",
+    );
+    results.spread(
+        &format!("ingest with a follower tailing /feed, {of_rounds}"),
+        &rates[1],
+        "req/s",
+    );
+    let ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(on, off)| on / off).collect();
+    results.spread("ingest with / without a feed follower", &ratios, "ratio");
+    lags.sort_by(f64::total_cmp);
+    for (name, quantile) in [("p50", 0.5), ("p99", 0.99)] {
+        let at = ((lags.len() as f64 * quantile) as usize).min(lags.len().saturating_sub(1));
+        let lag = lags.get(at).copied().unwrap_or(f64::NAN);
+        results.value(&format!("feed lag from commit to delivery, {name}"), lag, "ms");
+    }
+    Ok(())
+}
+
+/// Follows the feed while `following` (not at all when it starts false),
+/// then catches up; every id handed out, and each one's lag in ms.
+fn tail(server: &Server, following: &AtomicBool) -> anyhow::Result<(Vec<String>, Vec<f64>)> {
+    let mut follower = Follower::new();
+    let mut lags = Vec::new();
+    if !following.load(Ordering::SeqCst) {
+        return Ok((Vec::new(), lags));
+    }
+    let mut caught_up_by = None;
+    loop {
+        let wait = if following.load(Ordering::SeqCst) { WAIT } else { 0 };
+        let items = follower.read(server, PAGE, wait);
+        let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+        for item in &items {
+            let created = chrono::DateTime::parse_from_rfc3339(item["created_at"].as_str().unwrap_or_default())?;
+            lags.push((now - created.with_timezone(&chrono::Utc)).as_seconds_f64() * 1000.0);
+        }
+        if !following.load(Ordering::SeqCst) {
+            let deadline = *caught_up_by.get_or_insert_with(|| Instant::now() + CATCH_UP);
+            if items.is_empty() {
+                return Ok((follower.seen, lags));
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the follower did not catch up within {CATCH_UP:?}"
+            );
+        }
+    }
+}
+
+/// The follower was handed every stored message, each once.
+fn check_exactly_once(server: &Server, seen: &[String]) -> anyhow::Result<()> {
+    let distinct: HashSet<&String> = seen.iter().collect();
+    anyhow::ensure!(distinct.len() == seen.len(), "the follower got a message twice");
+    let stored = server.stored_rows();
+    anyhow::ensure!(
+        i64::try_from(seen.len())? == stored,
+        "the follower got {} of {stored} stored messages",
+        seen.len()
+    );
+    Ok(())
+}
