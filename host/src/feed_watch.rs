@@ -6,9 +6,11 @@
 //! is stored here or a request starts waiting, and every `POLL_INTERVAL`
 //! while any waits (what other hosts sharing a PostgreSQL database store is
 //! seen that way, as is a row that becomes visible when an older
-//! transaction ends). Nothing is read while nobody waits. Waiters are
-//! bounded by `FEED_WAITERS`, apart from `MAX_INSTANCES`: a wait holds a
-//! connection and this bound's slot, never an instance.
+//! transaction ends). Nothing is read while nobody waits. A wait trusts
+//! only heads read after it began: an older one may name messages removed
+//! since. Waiters are bounded by `FEED_WAITERS`, apart from
+//! `MAX_INSTANCES`: a wait holds a connection and this bound's slot, never
+//! an instance.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -17,7 +19,9 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::bindings::inlet::service::storage::FeedWait;
-use crate::storage::{FEED_START, FeedPosition, MessageStore, follows};
+use crate::storage::{FEED_START, FeedPosition, MessageStore, Operation, follows};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::request_log::latency_ms;
 
 /// How often the head is read while requests wait, besides after each
 /// message stored here.
@@ -26,9 +30,16 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How long the task waits after a failed read of the head.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// The head as last read, and how many reads there have been.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    reads: u64,
+    position: FeedPosition,
+}
+
 /// The feed's head and the requests waiting for it to move.
 pub struct FeedWatch {
-    head: watch::Sender<FeedPosition>,
+    head: watch::Sender<Head>,
     /// Wakes the task: a message was stored here, or a wait began.
     nudge: Notify,
     waiters: Arc<Semaphore>,
@@ -37,16 +48,20 @@ pub struct FeedWatch {
 }
 
 impl FeedWatch {
-    /// Starts watching `store`'s feed for at most `max_waiters` waiting requests.
-    pub fn start(store: Arc<dyn MessageStore>, max_waiters: usize) -> Arc<Self> {
+    /// Starts watching `store`'s feed for at most `max_waiters` waiting
+    /// requests; its reads are timed in `metrics`.
+    pub fn start(store: Arc<dyn MessageStore>, metrics: Arc<Metrics>, max_waiters: usize) -> Arc<Self> {
         let watch = Arc::new(Self {
-            head: watch::Sender::new(FEED_START),
+            head: watch::Sender::new(Head {
+                reads: 0,
+                position: FEED_START,
+            }),
             nudge: Notify::new(),
             waiters: Arc::new(Semaphore::new(max_waiters)),
             max_waiters,
             closing: CancellationToken::new(),
         });
-        tokio::spawn(refresh(Arc::downgrade(&watch), store));
+        tokio::spawn(refresh(Arc::downgrade(&watch), store, metrics));
         watch
     }
 
@@ -57,6 +72,11 @@ impl FeedWatch {
         }
     }
 
+    /// Whether a wait could start now (`FEED_WAITERS` not reached).
+    pub fn has_room(&self) -> bool {
+        self.waiters.available_permits() > 0
+    }
+
     /// Waits until the feed holds something after `after`, or `until`, or
     /// shutdown; `Full` at once when `FEED_WAITERS` requests wait already.
     pub async fn wait(&self, after: FeedPosition, until: Instant) -> FeedWait {
@@ -64,8 +84,10 @@ impl FeedWatch {
             return FeedWait::Full;
         };
         let mut head = self.head.subscribe();
+        let began = head.borrow().reads;
         self.nudge.notify_one();
-        let arrived = tokio::time::timeout_at(until.into(), head.wait_for(|head| follows(*head, after)));
+        let fresh_and_past = head.wait_for(|head| head.reads > began && follows(head.position, after));
+        let arrived = tokio::time::timeout_at(until.into(), fresh_and_past);
         tokio::select! {
             outcome = arrived => match outcome {
                 Ok(Ok(_)) => FeedWait::Arrived,
@@ -87,15 +109,21 @@ impl FeedWatch {
 
 /// The task: reads the head whenever nudged, and every `POLL_INTERVAL`
 /// while anyone waits; ends with its `FeedWatch`.
-async fn refresh(watch: Weak<FeedWatch>, store: Arc<dyn MessageStore>) {
+async fn refresh(watch: Weak<FeedWatch>, store: Arc<dyn MessageStore>, metrics: Arc<Metrics>) {
     loop {
         let Some(current) = watch.upgrade() else { return };
         if current.waiting() {
-            match store.feed_head().await {
-                Ok(head) => {
-                    current
-                        .head
-                        .send_if_modified(|old| std::mem::replace(old, head) != head);
+            let started = Instant::now();
+            let read = store.feed_head().await;
+            metrics.record_storage(Operation::FeedHead, latency_ms(started));
+            match read {
+                Ok(position) => {
+                    current.head.send_modify(|head| {
+                        *head = Head {
+                            reads: head.reads + 1,
+                            position,
+                        }
+                    });
                 }
                 Err(error) => {
                     tracing::warn!(error = ?error, "feed head unreadable; long-polls wait on");
@@ -103,9 +131,17 @@ async fn refresh(watch: Weak<FeedWatch>, store: Arc<dyn MessageStore>) {
                 }
             }
         }
+        // Idle, only a nudge (a wait beginning) or shutdown wakes it.
+        let poll = async {
+            if current.waiting() {
+                tokio::time::sleep(POLL_INTERVAL).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             () = current.nudge.notified() => {}
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            () = poll => {}
             () = current.closing.cancelled() => return,
         }
     }

@@ -159,22 +159,21 @@ fn a_long_poll_with_nothing_new_answers_empty_at_its_time() {
 
 #[test]
 fn a_long_poll_holds_no_instance_and_no_request_deadline() {
-    // One instance and a 1-s deadline: a 3-s wait must take neither.
+    // One instance and a 1-s deadline: a 4-s wait must take neither.
     let server = Server::start_with(&[("MAX_INSTANCES", "1"), ("REQUEST_TIMEOUT_MS", "1000")]);
     std::thread::scope(|scope| {
-        let waiting = scope.spawn(|| server.get("/feed?wait=3"));
+        let waiting = scope.spawn(|| server.get("/feed?wait=4"));
         std::thread::sleep(Duration::from_millis(300));
-        for n in 0..5 {
+        for _ in 0..5 {
             let stats = server.get("/stats");
             assert_eq!(stats.status, 200, "{}", stats.body);
-            post(&server, &format!("other-{n}"), TS);
         }
+        // Past the poll's own deadline.
+        std::thread::sleep(Duration::from_millis(1500));
+        post(&server, "after-the-deadline", TS);
         let reply = waiting.join().unwrap();
         assert_eq!(reply.status, 200, "{}", reply.body);
-        assert!(
-            !reply.json()["data"].as_array().unwrap().is_empty(),
-            "woken by the posts"
-        );
+        assert_eq!(reply.json()["data"][0]["message_id"], "after-the-deadline");
     });
 }
 
@@ -214,4 +213,41 @@ fn bad_parameters_are_422_at_their_place() {
             "{query}"
         );
     }
+}
+
+#[test]
+fn a_long_poll_behind_an_erased_newest_message_waits_its_time() {
+    let admin = "admin admin 0123456789abcdef0123456789abcdef-admin";
+    let server = Server::start_with_keys(admin, &[]);
+    let auth = [("authorization", "Bearer 0123456789abcdef0123456789abcdef-admin")];
+    let read = |follower: &mut Follower, wait: u32| {
+        let reply = server.get_with(&follower.query(10, wait), &auth);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        follower.take(&reply)
+    };
+    post(&server, "kept", TS);
+    let mut follower = Follower::new();
+    read(&mut follower, 0);
+    // A long-poll woken by `newest`: the host's head is at it now.
+    let mut other = Follower {
+        next: follower.next.clone(),
+        seen: Vec::new(),
+    };
+    std::thread::scope(|scope| {
+        let woken = scope.spawn(|| read(&mut other, 10).len());
+        std::thread::sleep(Duration::from_millis(300));
+        post(&server, "newest", TS);
+        assert_eq!(woken.join().unwrap(), 1);
+    });
+    let erased = server.request_with("DELETE", "/messages/newest", None, &auth);
+    assert_eq!(erased.status, 204, "{}", erased.body);
+    // Nothing follows `kept` now: the poll waits its second, whatever the
+    // head read before the erasure said.
+    let started = Instant::now();
+    assert!(read(&mut follower, 1).is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -43,6 +43,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let metrics = Arc::new(Metrics::new());
     metrics.record_guest_loaded(&guest.sha256);
+    let feed = FeedWatch::start(store.clone(), metrics.clone(), config.feed_waiters);
     let services = Arc::new(Services {
         store: store.clone(),
         metrics,
@@ -50,7 +51,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tolerance_seconds: config.tolerance_seconds,
         whatsapp_verify_token: config.whatsapp_verify_token.clone(),
         api_keys,
-        feed: FeedWatch::start(store.clone(), config.feed_waiters),
+        feed,
     });
     let retention = config
         .retention

@@ -88,6 +88,10 @@ impl storage::Host for Sandbox {
         if let Some(outcome) = self.parking.outcome() {
             return Ok(outcome);
         }
+        // Refused before the run is stopped, which would cost a second run.
+        if !self.services.feed.has_room() {
+            return Ok(storage::FeedWait::Full);
+        }
         let until = Instant::now() + Duration::from_secs(timeout_seconds.into());
         if self.effects.any() {
             // This run cannot be run again: it waits in its instance.

@@ -547,6 +547,13 @@ pub(crate) async fn assert_feed(store: &dyn MessageStore) {
     // The position names m4; remove m2 and m4, the newest, and store m5.
     store.remove("m2".into()).await.unwrap();
     store.remove("m4".into()).await.unwrap();
+    let left = store.feed(FEED_START, 10).await.unwrap().unwrap();
+    assert_eq!(ids(&left), ["m0", "m1", "m3"]);
+    assert_eq!(
+        store.feed_head().await.unwrap(),
+        left.next,
+        "the head is the newest stored"
+    );
     store.insert(message(5, "+1", 0, None)).await.unwrap();
     let after = store.feed(rest.next, 10).await.unwrap().unwrap();
     assert_eq!(ids(&after), ["m5"]);
@@ -555,6 +562,11 @@ pub(crate) async fn assert_feed(store: &dyn MessageStore) {
     assert_eq!(store.feed(whole.next, 10).await.unwrap().unwrap().next, whole.next);
     let foreign = FeedPosition { epoch: 1 << 62, seq: 1 };
     assert!(store.feed(foreign, 10).await.unwrap().is_none());
+    let past_any_number = FeedPosition {
+        epoch: 0,
+        seq: u64::MAX,
+    };
+    assert!(store.feed(past_any_number, 10).await.unwrap().is_none());
     for limit in [0, MAX_FEED_LIMIT + 1] {
         assert!(matches!(
             store.feed(FEED_START, limit).await,

@@ -239,7 +239,7 @@ async fn remembered_search_totals_follow_new_and_deleted_rows() {
     // Older rows go: the newest row number stays where it was.
     assert_eq!(delete_by_hand(&path, "seq % 5 = 0"), 140);
     assert_matches_rows(&store, &path).await;
-    // The newest rows go and their numbers are handed out again.
+    // The newest rows go; the rows after them are numbered past them.
     assert_eq!(delete_by_hand(&path, "seq > 650"), 40);
     for message in numbered_messages(700..760) {
         store.insert(message).await.unwrap();
@@ -350,7 +350,20 @@ async fn removed_messages_are_gone_and_their_ids_remembered_until_they_age_out()
 #[tokio::test]
 async fn the_feed_hands_out_every_message_once_in_the_order_stored() {
     let dir = tempfile::tempdir().unwrap();
-    assert_feed(&SqliteStore::open(&dir.path().join("app.db")).unwrap()).await;
+    let store = SqliteStore::open(&dir.path().join("app.db")).unwrap();
+    assert_feed(&store).await;
+    // Past every number handed out, also those of removed rows: another database's.
+    let last = store.feed_head().await.unwrap();
+    let beyond = inlet::storage::FeedPosition {
+        epoch: 0,
+        seq: last.seq + 1,
+    };
+    assert!(store.feed(beyond, 10).await.unwrap().is_none());
+    store.remove("m5".into()).await.unwrap();
+    assert!(
+        store.feed(last, 10).await.unwrap().is_some(),
+        "a removed message's position"
+    );
 }
 
 #[tokio::test]

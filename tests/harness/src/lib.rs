@@ -227,7 +227,7 @@ impl Harness {
         };
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn MessageStore> = self.store.clone();
-        let feed = FeedWatch::start(store, self.settings.feed_waiters);
+        let feed = FeedWatch::start(store, metrics.clone(), self.settings.feed_waiters);
         let services = Arc::new(Services {
             store: self.store.clone(),
             metrics: metrics.clone(),

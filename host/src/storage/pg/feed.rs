@@ -23,8 +23,8 @@ use super::rows;
 use crate::storage::{FEED_START, FeedPage, FeedPosition};
 
 /// Rows of transactions no longer running, after `$1`/`$2`. (The order
-/// names the table's columns: `tx` alone would be the text of the select
-/// list, which sorts `1000` before `786`.)
+/// names the table's columns: were the text in the select list called
+/// `tx`, a bare `tx` would sort by it, `1000` before `786`.)
 static READ: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {}, tx::text AS feed_tx, seq FROM messages

@@ -20,8 +20,7 @@ use crate::storage::fold;
 ///
 /// A row's feed place (see `feed`) is its transaction's and the next
 /// number, unless it comes with SQLite's `seq` (`inlet copy`): then
-/// transaction 0 and that number. (`unnest` pads a shorter array with
-/// nulls: the hosts pass no numbers.)
+/// transaction 0 and that number.
 const INSERT: &str = "
 INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded, raw_text, raw_folded, tx, seq)
 SELECT message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros, text_folded, raw_text, raw_folded,
@@ -38,8 +37,7 @@ RETURNING message_id";
 pub(super) struct NewRow<'a> {
     pub message: &'a Message,
     pub created_at: &'a str,
-    /// Its `seq` in the SQLite database `inlet copy` brings it from; the
-    /// rows of one call all have one, or none has.
+    /// Its `seq` in the SQLite database `inlet copy` brings it from.
     pub sqlite_seq: Option<i64>,
 }
 
@@ -128,8 +126,8 @@ struct Columns {
     folded: Vec<Option<String>>,
     raw_texts: Vec<Option<Vec<u8>>>,
     raw_folded: Vec<Option<Vec<u8>>>,
-    /// Empty unless the rows come from SQLite.
-    sqlite_seqs: Vec<i64>,
+    /// Each row's SQLite `seq`, if it comes from there.
+    sqlite_seqs: Vec<Option<i64>>,
 }
 
 impl Columns {
@@ -138,7 +136,7 @@ impl Columns {
             .iter()
             .map(|row| (row.message, row.created_at.to_owned()))
             .unzip();
-        let sqlite_seqs = new_rows.iter().filter_map(|row| row.sqlite_seq).collect();
+        let sqlite_seqs = new_rows.iter().map(|row| row.sqlite_seq).collect();
         let folded: Vec<Option<String>> = rows.iter().map(|m| m.text.as_deref().map(fold)).collect();
         Self {
             ids: rows.iter().map(|m| codec::key(&m.message_id).into_owned()).collect(),

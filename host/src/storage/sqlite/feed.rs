@@ -11,7 +11,8 @@ use crate::bindings::inlet::service::storage::StoredMessage;
 use crate::storage::{FEED_START, FeedPage, FeedPosition};
 
 /// The highest `seq` handed out so far, stored or deleted since.
-const HIGHEST_SEQ: &str = "SELECT MAX(COALESCE((SELECT MAX(seq) FROM messages), 0), (SELECT seq FROM feed_mark))";
+const HIGHEST_SEQ: &str =
+    "SELECT MAX(COALESCE((SELECT MAX(seq) FROM messages), 0), COALESCE((SELECT seq FROM feed_mark), 0))";
 
 /// At most `limit` messages after `after`; none when `after` is no position
 /// of this database (another epoch, or past any `seq` handed out).

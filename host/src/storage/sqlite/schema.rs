@@ -33,8 +33,8 @@ pub(super) const VERSION: i64 = 8;
 ///
 /// Rows at or below `text_index.indexed_through` are in the text index; the
 /// insert trigger indexes a new row at once only when its `seq` is that low,
-/// which happens when the newest rows were deleted and SQLite hands out
-/// their numbers again. The delete trigger removes only indexed rows.
+/// which happened when the newest rows were deleted and SQLite handed out
+/// their numbers again (before version 8: see `feed_mark`). The delete trigger removes only indexed rows.
 ///
 /// `totals.removed` counts deletions ever made, so that a remembered search
 /// total can tell whether it still holds (see `search_counts`).
@@ -47,7 +47,8 @@ pub(super) const VERSION: i64 = 8;
 ///
 /// `seq` is also the feed's order, so it never goes back: the writer
 /// numbers each row past `feed_mark`, which a delete of the newest row
-/// raises to its `seq` (SQLite alone would hand that number out again).
+/// raises to its `seq` (SQLite alone would hand that number out again; a
+/// delete of any other row, such as retention's, leaves it).
 /// Version 7 had no `feed_mark`; it starts at the highest `seq` stored.
 ///
 /// `seq` is the stable rowid the text index refers to (a VACUUM may renumber
@@ -152,6 +153,7 @@ CREATE TABLE IF NOT EXISTS feed_mark (
 INSERT OR IGNORE INTO feed_mark (id, seq) SELECT 1, COALESCE(MAX(seq), 0) FROM messages;
 CREATE TRIGGER IF NOT EXISTS messages_feed_mark AFTER DELETE ON messages
     WHEN old.seq > (SELECT seq FROM feed_mark)
+        AND old.seq > COALESCE((SELECT MAX(seq) FROM messages), 0)
 BEGIN
     UPDATE feed_mark SET seq = old.seq;
 END;
