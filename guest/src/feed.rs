@@ -89,9 +89,8 @@ fn read(query: &FeedQuery) -> Result<FeedPage, Response> {
 /// repeated one wins; an empty `after` is the start).
 pub(crate) fn parse(query_string: &str) -> Result<FeedQuery, Vec<FieldError>> {
     let (mut after, mut limit, mut wait) = (None, None, None);
-    for pair in query_string.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match query::decode(key, true).as_str() {
+    for (key, value) in query::pairs(query_string) {
+        let slot = match key.as_str() {
             "after" => &mut after,
             "limit" => &mut limit,
             "wait" => &mut wait,

@@ -414,14 +414,12 @@ fn whatsapp_notification() -> Schema {
 }
 
 fn messages() -> Operation {
-    let query = |name, description, schema: Schema| optional(ParameterIn::Query, name, description, schema);
-    let integer = || ObjectBuilder::new().schema_type(Type::Integer);
     guest_operation("list_messages", "List stored messages, filtered and paged")
         .description(Some(
             "Ordered by the instant of `ts`, then `message_id`. `total` counts every match. Follow \
              `next_cursor` for the next page at the same cost at any depth.",
         ))
-        .parameter(query(
+        .parameter(query_parameter(
             "limit",
             "Messages per page.",
             integer()
@@ -430,28 +428,28 @@ fn messages() -> Operation {
                 .default(Some(json!(DEFAULT_LIMIT)))
                 .into(),
         ))
-        .parameter(query(
+        .parameter(query_parameter(
             "offset",
             "Matching messages to skip.",
             integer().minimum(Some(0)).default(Some(json!(0))).into(),
         ))
-        .parameter(query(
+        .parameter(query_parameter(
             "from",
             "Only this sender's messages (exact match).",
             string().into(),
         ))
-        .parameter(query(
+        .parameter(query_parameter(
             "since",
             "Only messages with `ts` at or after this instant; empty for no filter.",
             or_empty(timestamp_schema()).into(),
         ))
-        .parameter(query(
+        .parameter(query_parameter(
             "q",
             "Only messages whose text contains this, once both are lowercased by Unicode's full \
              mapping; `%` and `_` are literal.",
             string().into(),
         ))
-        .parameter(query(
+        .parameter(query_parameter(
             "cursor",
             "An earlier page's `next_cursor`, with the same `from`, `since` and `q` and no `offset`; \
              empty for none. Only a token this service issued is valid: any other, even of this \
@@ -465,8 +463,6 @@ fn messages() -> Operation {
 }
 
 fn feed() -> Operation {
-    let query = |name, description, schema: Schema| optional(ParameterIn::Query, name, description, schema);
-    let integer = || ObjectBuilder::new().schema_type(Type::Integer);
     guest_operation("read_feed", "Every stored message once, in the order it was stored")
         .description(Some(
             "Start without `after` and pass each answer's `next` back: every stored message comes \
@@ -474,13 +470,13 @@ fn feed() -> Operation {
              a position already handed out. Removed messages are absent. With `wait`, an answer \
              that would be empty waits until a message is stored or the time is up.",
         ))
-        .parameter(query(
+        .parameter(query_parameter(
             "after",
             "An earlier answer's `next`; absent or empty for the start. Only a position this \
              service issued is valid: any other, even of this shape, is answered 422.",
             or_empty(string().pattern(Some(feed::PATTERN))).into(),
         ))
-        .parameter(query(
+        .parameter(query_parameter(
             "limit",
             "Messages per answer.",
             integer()
@@ -489,7 +485,7 @@ fn feed() -> Operation {
                 .default(Some(json!(feed::DEFAULT_LIMIT)))
                 .into(),
         ))
-        .parameter(query(
+        .parameter(query_parameter(
             "wait",
             "Seconds to wait while nothing follows `after` (long-poll); 0 answers at once.",
             integer()
@@ -633,6 +629,15 @@ fn guest_operation(id: &str, summary: &str) -> OperationBuilder {
             "504",
             json_response("The request ran past `REQUEST_TIMEOUT_MS`", "Detail"),
         )
+}
+
+/// An optional query parameter.
+fn query_parameter(name: &str, description: &str, schema: Schema) -> Parameter {
+    optional(ParameterIn::Query, name, description, schema)
+}
+
+fn integer() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::Integer)
 }
 
 /// An optional parameter `name` in `place`.

@@ -125,9 +125,8 @@ fn cursor_error(msg: &str) -> FieldError {
 
 fn collect(query: &str) -> RawParams {
     let mut raw = RawParams::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let (slot, plus_is_space) = match decode(key, true).as_str() {
+    for (key, value) in pairs(query) {
+        let (slot, plus_is_space) = match key.as_str() {
             "limit" => (&mut raw.limit, true),
             "offset" => (&mut raw.offset, true),
             "from" => (&mut raw.from, false),
@@ -139,6 +138,15 @@ fn collect(query: &str) -> RawParams {
         *slot = Some(decode(value, plus_is_space));
     }
     raw
+}
+
+/// A query string's parameters in order: each key decoded (`+` a space),
+/// its value as sent (decoded by the caller, which knows what `+` means in it).
+pub(crate) fn pairs(query: &str) -> impl Iterator<Item = (String, &str)> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(key, true), value)
+    })
 }
 
 /// A query string's key or value, percent-decoded (`+` as a space when

@@ -40,9 +40,8 @@ pub(crate) const MAX_TIMESTAMP_DIGITS: usize = 11;
 /// `GET`: the subscription handshake.
 pub(crate) fn verify_subscription(query_string: &str) -> Response {
     let (mut mode, mut token, mut challenge) = (None, None, None);
-    for pair in query_string.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match query::decode(key, true).as_str() {
+    for (key, value) in query::pairs(query_string) {
+        let slot = match key.as_str() {
             "hub.mode" => &mut mode,
             "hub.verify_token" => &mut token,
             "hub.challenge" => &mut challenge,

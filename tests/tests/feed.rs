@@ -137,8 +137,9 @@ fn a_long_poll_wakes_when_a_message_is_stored() {
         assert_eq!(items[0]["message_id"], "second");
         let woke = answered.saturating_duration_since(stored);
         eprintln!("long-poll answered {woke:?} after the message was acknowledged");
-        // The poll asked for 20 s: it was woken, not timed out.
-        assert!(answered - started < Duration::from_secs(10), "{:?}", answered - started);
+        // The poll asked for 20 s: it was woken, within the contract's second
+        // plus room for a loaded machine.
+        assert!(woke < Duration::from_secs(2), "{woke:?} after {:?}", answered - started);
     });
 }
 

@@ -336,7 +336,10 @@ fn a_transaction_that_commits_late_delays_the_feed_on_every_host_but_is_never_sk
         assert!(handed > 0);
         let woke = answered.saturating_duration_since(committed);
         eprintln!("the long-poll on the other host answered {woke:?} after the commit");
-        assert!(woke < Duration::from_secs(10), "it was woken, not timed out: {woke:?}");
+        assert!(
+            woke < Duration::from_secs(4),
+            "within the contract's 2 s across hosts, plus room: {woke:?}"
+        );
     });
     while !follower.read(&b, 100, 0).is_empty() {}
     assert_eq!(

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::api_keys::{Caller, Scope};
 use crate::bindings::inlet::service::{access, log, metrics, settings, storage};
 use crate::limits::GUEST_LOG;
-use crate::storage::{MAX_FEED_WAIT_SECONDS, Operation};
+use crate::storage::{Operation, check_feed_wait};
 use crate::telemetry::logging::Level;
 use crate::telemetry::metrics::{RemovalReason, result_label};
 use crate::telemetry::request_log;
@@ -32,10 +32,14 @@ impl storage::Host for Sandbox {
         self.effects.mark();
         let services = self.services.clone();
         let outcomes = timed(&services, Operation::InsertBatch, services.store.insert_batch(messages)).await?;
-        for _ in outcomes.iter().filter(|o| **o == storage::InsertOutcome::Created) {
+        let created = outcomes
+            .iter()
+            .filter(|o| **o == storage::InsertOutcome::Created)
+            .count();
+        for _ in 0..created {
             self.services.metrics.record_stored();
         }
-        if outcomes.contains(&storage::InsertOutcome::Created) {
+        if created > 0 {
             self.services.feed.stored();
         }
         Ok(outcomes)
@@ -80,11 +84,7 @@ impl storage::Host for Sandbox {
         after: storage::FeedPosition,
         timeout_seconds: u32,
     ) -> Result<storage::FeedWait, storage::Error> {
-        if !(1..=MAX_FEED_WAIT_SECONDS).contains(&timeout_seconds) {
-            return Err(storage::Error::InvalidArgument(format!(
-                "timeout-seconds {timeout_seconds} is not in 1..={MAX_FEED_WAIT_SECONDS}"
-            )));
-        }
+        check_feed_wait(timeout_seconds)?;
         if let Some(outcome) = self.parking.outcome() {
             return Ok(outcome);
         }

@@ -152,7 +152,7 @@ impl GuestTask {
             Ok(RunEnd::Exit(exit)) => exit,
             // A guest that answered is never run again; one stopped because
             // its client left has nothing more to say.
-            Ok(RunEnd::AwaitBody | RunEnd::AwaitFeed(_) | RunEnd::Cancelled) => GuestExit {
+            Ok(RunEnd::Paused(_) | RunEnd::Cancelled) => GuestExit {
                 fields: LogFields::default(),
                 result: Ok(()),
             },
@@ -172,21 +172,18 @@ fn task_failed(join_error: &tokio::task::JoinError) -> GuestExit {
 enum RunEnd {
     /// The guest returned or failed.
     Exit(GuestExit),
-    /// The guest asked for body bytes not yet here, and had done nothing
-    /// that a second run would repeat: run it again once the body is whole.
-    AwaitBody,
+    /// The guest was stopped before it had done anything a second run
+    /// would repeat, to run again once the host has waited for it.
+    Paused(Pause),
     /// `cancel` fired: the client is gone.
     Cancelled,
-    /// The guest asked to wait on the feed, and had done nothing a second
-    /// run would repeat: run it again once the host has waited.
-    AwaitFeed(FeedWaitRequest),
 }
 
-/// Why a run stopped before its guest answered, to run again later.
+/// What a stopped run waits for before the request runs again.
 enum Pause {
-    /// Its body is not whole yet.
+    /// The guest asked for body bytes not yet here: the whole body.
     Body,
-    /// It waits on the feed.
+    /// The guest asked to wait on the feed: the host's wait.
     Feed(FeedWaitRequest),
 }
 
@@ -284,8 +281,8 @@ async fn run_once(
         let outcome = tokio::select! {
             biased;
             outcome = tokio::time::timeout_at(deadline.into(), running) => outcome,
-            () = watch.starved_before(&effects) => return RunEnd::AwaitBody,
-            wait = parking.asked() => return RunEnd::AwaitFeed(wait),
+            () = watch.starved_before(&effects) => return RunEnd::Paused(Pause::Body),
+            wait = parking.asked() => return RunEnd::Paused(Pause::Feed(wait)),
             () = cancel.cancelled() => return RunEnd::Cancelled,
         };
         let result = match outcome {
@@ -385,8 +382,7 @@ fn classify(error: &wasmtime::Error, sandbox: &Sandbox) -> GuestFailure {
 async fn failed(exit: JoinHandle<RunEnd>, code: Option<ErrorCode>) -> Result<GuestReply, Pause> {
     let exit = match exit.await {
         Ok(RunEnd::Exit(exit)) => exit,
-        Ok(RunEnd::AwaitBody) => return Err(Pause::Body),
-        Ok(RunEnd::AwaitFeed(wait)) => return Err(Pause::Feed(wait)),
+        Ok(RunEnd::Paused(pause)) => return Err(pause),
         // Only a caller already gone fires `cancel`: nobody reads this.
         Ok(RunEnd::Cancelled) => GuestExit {
             fields: LogFields::default(),

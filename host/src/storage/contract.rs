@@ -63,12 +63,7 @@ pub fn check_insert_batch(messages: &[Message]) -> Result<(), StoreError> {
 
 /// Rejects, as `InvalidArgument`, a `limit` outside 1..=100 or an `offset` above `i64::MAX`.
 pub fn check_page_request(request: &PageRequest) -> Result<(), StoreError> {
-    if !(1..=MAX_PAGE).contains(&request.limit) {
-        return Err(StoreError::InvalidArgument(format!(
-            "limit {} is not in 1..={MAX_PAGE}",
-            request.limit
-        )));
-    }
+    check_count("limit", request.limit, MAX_PAGE)?;
     if i64::try_from(request.offset).is_err() {
         return Err(StoreError::InvalidArgument(format!(
             "offset {} is too large",
@@ -82,15 +77,25 @@ pub fn check_page_request(request: &PageRequest) -> Result<(), StoreError> {
 pub const MAX_FEED_LIMIT: u32 = 1000;
 
 /// Longest wait on the feed, in seconds.
-pub const MAX_FEED_WAIT_SECONDS: u32 = 25;
+const MAX_FEED_WAIT_SECONDS: u32 = 25;
 
 /// Rejects, as `InvalidArgument`, a feed read's `limit` outside 1..=`MAX_FEED_LIMIT`.
 pub fn check_feed_limit(limit: u32) -> Result<(), StoreError> {
-    if (1..=MAX_FEED_LIMIT).contains(&limit) {
+    check_count("limit", limit, MAX_FEED_LIMIT)
+}
+
+/// Rejects, as `InvalidArgument`, a feed wait outside 1..=`MAX_FEED_WAIT_SECONDS`.
+pub fn check_feed_wait(seconds: u32) -> Result<(), StoreError> {
+    check_count("timeout-seconds", seconds, MAX_FEED_WAIT_SECONDS)
+}
+
+/// Rejects, as `InvalidArgument`, an argument `what` outside 1..=`most`.
+fn check_count(what: &str, value: u32, most: u32) -> Result<(), StoreError> {
+    if (1..=most).contains(&value) {
         Ok(())
     } else {
         Err(StoreError::InvalidArgument(format!(
-            "limit {limit} is not in 1..={MAX_FEED_LIMIT}"
+            "{what} {value} is not in 1..={most}"
         )))
     }
 }
@@ -103,11 +108,27 @@ pub fn follows(head: FeedPosition, after: FeedPosition) -> bool {
 
 /// Rejects, as `InvalidArgument`, a `top_senders` outside 1..=100.
 pub fn check_top_senders(top_senders: u32) -> Result<(), StoreError> {
-    if (1..=MAX_PAGE).contains(&top_senders) {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidArgument(format!(
-            "top-senders {top_senders} is not in 1..={MAX_PAGE}"
-        )))
+    check_count("top-senders", top_senders, MAX_PAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_outside_their_bounds_are_invalid_arguments() {
+        for (checked, most) in [
+            (check_feed_limit as fn(u32) -> Result<(), StoreError>, MAX_FEED_LIMIT),
+            (check_feed_wait, MAX_FEED_WAIT_SECONDS),
+            (check_top_senders, MAX_PAGE),
+        ] {
+            assert!(checked(1).is_ok() && checked(most).is_ok());
+            for outside in [0, most + 1] {
+                assert!(
+                    matches!(checked(outside), Err(StoreError::InvalidArgument(_))),
+                    "{outside}"
+                );
+            }
+        }
     }
 }

@@ -7,9 +7,8 @@
 
 mod contract;
 pub use contract::{
-    MAX_FEED_LIMIT, MAX_FEED_WAIT_SECONDS, MAX_ID_BYTES, MAX_INSERT_BATCH, MAX_MSISDN_BYTES, READ_TIME_LIMIT,
-    check_feed_limit, check_insert_batch, check_message, check_page_request, check_top_senders, follows,
-    is_storable_id,
+    MAX_FEED_LIMIT, MAX_ID_BYTES, MAX_INSERT_BATCH, MAX_MSISDN_BYTES, READ_TIME_LIMIT, check_feed_limit,
+    check_feed_wait, check_insert_batch, check_message, check_page_request, check_top_senders, follows, is_storable_id,
 };
 mod expiry;
 pub use expiry::{EXPIRY_STEP, Expired, Expiry, REMEMBER_REMOVED, stamp};
