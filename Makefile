@@ -11,7 +11,7 @@ DATABASE_URL ?= sqlite:///./app.db
 LOG_LEVEL ?= INFO
 PORT ?= 8000
 
-.PHONY: build guest host fixtures wasm-target run test test-deps test-api test-guest lint up down logs test-docker bench bench-smoke reference \
+.PHONY: build guest host fixtures wasm-target run test test-deps test-api test-guest lint up down logs test-docker bench bench-smoke baseline reference \
 	cluster-up cluster-down test-cluster bench-cluster
 
 # `docker compose` (v2) where installed, else the v1 `docker-compose`.
@@ -92,10 +92,26 @@ BENCH_ARGS ?=
 bench: build fixtures reference
 	$(CARGO) run --release --locked -p inlet-bench -- $(BENCH_ARGS)
 
-## bench-smoke: the same benchmark, tiny and quick, to keep it working (CI runs it)
+## baseline: an earlier commit (REV) built into target/baseline/ (its own target
+## directory: a full release build), for this build's ingest as a share of it:
+## make bench BENCH_ARGS='--phases rounds --baseline target/baseline'
+REV ?= HEAD
+baseline: wasm-target
+	rm -rf target/baseline target/baseline-src && git worktree prune
+	git worktree add --detach target/baseline-src $(REV)
+	cd target/baseline-src && $(CARGO) build --release --locked -p inlet --target-dir ../baseline-build \
+		&& $(CARGO) build --release --locked -p inlet-guest --target wasm32-wasip2 --target-dir ../baseline-build; \
+		built=$$?; cd ../.. && git worktree remove --force target/baseline-src; test $$built = 0
+	mkdir -p target/baseline
+	cp target/baseline-build/release/inlet target/baseline-build/wasm32-wasip2/release/inlet_guest.wasm target/baseline/
+
+## bench-smoke: the same benchmark, tiny and quick, to keep it working (CI runs it);
+## this build stands in for a baseline
 bench-smoke: build fixtures reference
+	mkdir -p target/bench/self
+	ln -sf ../../release/inlet ../../wasm32-wasip2/release/inlet_guest.wasm target/bench/self/
 	$(CARGO) run --release --locked -p inlet-bench -- --seconds 1 --rows 20000 --repeats 1 \
-		--ratio-rounds 1 --out target/bench/smoke.json
+		--ratio-rounds 1 --baseline target/bench/self --out target/bench/smoke.json
 
 ## lint: formatting and clippy on both targets
 lint: wasm-target

@@ -27,6 +27,12 @@ use crate::telemetry::request_log::latency_ms;
 /// message stored here.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How long a wait lingers once something arrived before it answers: a
+/// follower that had caught up would otherwise read one commit's messages
+/// at a time, a request (two guest runs) per commit, and take that CPU
+/// from the ingest it follows. Small beside the contract's second.
+pub const LINGER: Duration = Duration::from_millis(20);
+
 /// How long the task waits after a failed read of the head.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
@@ -77,8 +83,9 @@ impl FeedWatch {
         self.waiters.available_permits() > 0
     }
 
-    /// Waits until the feed holds something after `after`, or `until`, or
-    /// shutdown; `Full` at once when `FEED_WAITERS` requests wait already.
+    /// Waits until the feed holds something after `after` (and `LINGER`
+    /// more), or `until`, or shutdown; `Full` at once when `FEED_WAITERS`
+    /// requests wait already.
     pub async fn wait(&self, after: FeedPosition, until: Instant) -> FeedWait {
         let Ok(_slot) = self.waiters.clone().try_acquire_owned() else {
             return FeedWait::Full;
@@ -88,13 +95,21 @@ impl FeedWatch {
         self.nudge.notify_one();
         let fresh_and_past = head.wait_for(|head| head.reads > began && follows(head.position, after));
         let arrived = tokio::time::timeout_at(until.into(), fresh_and_past);
-        tokio::select! {
+        let outcome = tokio::select! {
             outcome = arrived => match outcome {
                 Ok(Ok(_)) => FeedWait::Arrived,
                 Ok(Err(_)) | Err(_) => FeedWait::TimedOut,
             },
-            () = self.closing.cancelled() => FeedWait::TimedOut,
+            () = self.closing.cancelled() => return FeedWait::TimedOut,
+        };
+        if matches!(outcome, FeedWait::Arrived) {
+            let lingered = tokio::time::sleep_until(until.min(Instant::now() + LINGER).into());
+            tokio::select! {
+                () = lingered => {}
+                () = self.closing.cancelled() => {}
+            }
         }
+        outcome
     }
 
     /// Ends every wait (shutting down: they answer at once, with nothing new).

@@ -174,15 +174,28 @@ impl Server {
         server
     }
 
+    /// Starts another build's `binary` (its guest named in `env`) with a
+    /// fresh database: a baseline to measure this build against.
+    pub fn start_binary(binary: &Path, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self::launch(binary, dir, env);
+        server.wait_live();
+        server
+    }
+
     /// Spawns a server in `dir` without waiting for it to listen.
     pub fn launch_in(dir: TempDir, env: &[(&str, &str)]) -> Self {
+        Self::launch(&inlet_bin(), dir, env)
+    }
+
+    fn launch(binary: &Path, dir: TempDir, env: &[(&str, &str)]) -> Self {
         let earlier_lines = std::fs::read_to_string(dir.path().join("stdout.log")).map_or(0, |log| log.lines().count());
         let stdout = File::options()
             .create(true)
             .append(true)
             .open(dir.path().join("stdout.log"))
             .expect("log file");
-        let mut command = Command::new(inlet_bin());
+        let mut command = Command::new(binary);
         command
             .env_clear()
             .env("WEBHOOK_SECRET", SECRET)
@@ -196,7 +209,7 @@ impl Server {
         end_with_starting_thread(&mut command);
         let child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", inlet_bin().display()));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let client = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))

@@ -22,6 +22,8 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let mut rates = [Vec::new(), Vec::new()];
     let mut lags = Vec::new();
+    let mut pages = Vec::new();
+    let mut client_cpu = Vec::new();
     for round in 0..cli.ratio_rounds.max(1) {
         for turn in 0..2 {
             let followed = (turn + round) % 2 == 1;
@@ -36,9 +38,11 @@ pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Re
             });
             rates[usize::from(followed)].push(load?.requests_per_second);
             if followed {
-                let (seen, round_lags) = follower?;
-                check_exactly_once(&server, &seen)?;
-                lags.extend(round_lags);
+                let tailed = follower?;
+                check_exactly_once(&server, &tailed.seen)?;
+                pages.push(tailed.seen.len() as f64 / tailed.reads.max(1) as f64);
+                client_cpu.push(tailed.cpu.as_secs_f64() / tailed.took.as_secs_f64());
+                lags.extend(tailed.lags);
             }
         }
     }
@@ -55,6 +59,14 @@ pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Re
     );
     let ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(on, off)| on / off).collect();
     results.spread("ingest with / without a feed follower", &ratios, "ratio");
+    results.spread("messages per follower read", &pages, "messages");
+    // The follower is a client on the server's cores, as the load
+    // generator is: what it takes itself is not the server's cost.
+    results.spread(
+        "follower's own CPU (its thread here), share of one core",
+        &client_cpu,
+        "ratio",
+    );
     lags.sort_by(f64::total_cmp);
     for (name, quantile) in [("p50", 0.5), ("p99", 0.99)] {
         let at = ((lags.len() as f64 * quantile) as usize).min(lags.len().saturating_sub(1));
@@ -64,16 +76,34 @@ pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Re
     Ok(())
 }
 
+/// What a follower was handed.
+#[derive(Default)]
+struct Tailed {
+    /// Every id, in order.
+    seen: Vec<String>,
+    /// Each one's lag from its commit, in ms.
+    lags: Vec<f64>,
+    /// Reads it took.
+    reads: usize,
+    /// CPU time its thread spent (sending, receiving, parsing).
+    cpu: Duration,
+    /// From its first read to its last.
+    took: Duration,
+}
+
 /// Follows the feed while `following` (not at all when it starts false),
-/// then catches up; every id handed out, and each one's lag in ms.
-fn tail(server: &Server, following: &AtomicBool) -> anyhow::Result<(Vec<String>, Vec<f64>)> {
+/// then catches up.
+fn tail(server: &Server, following: &AtomicBool) -> anyhow::Result<Tailed> {
     let mut follower = Follower::new();
     let mut lags = Vec::new();
     if !following.load(Ordering::SeqCst) {
-        return Ok((Vec::new(), lags));
+        return Ok(Tailed::default());
     }
     let mut caught_up_by = None;
+    let mut reads = 0;
+    let (started, cpu_before) = (Instant::now(), thread_cpu());
     loop {
+        reads += 1;
         let wait = if following.load(Ordering::SeqCst) { WAIT } else { 0 };
         let items = follower.read(server, PAGE, wait);
         let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
@@ -84,7 +114,13 @@ fn tail(server: &Server, following: &AtomicBool) -> anyhow::Result<(Vec<String>,
         if !following.load(Ordering::SeqCst) {
             let deadline = *caught_up_by.get_or_insert_with(|| Instant::now() + CATCH_UP);
             if items.is_empty() {
-                return Ok((follower.seen, lags));
+                return Ok(Tailed {
+                    seen: follower.seen,
+                    lags,
+                    reads,
+                    cpu: thread_cpu().saturating_sub(cpu_before),
+                    took: started.elapsed(),
+                });
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
@@ -92,6 +128,14 @@ fn tail(server: &Server, following: &AtomicBool) -> anyhow::Result<(Vec<String>,
             );
         }
     }
+}
+
+/// CPU time the calling thread has spent so far (the first field of
+/// its schedstat, in nanoseconds).
+fn thread_cpu() -> Duration {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns = schedstat.split_whitespace().next().and_then(|ns| ns.parse().ok());
+    Duration::from_nanos(ns.unwrap_or(0))
 }
 
 /// The follower was handed every stored message, each once.

@@ -48,6 +48,15 @@ struct Cli {
     /// ratios are reported; 0 skips them.
     #[arg(long, default_value_t = 3)]
     ratio_rounds: usize,
+    /// An earlier build whose ingest the rounds measure too, for this
+    /// build's rate as a share of it: a directory holding its `inlet` and
+    /// `inlet_guest.wasm`.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// A setting, `NAME=VALUE`, this build's ingest rounds run with (e.g.
+    /// `RETENTION=2s`, against a baseline that has no such thing).
+    #[arg(long = "setting", value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
     /// Which parts to run.
     #[arg(
         long,
@@ -130,6 +139,12 @@ fn main() -> anyhow::Result<()> {
     results.save(&out)?;
     println!("\nresults written to {}", out.display());
     Ok(())
+}
+
+/// `NAME=VALUE` as a pair.
+fn parse_setting(setting: &str) -> Result<(String, String), String> {
+    let (name, value) = setting.split_once('=').ok_or("expected NAME=VALUE")?;
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 fn address(server: &Server) -> SocketAddr {
@@ -268,6 +283,7 @@ fn hello_server(env: &[(&str, &str)]) -> Server {
 #[derive(Clone, Copy)]
 enum Contender {
     Inlet,
+    Baseline,
     Hello,
     Native(reference::Mode),
 }
@@ -276,17 +292,27 @@ impl Contender {
     fn label(self) -> String {
         match self {
             Self::Inlet => "ingest, unique ids".into(),
+            Self::Baseline => "baseline build's ingest, unique ids".into(),
             Self::Hello => "hello guest GET /fine".into(),
             Self::Native(mode) => format!("native reference ({}), unique ids", mode.name()),
         }
     }
 
     /// Starts it and pushes its load: 32 connections for `seconds`.
-    fn measure(self, runtime: &tokio::runtime::Runtime, seconds: u64, round: usize) -> anyhow::Result<Measured> {
+    fn measure(self, runtime: &tokio::runtime::Runtime, cli: &Cli, round: usize) -> anyhow::Result<Measured> {
+        let seconds = cli.seconds;
         let webhooks = requests::webhooks(&format!("round{round}"), None);
         match self {
             Self::Inlet => {
-                let server = Server::start();
+                let settings: Vec<(&str, &str)> = cli.settings.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                let server = Server::start_with(&settings);
+                Measured::take(runtime, server.pid(), address(&server), seconds, webhooks)
+            }
+            Self::Baseline => {
+                let build = in_workspace(cli.baseline.as_deref().context("no --baseline")?);
+                let guest = build.join("inlet_guest.wasm");
+                let guest = guest.to_str().context("a UTF-8 baseline path")?;
+                let server = Server::start_binary(&build.join("inlet"), &[("GUEST_COMPONENT", guest)]);
                 Measured::take(runtime, server.pid(), address(&server), seconds, webhooks)
             }
             Self::Hello => {
@@ -338,6 +364,9 @@ fn ratio_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Resu
         return Ok(());
     }
     let mut contenders = vec![Contender::Inlet, Contender::Hello];
+    if cli.baseline.is_some() {
+        contenders.push(Contender::Baseline);
+    }
     if reference::binary().is_some() {
         contenders.extend([
             Contender::Native(reference::Mode::Group),
@@ -351,7 +380,7 @@ fn ratio_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Resu
         for turn in 0..contenders.len() {
             let index = (turn + round - 1) % contenders.len();
             let contender = contenders[index];
-            let measured = contender.measure(runtime, cli.seconds, round)?;
+            let measured = contender.measure(runtime, cli, round)?;
             results.load(&format!("round {round}: {}", contender.label()), measured.load.clone());
             if let Contender::Native(_) = contender {
                 // Its every answer should be 200: anything else is a broken
@@ -378,6 +407,7 @@ fn ratio_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Resu
             .collect();
         let name = match contender {
             Contender::Native(mode) => format!("ingest / native reference ({})", mode.name()),
+            Contender::Baseline => "ingest / baseline build's".into(),
             _ => "ingest / hello guest".into(),
         };
         results.spread(&format!("{name}, {of_rounds}"), &ratios, "ratio");
