@@ -51,7 +51,7 @@ run: build
 ## Reuses the release build. The tests that need root (they mount) are ignored
 ## unless run as root.
 TEST_ARGS ?= $(if $(filter 0,$(shell id -u)),--include-ignored)
-POSTGRES_SUITES := evaluator webhook listing stats whatsapp signatures api_keys lifecycle feed
+POSTGRES_SUITES := evaluator webhook listing stats whatsapp signatures api_keys lifecycle feed forwarding
 test: test-deps
 	$(MAKE) build fixtures
 	$(CARGO) test --release --locked --workspace -- $(TEST_ARGS)

@@ -9,6 +9,7 @@ mod access;
 pub mod bindings;
 mod cursor;
 mod feed;
+mod forwarding;
 #[cfg(test)]
 mod fuzz;
 mod http_io;
@@ -72,6 +73,8 @@ fn respond(request: &IncomingRequest) -> Response {
         Route::OpenApi => openapi::handle(),
         Route::WhatsApp if method == "GET" => whatsapp::verify_subscription(&query),
         Route::WhatsApp => signed::delivery(request, Accepted::HubOnly, whatsapp::handle),
+        Route::Forwarding => forwarding::status(),
+        Route::ForwardingRetry => forwarding::retry(),
     }
 }
 

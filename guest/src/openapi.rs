@@ -29,6 +29,7 @@ use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, R
 use crate::access::{self, Keys, Needs};
 use crate::cursor;
 use crate::feed::{self, Feed};
+use crate::forwarding;
 use crate::listing::{MessageView, Page};
 use crate::message::StoredView;
 use crate::payload::{MAX_ID_CHARS, MAX_MSISDN_CHARS, MAX_TEXT_CHARS, MSISDN_PATTERN};
@@ -109,6 +110,8 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<Feed<'static>>()
         .schema_from::<StatsView<'static>>()
         .schema_from::<SenderView<'static>>()
+        .schema_from::<forwarding::StatusView<'static>>()
+        .schema_from::<forwarding::RequeuedView>()
         .schema("Ready", ready())
         .security_scheme(BEARER, bearer_scheme())
         .build()
@@ -181,6 +184,8 @@ fn operations(route: Route) -> Vec<(HttpMethod, Operation)> {
             (HttpMethod::Get, whatsapp_handshake()),
             (HttpMethod::Post, whatsapp_delivery()),
         ],
+        Route::Forwarding => vec![(HttpMethod::Get, forwarding_status())],
+        Route::ForwardingRetry => vec![(HttpMethod::Post, forwarding_retry())],
     }
 }
 
@@ -536,6 +541,29 @@ fn erase_message() -> Operation {
         .response("204", ResponseBuilder::new().description("Removed").build())
         .response("404", json_response("No message with this id is stored", "Detail"))
         .response("503", unavailable_response("Storage unavailable; nothing removed"))
+        .build()
+}
+
+fn forwarding_status() -> Operation {
+    guest_operation("forwarding_status", "What forwarding to `FORWARD_URL` owes")
+        .description(Some(
+            "Every message created while `FORWARD_URL` is set is delivered there at least once; \
+             this counts those not delivered yet (`pending`) and those out of attempts (`failed`).",
+        ))
+        .response("200", json_response("What is owed", "Forwarding"))
+        .response("404", json_response("No forwarding is configured", "Detail"))
+        .response("503", unavailable_response("Storage unavailable"))
+        .build()
+}
+
+fn forwarding_retry() -> Operation {
+    guest_operation("forwarding_retry", "Deliver every failed message again")
+        .description(Some(
+            "Every `failed` message is pending again, with `FORWARD_MAX_ATTEMPTS` attempts afresh.",
+        ))
+        .response("200", json_response("How many were failed", "Requeued"))
+        .response("404", json_response("No forwarding is configured", "Detail"))
+        .response("503", unavailable_response("Storage unavailable; nothing changed"))
         .build()
 }
 

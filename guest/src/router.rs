@@ -14,13 +14,15 @@ pub(crate) enum Route {
     Stats,
     OpenApi,
     WhatsApp,
+    Forwarding,
+    ForwardingRetry,
 }
 
 /// How a path template names its one parameter, at its end.
 const MESSAGE_ID: &str = "{message_id}";
 
 impl Route {
-    pub(crate) const ALL: [Self; 7] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::Webhook,
         Self::Messages,
         Self::Message,
@@ -28,6 +30,8 @@ impl Route {
         Self::Stats,
         Self::OpenApi,
         Self::WhatsApp,
+        Self::Forwarding,
+        Self::ForwardingRetry,
     ];
 
     /// The route at `path`, whatever the method.
@@ -46,6 +50,8 @@ impl Route {
             Self::Stats => "/stats",
             Self::OpenApi => "/openapi.json",
             Self::WhatsApp => "/webhook/whatsapp",
+            Self::Forwarding => "/forwarding",
+            Self::ForwardingRetry => "/forwarding/retry",
         }
     }
 
@@ -62,6 +68,7 @@ impl Route {
     pub(crate) fn needs(self, method: &str) -> Needs {
         match self {
             Self::Message if method == "DELETE" => Needs::Admin,
+            Self::Forwarding | Self::ForwardingRetry => Needs::Admin,
             Self::Messages | Self::Message | Self::Feed | Self::Stats => Needs::Read,
             // Signed deliveries are authenticated by their signatures.
             Self::Webhook | Self::WhatsApp | Self::OpenApi => Needs::Nothing,
@@ -71,8 +78,8 @@ impl Route {
     /// The methods it answers (`Allow` lists them on a 405).
     pub(crate) fn methods(self) -> &'static [&'static str] {
         match self {
-            Self::Webhook => &["POST"],
-            Self::Messages | Self::Feed | Self::Stats | Self::OpenApi => &["GET"],
+            Self::Webhook | Self::ForwardingRetry => &["POST"],
+            Self::Messages | Self::Feed | Self::Stats | Self::OpenApi | Self::Forwarding => &["GET"],
             Self::Message => &["GET", "DELETE"],
             Self::WhatsApp => &["GET", "POST"],
         }
@@ -108,6 +115,9 @@ mod tests {
         assert_eq!(route("POST", "/webhook/whatsapp").unwrap(), Route::WhatsApp);
         assert_eq!(route("GET", "/messages/m%2F1").unwrap(), Route::Message);
         assert_eq!(route("DELETE", "/messages/a/b").unwrap(), Route::Message);
+        assert_eq!(route("GET", "/forwarding").unwrap(), Route::Forwarding);
+        assert_eq!(route("POST", "/forwarding/retry").unwrap(), Route::ForwardingRetry);
+        assert_eq!(route("GET", "/forwarding/retry").unwrap_err().status, 405);
     }
 
     #[test]
@@ -124,6 +134,8 @@ mod tests {
         assert_eq!(Route::Message.needs("GET"), Needs::Read);
         assert_eq!(Route::Message.needs("DELETE"), Needs::Admin);
         assert_eq!(Route::Webhook.needs("POST"), Needs::Nothing);
+        assert_eq!(Route::Forwarding.needs("GET"), Needs::Admin);
+        assert_eq!(Route::ForwardingRetry.needs("POST"), Needs::Admin);
     }
 
     #[test]

@@ -10,6 +10,7 @@ wasmtime::component::bindgen!({
     world: "inlet:service/service",
     imports: {
         "inlet:service/storage": async,
+        "inlet:service/forwarding": async,
         "inlet:service/log.annotate": trappable,
         "inlet:service/log.event": trappable,
     },
@@ -25,7 +26,7 @@ wasmtime::component::bindgen!({
 
 /// The `inlet:service` package and version this host serves, as `wit/`
 /// declares it; guests built against any other are refused.
-pub const WIT_PACKAGE: &str = "inlet:service@0.3.0";
+pub const WIT_PACKAGE: &str = "inlet:service@0.4.0";
 
 #[cfg(test)]
 mod tests {

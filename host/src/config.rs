@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::forwarding::{Destination, ForwardSettings};
 use crate::limits::{GuestLimits, HttpLimits};
 use crate::secrets::{SecretSource, WebhookSecret};
 
@@ -30,6 +31,12 @@ const MAX_BODY_BYTES: u64 = 1 << 30;
 const MAX_CONNECTIONS: usize = 1_000_000;
 /// Long-polls of `/feed` waiting at once, by default (`FEED_WAITERS`).
 const DEFAULT_FEED_WAITERS: usize = 1000;
+/// Forwarding's defaults (the contract's) and bounds.
+const DEFAULT_FORWARD_TIMEOUT_MS: u64 = 10_000;
+const DEFAULT_FORWARD_MAX_ATTEMPTS: u32 = 15;
+const MAX_FORWARD_ATTEMPTS: u32 = 1000;
+const DEFAULT_FORWARD_CONCURRENCY: usize = 16;
+const MAX_FORWARD_CONCURRENCY: usize = 1024;
 
 /// Everything `inlet serve` needs to start.
 #[derive(Clone)]
@@ -48,6 +55,8 @@ pub struct Config {
     pub retention: Option<Duration>,
     /// Long-polls of `/feed` waiting at once, at most (`FEED_WAITERS`).
     pub feed_waiters: usize,
+    /// Where and how messages are forwarded (`FORWARD_*`); `None`: not at all.
+    pub forwarding: Option<ForwardSettings>,
     /// Where messages are stored, from `DATABASE_URL`.
     pub database: Database,
     /// Least severe level logged for Inlet's own events (`LOG_LEVEL`); dependencies log `warn` and up.
@@ -130,6 +139,23 @@ pub struct Settings {
     /// request holds its connection but no guest instance (apart from `MAX_INSTANCES`).
     #[arg(long, env = "FEED_WAITERS", default_value_t = DEFAULT_FEED_WAITERS.to_string())]
     feed_waiters: String,
+    /// Where every new message is delivered, at least once: `http://…` or `https://…` (a
+    /// signed `POST`), or `nats://HOST:PORT/SUBJECT` (a JetStream publish). Unset: not forwarded.
+    #[arg(long, env = "FORWARD_URL")]
+    forward_url: Option<String>,
+    /// The Standard Webhooks key HTTP(S) deliveries are signed with (`whsec_<base64>`, or any
+    /// other string as UTF-8 bytes); required with an HTTP(S) `FORWARD_URL`.
+    #[arg(long, env = "FORWARD_SECRET", hide_env_values = true)]
+    forward_secret: Option<String>,
+    /// Time one delivery attempt may take, in milliseconds; past it the attempt failed.
+    #[arg(long, env = "FORWARD_TIMEOUT_MS", default_value_t = DEFAULT_FORWARD_TIMEOUT_MS.to_string())]
+    forward_timeout_ms: String,
+    /// Attempts at one message before it is `failed` (until `POST /forwarding/retry`).
+    #[arg(long, env = "FORWARD_MAX_ATTEMPTS", default_value_t = DEFAULT_FORWARD_MAX_ATTEMPTS.to_string())]
+    forward_max_attempts: String,
+    /// Delivery attempts under way at once.
+    #[arg(long, env = "FORWARD_CONCURRENCY", default_value_t = DEFAULT_FORWARD_CONCURRENCY.to_string())]
+    forward_concurrency: String,
     /// TCP port to listen on; 0 lets the system choose (the `listening` log line names it).
     #[arg(long, env = "PORT", default_value_t = DEFAULT_PORT.to_string())]
     port: String,
@@ -201,8 +227,9 @@ impl Settings {
 impl Config {
     /// Checks every setting; the first bad one is the error.
     pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
-        let secrets = secret_source(settings.webhook_secret, settings.webhook_secret_file)?;
         let database = Database::parse(&settings.database_url)?;
+        let forwarding = forwarding(&settings)?;
+        let secrets = secret_source(settings.webhook_secret, settings.webhook_secret_file)?;
         let database = with_password_file(database, settings.database_password_file.filter(|f| !f.is_empty()))?;
         Ok(Self {
             secrets,
@@ -219,6 +246,7 @@ impl Config {
             api_keys_file: api_keys_file(settings.api_keys_file)?,
             retention: parse_retention(settings.retention.as_deref().unwrap_or_default())?,
             feed_waiters: ranged("FEED_WAITERS", &settings.feed_waiters, 1, MAX_CONNECTIONS)?,
+            forwarding,
             guest_cache: guest_cache_dir(settings.guest_cache_dir, &database),
             database,
             log_level: parse_log_level(&settings.log_level)?,
@@ -255,6 +283,30 @@ impl Config {
             },
         })
     }
+}
+
+/// The `FORWARD_*` settings, when `FORWARD_URL` is set.
+fn forwarding(settings: &Settings) -> Result<Option<ForwardSettings>, ConfigError> {
+    let Some(destination) = Destination::parse(settings.forward_url.as_deref(), settings.forward_secret.as_deref())?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(ForwardSettings {
+        destination,
+        timeout: millis("FORWARD_TIMEOUT_MS", &settings.forward_timeout_ms)?,
+        max_attempts: ranged(
+            "FORWARD_MAX_ATTEMPTS",
+            &settings.forward_max_attempts,
+            1,
+            MAX_FORWARD_ATTEMPTS,
+        )?,
+        concurrency: ranged(
+            "FORWARD_CONCURRENCY",
+            &settings.forward_concurrency,
+            1,
+            MAX_FORWARD_CONCURRENCY,
+        )?,
+    }))
 }
 
 /// Longest `RETENTION`, in days: beyond it the calendar, not the policy, decides.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod docs;
 pub mod feed_watch;
 pub mod file_watch;
+pub mod forwarding;
 pub mod limits;
 pub mod retention;
 pub mod runtime;

@@ -20,22 +20,23 @@ use crate::telemetry::request_log::latency_ms;
 /// How often a pass starts.
 const PASS_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Runs the policy for `retention` until the task is dropped.
-pub async fn run(store: Arc<dyn MessageStore>, retention: Duration, metrics: Arc<Metrics>) {
+/// Runs the policy for `retention` until the task is dropped, keeping what
+/// forwarding owes when `keep_owed`.
+pub async fn run(store: Arc<dyn MessageStore>, retention: Duration, keep_owed: bool, metrics: Arc<Metrics>) {
     let mut passes = tokio::time::interval(PASS_INTERVAL);
     passes.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         passes.tick().await;
-        pass(&*store, retention, &metrics).await;
+        pass(&*store, retention, keep_owed, &metrics).await;
     }
 }
 
 /// Steps until little is left; logs what the pass removed, if anything.
-async fn pass(store: &dyn MessageStore, retention: Duration, metrics: &Metrics) {
+async fn pass(store: &dyn MessageStore, retention: Duration, keep_owed: bool, metrics: &Metrics) {
     let started = Instant::now();
     let mut total = Expired::default();
     loop {
-        let expiry = Expiry::at(chrono::Utc::now(), retention);
+        let expiry = Expiry::at(chrono::Utc::now(), retention, keep_owed);
         let step_started = Instant::now();
         let step = store.expire(&expiry).await;
         metrics.record_storage(Operation::Expire, latency_ms(step_started));

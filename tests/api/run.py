@@ -67,6 +67,10 @@ class start_server:
             BIND_ADDRESS="127.0.0.1",
             LOG_LEVEL="INFO",
             GUEST_COMPONENT=str(ROOT / "target/wasm32-wasip2/release/inlet_guest.wasm"),
+            # Forwarding configured, so its routes answer 200; to a port
+            # nothing listens on, so every attempt fails and is retried.
+            FORWARD_URL="http://127.0.0.1:9/inlet",
+            FORWARD_SECRET="schemathesis-forward-secret",
         )
         (self.data / "keys").write_text(f"schemathesis admin {API_KEY}\n")
         self.log = open(self.data / "server.log", "w+")

@@ -20,7 +20,9 @@ use tempfile::TempDir;
 
 pub mod cluster;
 pub mod feed;
+pub mod nats;
 pub mod raw;
+pub mod receiver;
 pub mod swap;
 pub mod whatsapp;
 
@@ -582,7 +584,7 @@ pub fn misbehaving_guest() -> PathBuf {
 }
 
 /// What the host says of the fixture guest built against the previous WIT.
-pub const OLD_WIT_REFUSAL: &str = "built against inlet:service@0.1.0; this host serves inlet:service@0.3.0";
+pub const OLD_WIT_REFUSAL: &str = "built against inlet:service@0.1.0; this host serves inlet:service@0.4.0";
 
 /// The fixture guest built against the previous WIT (`make fixtures`).
 pub fn old_wit_guest() -> PathBuf {

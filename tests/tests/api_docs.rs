@@ -28,6 +28,7 @@ fn the_guest_serves_an_openapi_document_of_every_route() {
     let expected = [
         ("delete", "/messages/{message_id}"),
         ("get", "/feed"),
+        ("get", "/forwarding"),
         ("get", "/health/live"),
         ("get", "/health/ready"),
         ("get", "/messages"),
@@ -35,6 +36,7 @@ fn the_guest_serves_an_openapi_document_of_every_route() {
         ("get", "/metrics"),
         ("get", "/stats"),
         ("get", "/webhook/whatsapp"),
+        ("post", "/forwarding/retry"),
         ("post", "/webhook"),
         ("post", "/webhook/whatsapp"),
     ];

@@ -1,6 +1,6 @@
 //! Several hosts on one PostgreSQL database, and the faults they must
 //! survive: duplicates split across hosts, a host killed under load, the
-//! database stopped under load. Each test runs its own hosts on a database
+//! database stopped under load, the forwarding host killed for good. Each test runs its own hosts on a database
 //! of its own (`inlet-pgserver`), whatever `INLET_E2E_BACKEND` says.
 
 use std::collections::HashSet;
@@ -352,4 +352,56 @@ fn a_transaction_that_commits_late_delays_the_feed_on_every_host_but_is_never_sk
     let mut expected = later.clone();
     expected.sort();
     assert_eq!(rest, expected, "every later row once");
+}
+
+/// Whether `server` logged that it took forwarding's turn.
+fn forwards(server: &Server) -> bool {
+    server
+        .logs()
+        .iter()
+        .any(|line| line["msg"] == "forwarding from this host")
+}
+
+#[test]
+fn when_the_forwarding_host_dies_for_good_another_delivers_everything() {
+    use inlet_e2e::receiver::{Answer, Receiver};
+    let receiver = Receiver::start();
+    // Some deliveries are under way when the host dies.
+    receiver.answer(Answer::StallPrefix("first", Duration::from_millis(400)));
+    let url = fresh_database();
+    let forward_url = receiver.url();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("FORWARD_URL", forward_url.as_str()),
+        ("FORWARD_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    ];
+    let hosts = [Server::start_with(&env), Server::start_with(&env)];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !hosts.iter().any(forwards) {
+        assert!(Instant::now() < deadline, "no host took forwarding's turn");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let post = |host: &Server, prefix: &str| -> Vec<String> {
+        let ids: Vec<String> = (0..30).map(|i| format!("{prefix}-{i}")).collect();
+        for id in &ids {
+            let body = message(id, "+15550001", "2025-01-15T10:00:00Z", Some("forward me"));
+            let reply = host.webhook(&body, Some(&inlet_e2e::sign(&body)));
+            assert_eq!(reply.status, 200, "{id}: {}", reply.body);
+        }
+        ids
+    };
+    let [first, second] = hosts;
+    let (leader, other) = if forwards(&first) {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert!(!forwards(&other), "one host forwards at a time");
+    let mut sent = post(&leader, "first-leader");
+    sent.extend(post(&other, "first-other"));
+    drop(leader.kill());
+    sent.extend(post(&other, "after"));
+    let missing = receiver.wait_for(&sent, Duration::from_secs(60));
+    assert_eq!(missing, Vec::<String>::new(), "{}", other.raw_logs());
+    assert!(forwards(&other), "the survivor took the turn");
 }

@@ -12,11 +12,12 @@ use crate::api_keys::ApiKeys;
 use crate::config::{Config, Database};
 use crate::docs::Docs;
 use crate::feed_watch::FeedWatch;
+use crate::forwarding::{ForwardSettings, Forwarder, Forwarding};
 use crate::retention;
 use crate::runtime::{CompileCache, Guest, GuestSlot, Reloader, Runtime, Services};
 use crate::secrets::Secrets;
 use crate::server::{self, App};
-use crate::storage::{MessageStore, PgStore, SqliteStore};
+use crate::storage::{ForwardStore, MessageStore, PgStore, SqliteStore};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::request_log::latency_ms;
 
@@ -29,7 +30,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(secrets.clone().watch());
     let api_keys = Arc::new(ApiKeys::load(config.api_keys_file.as_deref())?);
     tokio::spawn(api_keys.clone().watch());
-    let store = open_store(&config.database).await?;
+    let (store, forward_store) = open_store(&config.database, config.forwarding.as_ref()).await?;
     let runtime = Runtime::new(config.guest_limits)?;
     tracing::info!(memory_reset = runtime.memory_reset.as_str(), "engine ready");
     let cache = CompileCache::open(config.guest_cache.clone());
@@ -44,6 +45,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     metrics.record_guest_loaded(&guest.sha256);
     let feed = FeedWatch::start(store.clone(), metrics.clone(), config.feed_waiters);
+    let forwarder = match (config.forwarding.clone(), forward_store) {
+        (Some(settings), Some(forward_store)) => {
+            tracing::info!(
+                destination = %settings.destination,
+                concurrency = settings.concurrency,
+                max_attempts = settings.max_attempts,
+                "forwarding"
+            );
+            Some(Forwarder::start(settings, forward_store, metrics.clone()).await?)
+        }
+        (Some(_), None) => anyhow::bail!("this database cannot keep forwarding's records"),
+        (None, _) => None,
+    };
     let services = Arc::new(Services {
         store: store.clone(),
         metrics,
@@ -52,10 +66,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         whatsapp_verify_token: config.whatsapp_verify_token.clone(),
         api_keys,
         feed,
+        forwarding: forwarder.clone().map(|forwarder| forwarder as Arc<dyn Forwarding>),
     });
-    let retention = config
-        .retention
-        .map(|retention| tokio::spawn(retention::run(store.clone(), retention, services.metrics.clone())));
+    let retention = config.retention.map(|retention| {
+        let keep_owed = config.forwarding.is_some();
+        tokio::spawn(retention::run(
+            store.clone(),
+            retention,
+            keep_owed,
+            services.metrics.clone(),
+        ))
+    });
     let guests = Arc::new(GuestSlot::new(guest));
     let reloader = Reloader::new(runtime, cache, config.guest.clone(), guests.clone(), services.clone());
     tokio::spawn(Arc::new(reloader).watch());
@@ -78,6 +99,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(retention) = retention {
         retention.abort();
     }
+    if let Some(forwarder) = forwarder {
+        forwarder.close();
+    }
     match store.close().await {
         Ok(()) => tracing::info!("storage closed"),
         Err(error) => tracing::error!(error = ?error, "storage close failed"),
@@ -86,19 +110,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The store `DATABASE_URL` names. A PostgreSQL database that is not
-/// reachable yet does not stop start-up: the host serves, answering 503 and
-/// not ready, until it is.
-async fn open_store(database: &Database) -> anyhow::Result<Arc<dyn MessageStore>> {
+/// The store `DATABASE_URL` names, and the same store as forwarding's when
+/// `forwarding` is set, its position set before the store takes a message.
+/// A PostgreSQL database that is not reachable yet does not stop start-up:
+/// the host serves, answering 503 and not ready, until it is.
+async fn open_store(
+    database: &Database,
+    forwarding: Option<&ForwardSettings>,
+) -> anyhow::Result<(Arc<dyn MessageStore>, Option<Arc<dyn ForwardStore>>)> {
     let database_name = database.describe();
     match database {
         Database::Sqlite(path) => {
-            let store = SqliteStore::open(path)?;
+            let store = Arc::new(SqliteStore::open(path)?);
             tracing::info!(database = %database_name, "storage ready");
-            Ok(Arc::new(store))
+            if forwarding.is_none() {
+                return Ok((store, None));
+            }
+            store
+                .forward_position()
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot set the forwarding position: {error:?}"))?;
+            Ok((store.clone(), Some(store)))
         }
         Database::Postgres(url) => {
-            let store = PgStore::open(url)?;
+            let store = Arc::new(match forwarding {
+                Some(_) => PgStore::open_forwarding(url)?,
+                None => PgStore::open(url)?,
+            });
             match store.schema_ready().await {
                 Ok(()) => tracing::info!(database = %database_name, "storage ready"),
                 Err(error) => tracing::warn!(
@@ -107,7 +145,8 @@ async fn open_store(database: &Database) -> anyhow::Result<Arc<dyn MessageStore>
                     "storage not reachable yet; answering 503 until it is"
                 ),
             }
-            Ok(Arc::new(store))
+            let forward_store = forwarding.map(|_| store.clone() as Arc<dyn ForwardStore>);
+            Ok((store, forward_store))
         }
     }
 }

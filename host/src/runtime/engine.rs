@@ -10,7 +10,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use super::epoch::EpochTicker;
 use super::executor::GuestExecutor;
 use super::sandbox::Sandbox;
-use crate::bindings::inlet::service::{access, log, metrics, settings, storage};
+use crate::bindings::inlet::service::{access, forwarding, log, metrics, settings, storage};
 use crate::limits::GuestLimits;
 
 /// The compiled-code engine and the linker every guest is checked against.
@@ -81,6 +81,7 @@ impl Runtime {
         metrics::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
         settings::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
         access::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
+        forwarding::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
         Ok(Self {
             engine,
             linker,

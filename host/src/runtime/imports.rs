@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::api_keys::{Caller, Scope};
-use crate::bindings::inlet::service::{access, log, metrics, settings, storage};
+use crate::bindings::inlet::service::{access, forwarding, log, metrics, settings, storage};
 use crate::limits::GUEST_LOG;
 use crate::storage::{Operation, check_feed_wait};
 use crate::telemetry::logging::Level;
@@ -19,8 +19,7 @@ impl storage::Host for Sandbox {
         let services = self.services.clone();
         let outcome = timed(&services, Operation::Insert, services.store.insert(message)).await;
         if outcome == Ok(storage::InsertOutcome::Created) {
-            self.services.metrics.record_stored();
-            self.services.feed.stored();
+            self.services.created(1);
         }
         outcome
     }
@@ -36,12 +35,7 @@ impl storage::Host for Sandbox {
             .iter()
             .filter(|o| **o == storage::InsertOutcome::Created)
             .count();
-        for _ in 0..created {
-            self.services.metrics.record_stored();
-        }
-        if created > 0 {
-            self.services.feed.stored();
-        }
+        self.services.created(created as u64);
         Ok(outcomes)
     }
 
@@ -211,5 +205,23 @@ impl access::Host for Sandbox {
                 })
             }
         }
+    }
+}
+
+/// A retry is an effect: the run is not started again after it.
+impl forwarding::Host for Sandbox {
+    async fn status(&mut self) -> Result<Option<forwarding::ForwardingStatus>, storage::Error> {
+        let Some(forwarding) = self.services.forwarding.clone() else {
+            return Ok(None);
+        };
+        forwarding.status().await.map(Some)
+    }
+
+    async fn retry_failed(&mut self) -> Result<Option<u64>, storage::Error> {
+        self.effects.mark();
+        let Some(forwarding) = self.services.forwarding.clone() else {
+            return Ok(None);
+        };
+        forwarding.retry_failed().await.map(Some)
     }
 }

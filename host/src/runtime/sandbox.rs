@@ -18,6 +18,7 @@ use super::parking::Parking;
 use super::stderr::GuestStderr;
 use crate::api_keys::ApiKeys;
 use crate::feed_watch::FeedWatch;
+use crate::forwarding::Forwarding;
 use crate::limits::{MAX_GUEST_FIELD_BYTES, MAX_GUEST_RESOURCES};
 use crate::secrets::{SecretSet, Secrets, WebhookSecret};
 use crate::storage::MessageStore;
@@ -40,6 +41,22 @@ pub struct Services {
     pub api_keys: Arc<ApiKeys>,
     /// Where the feed ends, for the guest's `storage.wait-feed`.
     pub feed: Arc<FeedWatch>,
+    /// Forwarding, when `FORWARD_URL` is set.
+    pub forwarding: Option<Arc<dyn Forwarding>>,
+}
+
+impl Services {
+    /// Messages were created (and committed) by a request here: those
+    /// following the feed look now.
+    pub fn created(&self, count: u64) {
+        self.metrics.record_stored(count);
+        if count > 0 {
+            self.feed.stored();
+            if let Some(forwarding) = &self.forwarding {
+                forwarding.stored();
+            }
+        }
+    }
 }
 
 /// The data of one request's `Store`.

@@ -36,11 +36,15 @@ pub struct Expiry {
     pub removed_before: String,
     /// At most this many messages, and this many ids, in this step.
     pub limit: u32,
+    /// Whether messages forwarding still owes (past its position, or in a
+    /// retry row, failed ones included) are kept whatever their age.
+    pub keep_owed: bool,
 }
 
 impl Expiry {
-    /// The step that keeps messages for `retention`, at `now`.
-    pub fn at(now: DateTime<Utc>, retention: Duration) -> Self {
+    /// The step that keeps messages for `retention`, at `now`, and those
+    /// forwarding owes when `keep_owed`.
+    pub fn at(now: DateTime<Utc>, retention: Duration, keep_owed: bool) -> Self {
         let ago = |span: Duration| {
             let before = chrono::Duration::from_std(span)
                 .ok()
@@ -51,6 +55,7 @@ impl Expiry {
             stored_before: ago(retention),
             removed_before: ago(REMEMBER_REMOVED),
             limit: EXPIRY_STEP,
+            keep_owed,
         }
     }
 }
@@ -86,14 +91,14 @@ mod tests {
     #[test]
     fn a_step_looks_back_by_the_retention_and_the_memory_of_removals() {
         let now = "2026-12-10T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
-        let step = Expiry::at(now, Duration::from_secs(90 * 60));
+        let step = Expiry::at(now, Duration::from_secs(90 * 60), false);
         assert_eq!(step.stored_before, "2026-12-09T22:30:00.000Z");
         assert_eq!(step.removed_before, "2026-12-03T00:00:00.000Z");
     }
 
     #[test]
     fn a_retention_beyond_the_calendar_removes_nothing() {
-        let step = Expiry::at(Utc::now(), Duration::from_secs(u64::MAX));
+        let step = Expiry::at(Utc::now(), Duration::from_secs(u64::MAX), false);
         assert!(step.stored_before.as_str() < "1000", "{}", step.stored_before);
     }
 }

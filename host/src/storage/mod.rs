@@ -13,7 +13,9 @@ pub use contract::{
 mod expiry;
 pub use expiry::{EXPIRY_STEP, Expired, Expiry, REMEMBER_REMOVED, stamp};
 mod folding;
+pub mod forward;
 pub use folding::fold;
+pub use forward::ForwardStore;
 mod pending;
 pub mod pg;
 pub use pg::PgStore;

@@ -77,6 +77,34 @@ pub enum RemovalReason {
     Expired,
 }
 
+/// An attempt to forward a message, as `forward_deliveries_total` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardResult {
+    /// The destination took it.
+    Delivered,
+    /// It failed and will be tried again.
+    Retry,
+    /// It failed, the last attempt allowed: the message is `failed`.
+    Failed,
+}
+
+impl ForwardResult {
+    const ALL: [Self; 3] = [Self::Delivered, Self::Retry, Self::Failed];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retry => "retry",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardLabels {
+    result: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The process's Prometheus registry and every series Inlet exports; shared by all requests.
@@ -96,6 +124,8 @@ pub struct Metrics {
     guest_loads: Family<OutcomeLabels, Counter>,
     guest_info: Family<GuestLabels, Gauge>,
     guest_traps: Family<ReasonLabels, Counter>,
+    forward_deliveries: Family<ForwardLabels, Counter>,
+    forward_pending: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -125,6 +155,8 @@ impl Metrics {
         let guest_loads = Family::<OutcomeLabels, Counter>::default();
         let guest_info = Family::<GuestLabels, Gauge>::default();
         let guest_traps = Family::<ReasonLabels, Counter>::default();
+        let forward_deliveries = Family::<ForwardLabels, Counter>::default();
+        let forward_pending = Gauge::default();
         let mut registry = Registry::default();
         registry.register(
             "http_requests",
@@ -175,6 +207,19 @@ impl Metrics {
             "Requests the guest did not finish, by reason (deadline, memory, trap, no_response)",
             guest_traps.clone(),
         );
+        registry.register(
+            "forward_deliveries",
+            "Attempts to forward a message, by result",
+            forward_deliveries.clone(),
+        );
+        registry.register(
+            "forward_pending",
+            "Messages owed to the forwarding destination (not delivered, not failed)",
+            forward_pending.clone(),
+        );
+        for result in ForwardResult::ALL {
+            let _ = forward_deliveries.get_or_create(&ForwardLabels { result: result.label() });
+        }
         for result in ALL_RESULTS {
             // Every outcome is exported from the start, at zero.
             let _ = webhook_requests.get_or_create(&WebhookLabels {
@@ -196,6 +241,8 @@ impl Metrics {
             guest_loads,
             guest_info,
             guest_traps,
+            forward_deliveries,
+            forward_pending,
         }
     }
 
@@ -266,9 +313,21 @@ impl Metrics {
             .observe(elapsed_ms);
     }
 
-    /// Counts one message newly stored (not a duplicate) in `messages_stored_total`.
-    pub fn record_stored(&self) {
-        self.messages_stored.inc();
+    /// Counts `count` messages newly stored (not duplicates) in `messages_stored_total`.
+    pub fn record_stored(&self, count: u64) {
+        self.messages_stored.inc_by(count);
+    }
+
+    /// Counts one forwarding attempt's result.
+    pub fn record_forward(&self, result: ForwardResult) {
+        self.forward_deliveries
+            .get_or_create(&ForwardLabels { result: result.label() })
+            .inc();
+    }
+
+    /// Sets how many messages forwarding owes.
+    pub fn set_forward_pending(&self, pending: u64) {
+        self.forward_pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
     }
 
     /// Counts `count` messages removed for `reason` in `messages_removed_total`.
@@ -399,7 +458,7 @@ mod tests {
         metrics.request_started();
         metrics.record_instantiation(0.2);
         metrics.record_storage(Operation::Insert, 0.7);
-        metrics.record_stored();
+        metrics.record_stored(1);
         metrics.record_guest_loaded("aa");
         metrics.record_guest_loaded("bb");
         metrics.record_guest_rejected();

@@ -8,7 +8,7 @@ use inlet::bindings::inlet::service::storage::InsertOutcome::{Created, Duplicate
 use inlet::bindings::inlet::service::storage::Message;
 use inlet::config::PgUrl;
 use inlet::storage::sqlite::bulk;
-use inlet::storage::{FEED_START, MessageStore, PgStore, StoreError};
+use inlet::storage::{FEED_START, ForwardStore, MessageStore, PgStore, StoreError};
 use inlet_pgserver::{CutProxy, PgServer, fresh_database, url_at};
 
 use crate::conformance::*;
@@ -158,7 +158,7 @@ async fn hosts_starting_together_apply_the_schema_once() {
     for migration in migrations {
         migration.await.unwrap().unwrap();
     }
-    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "3");
+    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "4");
     stores[3].ping().await.unwrap();
 }
 
@@ -200,10 +200,12 @@ async fn a_version_1_database_is_upgraded_with_its_rows() {
     let store = open(&url);
     store.insert(message(1, "+1", 0, Some("kept"))).await.unwrap();
     drop(store);
-    // What version 1 lacked (version 2's additions, then version 3's).
+    // What version 1 lacked (version 2's additions, then version 3's and 4's).
     psql(
         &url,
-        "DROP TRIGGER messages_remembered ON messages; DROP FUNCTION inlet_remember_deleted();
+        "DROP TABLE forward_position, forward_retries;
+         DROP FUNCTION inlet_forget_retries() CASCADE; DROP FUNCTION inlet_forget_all_retries() CASCADE;
+         DROP TRIGGER messages_remembered ON messages; DROP FUNCTION inlet_remember_deleted();
          DROP TRIGGER messages_not_removed ON messages; DROP FUNCTION inlet_refuse_removed();
          DROP TABLE removed_ids; DROP INDEX messages_by_age;
          ALTER TABLE messages DROP COLUMN tx, DROP COLUMN seq; UPDATE inlet_schema SET version = 1",
@@ -213,7 +215,7 @@ async fn a_version_1_database_is_upgraded_with_its_rows() {
     let store = open(&url);
     store.schema_ready().await.unwrap();
     store.ping().await.unwrap();
-    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "3");
+    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "4");
     assert_eq!(
         store.get("m1".into()).await.unwrap().unwrap().message.text.as_deref(),
         Some("kept")
@@ -539,4 +541,38 @@ async fn connections_cut_during_commits_are_unavailable_and_lose_no_acknowledged
     // unknown) are at most the failures; a retry finds each stored.
     assert!(stored.len() - acknowledged.len() <= unavailable);
     assert_eq!(store.insert(message(99_999, "+1", 0, None)).await.unwrap(), Created);
+}
+
+#[tokio::test]
+async fn forwarding_keeps_its_position_and_retries() {
+    assert_forward_records(&open(&fresh_database())).await;
+}
+
+#[tokio::test]
+async fn one_store_at_a_time_has_forwardings_turn_until_its_connection_goes() {
+    let url = fresh_database();
+    let (first, second) = (open(&url), open(&url));
+    let lead = first.forward_lead().await.unwrap().expect("nobody else has the turn");
+    assert!(second.forward_lead().await.unwrap().is_none(), "one at a time");
+    drop(lead);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lead = loop {
+        if let Some(lead) = second.forward_lead().await.unwrap() {
+            break lead;
+        }
+        assert!(Instant::now() < deadline, "the turn was never given up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The lock's connection cut from the server's side: the turn is lost.
+    psql(
+        &url,
+        "SELECT pg_terminate_backend(pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND classid = x'696e6c65'::int AND objid = x'745f6677'::int",
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), lead.lost())
+        .await
+        .expect("a lost connection ends the turn");
+    assert!(first.forward_lead().await.unwrap().is_some(), "free again");
 }

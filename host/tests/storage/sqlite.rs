@@ -418,3 +418,9 @@ async fn a_row_the_database_refuses_fails_only_its_own_request() {
     .unwrap();
     assert_refused_row_fails_alone(store, move || conn.execute_batch("COMMIT").unwrap()).await;
 }
+
+#[tokio::test]
+async fn forwarding_keeps_its_position_and_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_forward_records(&SqliteStore::open(&dir.path().join("app.db")).unwrap()).await;
+}

@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+mod forwarding;
 mod mock;
 mod recording;
 
@@ -40,6 +41,7 @@ use inlet::telemetry::request_log::{LogFields, RequestId};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+pub use forwarding::MockForwarding;
 pub use inlet::bindings::inlet::service::storage::{
     FeedPage, FeedPosition, InsertOutcome, Message, MessageFilter, MessageStats, Page, PageRequest, Position, Removal,
     SenderCount, StoredMessage, Timestamp,
@@ -74,6 +76,8 @@ struct Settings {
     api_keys: Arc<ApiKeys>,
     /// `FEED_WAITERS`.
     feed_waiters: usize,
+    /// Forwarding, if configured.
+    forwarding: Option<Arc<dyn inlet::forwarding::Forwarding>>,
 }
 
 /// What one request produced.
@@ -136,6 +140,7 @@ impl Harness {
                 whatsapp_verify_token: None,
                 api_keys: Arc::new(ApiKeys::none()),
                 feed_waiters: DEFAULT_FEED_WAITERS,
+                forwarding: None,
             },
         })
     }
@@ -177,6 +182,13 @@ impl Harness {
     /// (`FEED_WAITERS`); 0 makes every wait `full`.
     pub fn with_feed_waiters(mut self, waiters: usize) -> Self {
         self.settings.feed_waiters = waiters;
+        self
+    }
+
+    /// Configures forwarding as `forwarding` says from now on; without,
+    /// the guest hears there is none.
+    pub fn with_forwarding(mut self, forwarding: Arc<MockForwarding>) -> Self {
+        self.settings.forwarding = Some(forwarding);
         self
     }
 
@@ -236,6 +248,7 @@ impl Harness {
             whatsapp_verify_token: self.settings.whatsapp_verify_token.clone(),
             api_keys: self.settings.api_keys.clone(),
             feed: feed.clone(),
+            forwarding: self.settings.forwarding.clone(),
         });
         let id = RequestId::from_header(None);
         let never_cancelled = CancellationToken::new();

@@ -479,3 +479,53 @@ async fn a_failing_guest_gets_the_answer_the_server_gives() {
     }
     assert_eq!(harness.get("/fine").await.status, 200);
 }
+
+#[tokio::test]
+async fn forwarding_routes_report_retry_and_fail_as_the_import_answers() {
+    use std::sync::Arc;
+
+    use inlet_harness::MockForwarding;
+    let admin = |method: &str, path: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", "Bearer inlet_harness-admin-key-000000000000000")
+            .body(bytes::Bytes::new())
+            .unwrap()
+    };
+    let keys = "ops admin inlet_harness-admin-key-000000000000000\n";
+    let none = Harness::new(guest(), MockStore::new()).unwrap().with_api_keys(keys);
+    assert_eq!(
+        none.send(admin("GET", "/forwarding")).await.status,
+        404,
+        "not configured"
+    );
+    assert_eq!(none.send(admin("POST", "/forwarding/retry")).await.status, 404);
+
+    let forwarding = Arc::new(MockForwarding::new("https://crm.example.com/in", 3, 2));
+    let harness = Harness::new(guest(), MockStore::new())
+        .unwrap()
+        .with_api_keys(keys)
+        .with_forwarding(forwarding.clone());
+    let status = harness.send(admin("GET", "/forwarding")).await;
+    assert_eq!(status.status, 200);
+    assert_eq!(
+        status.json(),
+        json!({"destination": "https://crm.example.com/in", "pending": 3, "failed": 2,
+               "oldest_pending_age_seconds": 1.5})
+    );
+    assert_eq!(harness.get("/forwarding").await.status, 401, "the admin key is needed");
+    let retried = harness.send(admin("POST", "/forwarding/retry")).await;
+    assert_eq!(retried.json(), json!({"requeued": 2}));
+    assert_eq!(forwarding.retries(), 1);
+    assert_eq!(harness.send(admin("GET", "/forwarding")).await.json()["pending"], 5);
+
+    forwarding.fail_with(Some(StoreError::Unavailable("locked".into())));
+    let unavailable = harness.send(admin("POST", "/forwarding/retry")).await;
+    assert_eq!(
+        (unavailable.status, unavailable.header("retry-after")),
+        (503, Some("1"))
+    );
+    forwarding.fail_with(Some(StoreError::Internal("broken".into())));
+    assert_eq!(harness.send(admin("GET", "/forwarding")).await.status, 500);
+}

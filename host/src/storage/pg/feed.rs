@@ -76,7 +76,7 @@ pub(super) async fn head(client: &impl GenericClient) -> Result<FeedPosition, to
 }
 
 /// The position in columns `tx` (as text) and `seq` of `row`.
-fn position(row: &Row, tx: usize, seq: usize) -> FeedPosition {
+pub(super) fn position(row: &Row, tx: usize, seq: usize) -> FeedPosition {
     FeedPosition {
         epoch: row.get::<_, &str>(tx).parse().unwrap_or_default(),
         seq: row.get::<_, i64>(seq).unsigned_abs(),

@@ -5,7 +5,9 @@
 //! each failure, while requests are answered at once with the last failure
 //! (503) rather than each waiting on a connection attempt of its own. Only
 //! the first attempt is waited for, so a fresh host's first requests do not
-//! fail merely because they came early.
+//! fail merely because they came early. A forwarding host also sets the
+//! forwarding position (if no host has) before the schema counts as
+//! applied: no message it acknowledges can be behind it.
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{errors, schema};
+use super::{errors, forward, schema};
 use crate::storage::StoreError;
 
 /// The pause after the first failed attempt; it doubles up to `MAX_PAUSE`.
@@ -52,13 +54,22 @@ impl Applied {
     }
 }
 
+/// What a store needs besides the schema before it takes messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Needs {
+    /// The schema alone.
+    Schema,
+    /// The schema and a forwarding position.
+    ForwardPosition,
+}
+
 /// Starts the task that applies the schema with connections from `pool`.
-pub(super) fn start(pool: Pool) -> (Applied, JoinHandle<()>) {
+pub(super) fn start(pool: Pool, needs: Needs) -> (Applied, JoinHandle<()>) {
     let (state, applied) = watch::channel(State::FirstAttempt);
     let task = tokio::spawn(async move {
         let mut pause = FIRST_PAUSE;
         loop {
-            match attempt(&pool).await {
+            match attempt(&pool, needs).await {
                 Ok(()) => {
                     state.send_replace(State::Applied);
                     return;
@@ -75,7 +86,13 @@ pub(super) fn start(pool: Pool) -> (Applied, JoinHandle<()>) {
     (Applied(applied), task)
 }
 
-async fn attempt(pool: &Pool) -> Result<(), String> {
+async fn attempt(pool: &Pool, needs: Needs) -> Result<(), String> {
     let mut client = pool.get().await.map_err(|e| errors::with_causes(&e))?;
-    schema::migrate(&mut client).await.map_err(|e| format!("{e:#}"))
+    schema::migrate(&mut client).await.map_err(|e| format!("{e:#}"))?;
+    if needs == Needs::ForwardPosition {
+        forward::set_position(&client)
+            .await
+            .map_err(|e| errors::with_causes(&e))?;
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ mod compact;
 pub mod copy;
 mod errors;
 mod feed;
+mod forward;
 mod migration;
 mod queries;
 mod removals;
@@ -32,8 +33,9 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_postgres::NoTls;
 
+use super::forward::{Attempted, Backlog, DueRetry, Lead};
 use super::{
-    Expired, Expiry, FeedPage, FeedPosition, MessageStore, READ_TIME_LIMIT, StoreError, check_feed_limit,
+    Expired, Expiry, FeedPage, FeedPosition, ForwardStore, MessageStore, READ_TIME_LIMIT, StoreError, check_feed_limit,
     check_insert_batch, check_message, check_page_request, check_top_senders, is_storable_id,
 };
 use crate::bindings::inlet::service::storage::{
@@ -60,6 +62,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct PgStore {
     writer: writer::Writer,
     reads: Pool,
+    /// How a connection of its own is made (forwarding's lead).
+    config: tokio_postgres::Config,
     schema: migration::Applied,
     /// The migration and the fold, stopped with the store.
     background: Vec<AbortHandle>,
@@ -70,6 +74,16 @@ impl PgStore {
     /// then the count fold) for the database at `url`, without waiting for
     /// it. Must be called inside a tokio runtime.
     pub fn open(url: &PgUrl) -> anyhow::Result<Self> {
+        Self::open_for(url, migration::Needs::Schema)
+    }
+
+    /// `open` for a host that forwards: it also sets the forwarding
+    /// position, if no host has, before it takes a message.
+    pub fn open_forwarding(url: &PgUrl) -> anyhow::Result<Self> {
+        Self::open_for(url, migration::Needs::ForwardPosition)
+    }
+
+    fn open_for(url: &PgUrl, needs: migration::Needs) -> anyhow::Result<Self> {
         let config = connection_config(url);
         // Group commits and the migration: only through tokio-postgres's
         // `Transaction` (never a raw BEGIN), so that no connection goes back
@@ -79,11 +93,12 @@ impl PgStore {
         // One connection of its own, without the reads' statement timeout:
         // a fold after a large copy or delete may take long.
         let upkeep = pool(&config, 1)?;
-        let (schema, migrating) = migration::start(writes.clone());
+        let (schema, migrating) = migration::start(writes.clone(), needs);
         let folding = tokio::spawn(compact::run(upkeep, schema.clone()));
         Ok(Self {
             writer: writer::Writer::start(writes),
             reads,
+            config,
             schema,
             background: vec![migrating.abort_handle(), folding.abort_handle()],
         })
@@ -259,5 +274,54 @@ impl MessageStore for PgStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.probe(Instant::now() + PING_TIMEOUT).await
+    }
+}
+
+#[async_trait]
+impl ForwardStore for PgStore {
+    async fn forward_position(&self) -> Result<FeedPosition, StoreError> {
+        let client = self.read_connection().await?;
+        forward::position(&client).await.map_err(|e| errors::classify(&e))
+    }
+
+    async fn forward_advance(
+        &self,
+        from: FeedPosition,
+        to: FeedPosition,
+        retries: Vec<Attempted>,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.read_connection().await?;
+        forward::advance(&mut client, from, to, &retries)
+            .await
+            .map_err(|e| errors::classify(&e))
+    }
+
+    async fn forward_due(&self, now: i64, lease_until: i64, limit: u32) -> Result<Vec<DueRetry>, StoreError> {
+        let client = self.read_connection().await?;
+        forward::due(&client, now, lease_until, limit)
+            .await
+            .map_err(|e| errors::classify(&e))
+    }
+
+    async fn forward_settle(&self, attempted: Vec<Attempted>) -> Result<(), StoreError> {
+        let mut client = self.read_connection().await?;
+        forward::settle(&mut client, &attempted)
+            .await
+            .map_err(|e| errors::classify(&e))
+    }
+
+    async fn forward_requeue(&self, now: i64) -> Result<u64, StoreError> {
+        let client = self.read_connection().await?;
+        forward::requeue(&client, now).await.map_err(|e| errors::classify(&e))
+    }
+
+    async fn forward_backlog(&self) -> Result<Backlog, StoreError> {
+        let client = self.read_connection().await?;
+        forward::backlog(&client).await.map_err(|e| errors::classify(&e))
+    }
+
+    async fn forward_lead(&self) -> Result<Option<Lead>, StoreError> {
+        self.schema.ready().await?;
+        forward::lead(&self.config).await.map_err(|e| errors::classify(&e))
     }
 }

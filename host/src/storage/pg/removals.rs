@@ -34,7 +34,8 @@ pub(super) async fn remove(client: &impl GenericClient, message_id: &str) -> Res
 }
 
 /// Removes at most `expiry.limit` of the messages stored before
-/// `expiry.stored_before`, oldest first, then forgets at most as many
+/// `expiry.stored_before`, oldest first (skipping what forwarding owes when
+/// `expiry.keep_owed`), then forgets at most as many
 /// remembered ids `expiry` lets go. Rows another host is removing at the
 /// same moment are skipped, not waited for, so hosts sharing the database
 /// can run their steps at once.
@@ -43,11 +44,16 @@ pub(super) async fn expire(client: &impl GenericClient, expiry: &Expiry) -> Resu
     let aged = client
         .prepare_cached(
             "DELETE FROM messages WHERE message_id IN (
-                 SELECT message_id FROM messages WHERE created_at < $1
+                 SELECT message_id FROM messages m WHERE created_at < $1
+                     AND NOT ($3 AND (
+                         COALESCE((m.tx, m.seq) > (SELECT p.tx, p.seq FROM forward_position p), false)
+                         OR EXISTS (SELECT 1 FROM forward_retries r WHERE r.message_id = m.message_id)))
                  ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
         )
         .await?;
-    let messages = client.execute(&aged, &[&expiry.stored_before, &limit]).await?;
+    let messages = client
+        .execute(&aged, &[&expiry.stored_before, &limit, &expiry.keep_owed])
+        .await?;
     let forgettable = client
         .prepare_cached(
             "DELETE FROM removed_ids WHERE message_id IN (

@@ -32,13 +32,17 @@
 //! `messages_by_feed`. Versions 1 and 2 had neither: their rows get `tx` 1
 //! and numbers in the order the table holds them (the upgrade rewrites the
 //! table once).
+//!
+//! `forward_position` and `forward_retries` are forwarding's (see
+//! `forward`), from version 4; a retry row goes with its message (a trigger,
+//! not a foreign key: a `TRUNCATE messages` by hand still works).
 
 use tokio_postgres::{Client, GenericClient};
 
 use crate::storage::hour_of;
 
 /// Bumped whenever the layout changes shape; `ping` checks it.
-pub(super) const VERSION: i32 = 3;
+pub(super) const VERSION: i32 = 4;
 
 /// Serialises migrations between hosts (any constant shared by all of them).
 const MIGRATION_LOCK: i64 = 0x696e_6c65_745f_6d31;
@@ -186,9 +190,40 @@ ALTER SEQUENCE messages_feed_seq OWNED BY messages.seq;
 CREATE UNIQUE INDEX messages_by_feed ON messages (tx, seq);
 ";
 
+/// From version 3 to 4: forwarding's position and retries.
+const FORWARDING: &str = "
+CREATE TABLE forward_position (
+    id  int PRIMARY KEY CHECK (id = 1),
+    tx  xid8 NOT NULL,
+    seq bigint NOT NULL
+);
+CREATE TABLE forward_retries (
+    message_id      text COLLATE \"C\" PRIMARY KEY,
+    attempts        int NOT NULL,
+    next_attempt_at bigint NOT NULL,
+    failed          boolean NOT NULL,
+    last_error      text NOT NULL
+);
+CREATE INDEX forward_retries_due ON forward_retries (next_attempt_at) WHERE NOT failed;
+CREATE FUNCTION inlet_forget_retries() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM forward_retries r USING deleted d WHERE r.message_id = d.message_id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER messages_unforwarded AFTER DELETE ON messages
+    REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION inlet_forget_retries();
+CREATE FUNCTION inlet_forget_all_retries() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE forward_retries;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER messages_all_unforwarded AFTER TRUNCATE ON messages
+    FOR EACH STATEMENT EXECUTE FUNCTION inlet_forget_all_retries();
+";
+
 /// The steps from each version to the next: `UPGRADES[n - 1]` takes version
 /// `n` to `n + 1`. A new database gets `SCHEMA` (version 1), then all of them.
-const UPGRADES: [&str; 2] = [REMEMBER_REMOVED, FEED_ORDER];
+const UPGRADES: [&str; 3] = [REMEMBER_REMOVED, FEED_ORDER, FORWARDING];
 
 /// Brings the database to `VERSION` in one transaction, under an advisory
 /// lock so that hosts starting together apply it once (concurrent `CREATE

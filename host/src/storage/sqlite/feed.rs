@@ -52,7 +52,7 @@ pub(super) fn head(conn: &Connection) -> rusqlite::Result<FeedPosition> {
     Ok(last.map_or(FEED_START, position))
 }
 
-fn position(seq: i64) -> FeedPosition {
+pub(super) fn position(seq: i64) -> FeedPosition {
     FeedPosition {
         epoch: 0,
         seq: seq.unsigned_abs(),

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod bulk;
 mod errors;
 mod feed;
+mod forward;
 mod queries;
 pub(super) use queries::message_from_row;
 mod readers;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::forward::{Attempted, Backlog, DueRetry, ForwardStore, Lead};
 use super::{
     Expired, Expiry, FeedPage, FeedPosition, MessageStore, StoreError, check_feed_limit, check_insert_batch,
     check_message, check_page_request, check_top_senders, is_storable_id,
@@ -101,11 +103,12 @@ impl MessageStore for SqliteStore {
         if !is_storable_id(&message_id) {
             return Ok(Removal::NotFound);
         }
-        self.writer.remove(message_id).await
+        self.writer.alone(move |conn| removals::remove(conn, &message_id)).await
     }
 
     async fn expire(&self, expiry: &Expiry) -> Result<Expired, StoreError> {
-        self.writer.expire(expiry.clone()).await
+        let expiry = expiry.clone();
+        self.writer.alone(move |conn| removals::expire(conn, &expiry)).await
     }
 
     async fn feed(&self, after: FeedPosition, limit: u32) -> Result<Option<FeedPage>, StoreError> {
@@ -125,5 +128,46 @@ impl MessageStore for SqliteStore {
     /// database in its main file.
     async fn close(&self) -> Result<(), StoreError> {
         self.writer.checkpoint().await
+    }
+}
+
+#[async_trait]
+impl ForwardStore for SqliteStore {
+    async fn forward_position(&self) -> Result<FeedPosition, StoreError> {
+        self.writer.alone(forward::position).await
+    }
+
+    async fn forward_advance(
+        &self,
+        from: FeedPosition,
+        to: FeedPosition,
+        retries: Vec<Attempted>,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .alone(move |conn| forward::advance(conn, from, to, &retries))
+            .await
+    }
+
+    async fn forward_due(&self, now: i64, lease_until: i64, limit: u32) -> Result<Vec<DueRetry>, StoreError> {
+        self.writer
+            .alone(move |conn| forward::due(conn, now, lease_until, limit))
+            .await
+    }
+
+    async fn forward_settle(&self, attempted: Vec<Attempted>) -> Result<(), StoreError> {
+        self.writer.alone(move |conn| forward::settle(conn, &attempted)).await
+    }
+
+    async fn forward_requeue(&self, now: i64) -> Result<u64, StoreError> {
+        self.writer.alone(move |conn| forward::requeue(conn, now)).await
+    }
+
+    async fn forward_backlog(&self) -> Result<Backlog, StoreError> {
+        self.readers.run(|conn| forward::backlog(conn)).await
+    }
+
+    /// One process serves a SQLite database.
+    async fn forward_lead(&self) -> Result<Option<Lead>, StoreError> {
+        Ok(Some(Lead::sole()))
     }
 }

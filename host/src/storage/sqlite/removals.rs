@@ -23,8 +23,13 @@ pub(super) fn remove(conn: &mut Connection, message_id: &str) -> rusqlite::Resul
 }
 
 /// Removes the messages stored before `expiry.stored_before` among the
-/// `expiry.limit` oldest by `seq`, then forgets remembered ids `expiry`
-/// lets go, in one transaction.
+/// `expiry.limit` oldest by `seq` (but those forwarding owes, with
+/// `expiry.keep_owed`), then forgets remembered ids `expiry` lets go, in one
+/// transaction.
+///
+/// What forwarding owes is skipped before the step's rows are counted, so
+/// that a run of undelivered or failed messages at the head never stops
+/// retention for the rest.
 ///
 /// Rows are visited in `seq` order, which is commit order, so that a step
 /// reads only the head of the table and needs no index on `created_at`
@@ -36,10 +41,15 @@ pub(super) fn expire(conn: &mut Connection, expiry: &Expiry) -> rusqlite::Result
     let messages = tx
         .prepare_cached(
             "DELETE FROM messages WHERE seq IN (
-                 SELECT seq FROM (SELECT seq, created_at FROM messages ORDER BY seq LIMIT ?2)
+                 SELECT seq FROM (
+                     SELECT seq, created_at FROM messages AS m
+                     WHERE m.seq <= CASE WHEN ?3 THEN COALESCE((SELECT seq FROM forward_position), 0)
+                                         ELSE 9223372036854775807 END
+                       AND NOT (?3 AND EXISTS (SELECT 1 FROM forward_retries r WHERE r.message_id = m.message_id))
+                     ORDER BY seq LIMIT ?2)
                  WHERE created_at < ?1)",
         )?
-        .execute(params![expiry.stored_before, expiry.limit])?;
+        .execute(params![expiry.stored_before, expiry.limit, expiry.keep_owed])?;
     let forgotten_ids = tx
         .prepare_cached(
             "DELETE FROM removed_ids WHERE message_id IN (

@@ -13,7 +13,7 @@ use rusqlite::functions::FunctionFlags;
 use crate::storage::{fold, hour_of};
 
 /// Bumped whenever `SCHEMA` changes shape; `ping` checks it.
-pub(super) const VERSION: i64 = 8;
+pub(super) const VERSION: i64 = 9;
 
 /// `text_folded` is `text` folded as `q` compares it (see `storage::fold`), written
 /// by the writer. The text index holds it, with a case-sensitive trigram
@@ -50,6 +50,10 @@ pub(super) const VERSION: i64 = 8;
 /// raises to its `seq` (SQLite alone would hand that number out again; a
 /// delete of any other row, such as retention's, leaves it).
 /// Version 7 had no `feed_mark`; it starts at the highest `seq` stored.
+///
+/// `forward_position` and `forward_retries` are forwarding's (see
+/// `storage::forward`); a removed message's retry row goes with it.
+/// Version 8 had neither.
 ///
 /// `seq` is the stable rowid the text index refers to (a VACUUM may renumber
 /// an implicit rowid). `ts_micros` is the instant of `ts`: ordering and
@@ -156,6 +160,22 @@ CREATE TRIGGER IF NOT EXISTS messages_feed_mark AFTER DELETE ON messages
         AND old.seq > COALESCE((SELECT MAX(seq) FROM messages), 0)
 BEGIN
     UPDATE feed_mark SET seq = old.seq;
+END;
+
+CREATE TABLE IF NOT EXISTS forward_position (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS forward_retries (
+    message_id      TEXT PRIMARY KEY,
+    attempts        INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    failed          INTEGER NOT NULL,
+    last_error      TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS forward_retries_due ON forward_retries (failed, next_attempt_at);
+CREATE TRIGGER IF NOT EXISTS messages_unforwarded AFTER DELETE ON messages BEGIN
+    DELETE FROM forward_retries WHERE message_id = old.message_id;
 END;
 
 CREATE TABLE IF NOT EXISTS health_probe (

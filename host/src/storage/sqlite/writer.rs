@@ -26,10 +26,10 @@ use tokio::sync::oneshot;
 
 use super::text_index::IndexSchedule;
 use super::upkeep::Upkeep;
-use super::{errors, removals, schema};
-use crate::bindings::inlet::service::storage::{InsertOutcome, Message, Removal};
+use super::{errors, schema};
+use crate::bindings::inlet::service::storage::{InsertOutcome, Message};
 use crate::storage::pending::{Batch, Pending, Reply, commit_time, stopped};
-use crate::storage::{Expired, Expiry, StoreError, fold};
+use crate::storage::{StoreError, fold};
 
 /// Jobs waiting for the writer, at most; more are refused.
 const QUEUE: usize = 4096;
@@ -39,10 +39,11 @@ const PROVEN_FOR: Duration = Duration::from_secs(5);
 
 enum Job {
     Insert(Pending),
-    Remove(String, Reply<Removal>),
-    Expire(Expiry, Reply<Expired>),
+    /// Any other write (a removal, a retention step, forwarding's records,
+    /// the checkpoint): run alone, after the inserts queued before it are
+    /// committed; it answers its caller itself.
+    Alone(Box<dyn FnOnce(&mut Connection) + Send>),
     Ping(Reply<()>),
-    Checkpoint(Reply<()>),
 }
 
 /// Handle to the writer thread. Dropping it lets the thread finish the queue
@@ -80,14 +81,18 @@ impl Writer {
         self.submit(|reply| Job::Insert(Pending::Many(messages, reply))).await
     }
 
-    /// Removes one message, after the inserts queued before it.
-    pub(super) async fn remove(&self, message_id: String) -> Result<Removal, StoreError> {
-        self.submit(|reply| Job::Remove(message_id, reply)).await
-    }
-
-    /// One retention step, after the inserts queued before it.
-    pub(super) async fn expire(&self, expiry: Expiry) -> Result<Expired, StoreError> {
-        self.submit(|reply| Job::Expire(expiry, reply)).await
+    /// Runs `write` on the writer's connection, after the inserts queued
+    /// before it are committed.
+    pub(super) async fn alone<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.submit(|reply: Reply<T>| {
+            Job::Alone(Box::new(move |conn| {
+                let _ = reply.send(write(conn).map_err(|e| errors::classify(&e)));
+            }))
+        })
+        .await
     }
 
     /// A commit proved writes lately, or the writer checks now (behind what is queued).
@@ -100,7 +105,8 @@ impl Writer {
 
     /// Commits what is queued, then folds the WAL into the database file.
     pub(super) async fn checkpoint(&self) -> Result<(), StoreError> {
-        self.submit(Job::Checkpoint).await
+        self.alone(|conn| conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);"))
+            .await
     }
 
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
@@ -157,8 +163,8 @@ fn next_job(queue: &Receiver<Job>, conn: &mut Connection, upkeep: &mut Upkeep) -
 }
 
 /// Handles `first` and whatever else has queued, up to `MAX_BATCH` rows in
-/// `batch`; pings are answered on the way, and removals and checkpoints
-/// after committing the inserts that queued before them.
+/// `batch`; pings are answered on the way, and other writes after
+/// committing the inserts that queued before them.
 fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut Batch, proof: &WriteProof) {
     let mut next = Some(first);
     while let Some(job) = next.take() {
@@ -167,17 +173,9 @@ fn gather(first: Job, queue: &Receiver<Job>, conn: &mut Connection, batch: &mut 
             Job::Ping(reply) => {
                 let _ = reply.send(ping(conn, proof));
             }
-            Job::Remove(message_id, reply) => {
+            Job::Alone(write) => {
                 commit_batch(conn, batch, proof);
-                let _ = reply.send(removals::remove(conn, &message_id).map_err(|e| errors::classify(&e)));
-            }
-            Job::Expire(expiry, reply) => {
-                commit_batch(conn, batch, proof);
-                let _ = reply.send(removals::expire(conn, &expiry).map_err(|e| errors::classify(&e)));
-            }
-            Job::Checkpoint(reply) => {
-                commit_batch(conn, batch, proof);
-                let _ = reply.send(checkpoint(conn));
+                write(conn);
             }
         }
         if batch.has_room() {
@@ -243,11 +241,6 @@ pub(super) fn insert_all<'a>(
     }
     tx.commit()?;
     Ok(outcomes)
-}
-
-fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-        .map_err(|e| errors::classify(&e))
 }
 
 /// The schema is current and the database takes a write: a commit proved

@@ -1,0 +1,135 @@
+//! A real NATS server with JetStream (Debian's `nats-server -js`, or the
+//! binary `NATS_SERVER` names) on 127.0.0.1 for forwarding tests, and a
+//! client that binds a stream to a subject and reads what reached it. The
+//! server can be stopped and started again on the same port and store.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, stream};
+use tempfile::TempDir;
+
+/// How long the server gets to listen after it starts.
+const STARTS_WITHIN: Duration = Duration::from_secs(10);
+
+/// One message a stream holds.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Its `Nats-Msg-Id` header.
+    pub message_id: Option<String>,
+    /// The payload, as sent.
+    pub body: String,
+}
+
+/// A `nats-server -js`; killed when dropped.
+pub struct Broker {
+    child: Option<Child>,
+    port: u16,
+    store: TempDir,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Broker {
+    /// A server on a free port, listening before this returns.
+    pub fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut broker = Self {
+            child: None,
+            port,
+            store: tempfile::tempdir().expect("a store directory"),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime"),
+        };
+        broker.up();
+        broker
+    }
+
+    /// `nats://127.0.0.1:PORT/SUBJECT`.
+    pub fn url(&self, subject: &str) -> String {
+        format!("nats://127.0.0.1:{}/{subject}", self.port)
+    }
+
+    /// Kills the server (SIGKILL): the port refuses connections.
+    pub fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and store.
+    pub fn up(&mut self) {
+        let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "/usr/sbin/nats-server".into());
+        let child = Command::new(&binary)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary} (tests/deps.sh installs nats-server): {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + STARTS_WITHIN;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Binds a new stream `name` to `subject`, dropping a repeated
+    /// `Nats-Msg-Id` within `duplicate_window`.
+    pub fn create_stream(&self, name: &str, subject: &str, duplicate_window: Duration) {
+        let config = stream::Config {
+            name: name.to_owned(),
+            subjects: vec![subject.to_owned()],
+            duplicate_window,
+            ..Default::default()
+        };
+        self.runtime.block_on(async {
+            let jetstream = self.jetstream().await;
+            jetstream.create_stream(config).await.expect("creating the stream");
+        });
+    }
+
+    /// Every message stream `name` holds, in its order.
+    pub fn messages(&self, name: &str) -> Vec<Published> {
+        self.runtime.block_on(async {
+            let jetstream = self.jetstream().await;
+            let mut stream = jetstream.get_stream(name).await.expect("the stream");
+            let state = stream.info().await.expect("the stream's state").state.clone();
+            let mut messages = Vec::new();
+            for sequence in state.first_sequence..=state.last_sequence {
+                if state.messages == 0 {
+                    break;
+                }
+                let message = stream.get_raw_message(sequence).await.expect("a stored message");
+                messages.push(Published {
+                    message_id: message
+                        .headers
+                        .get(async_nats::header::NATS_MESSAGE_ID)
+                        .map(|value| value.as_str().to_owned()),
+                    body: String::from_utf8(message.payload.to_vec()).expect("a UTF-8 payload"),
+                });
+            }
+            messages
+        })
+    }
+
+    async fn jetstream(&self) -> jetstream::Context {
+        let client = async_nats::connect(format!("127.0.0.1:{}", self.port))
+            .await
+            .expect("connecting to nats-server");
+        jetstream::new(client)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
