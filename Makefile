@@ -135,12 +135,13 @@ down:
 	$(COMPOSE) down -v
 
 ## cluster-up: Inlet highly available (the compose `cluster` profile): lb on
-## http://localhost:8000, inlet1..3 on a Patroni PostgreSQL cluster pg1..3. Every
+## http://localhost:8000, inlet1..3 on a Patroni PostgreSQL cluster pg1..3,
+## forwarding to a JetStream broker (nats, on 127.0.0.1:4222). Every
 ## image is made here (Debian packages on a debootstrap base). One or the other
 ## with `make up`. The hosts serve target/cluster/guest/inlet_guest.wasm: replace
 ## that file to swap the guest of every host. Its passwords are generated into
 ## target/cluster/secrets/ the first time; the webhook secret is WEBHOOK_SECRET if set.
-CLUSTER_SERVICES := lb inlet1 inlet2 inlet3 pg1 pg2 pg3
+CLUSTER_SERVICES := lb inlet1 inlet2 inlet3 nats pg1 pg2 pg3
 # One project name wherever the checkout lives, so that its containers are found.
 CLUSTER_COMPOSE := $(COMPOSE) --project-name inlet-cluster --profile cluster
 cluster-up: guest
@@ -161,9 +162,10 @@ cluster-down:
 ## test-cluster: the cluster under faults, one at a time under a steady signed load
 ## through lb (tests/src/bin/cluster): duplicates sent to different hosts, an Inlet
 ## host killed, the database leader killed, a planned switchover, a host drained and
-## recreated, a host cut off the database network, the guest swapped, the whole
-## cluster down and up again with its volumes. Every
-## acknowledged message stored once and whole, every reply 200 or 503 + Retry-After.
+## recreated, a host cut off the database network, the guest swapped, the forwarding
+## host killed, the whole cluster down and up again with its volumes. Every
+## acknowledged message stored once and whole (and forwarded), every reply 200 or
+## 503 + Retry-After.
 ## A few minutes; starts from empty volumes, prints the containers' logs on a failure,
 ## and leaves the cluster down with its volumes removed.
 test-cluster: export CLUSTER_COMPOSE := $(CLUSTER_COMPOSE)

@@ -18,12 +18,17 @@ const PROJECT: &str = "inlet-cluster";
 pub const LB_SERVICE: &str = "lb";
 /// the Inlet hosts (also `lb`'s names for them, haproxy.cfg),
 pub const HOST_SERVICES: [&str; 3] = ["inlet1", "inlet2", "inlet3"];
-/// and the database nodes (also Patroni's member names).
+/// the database nodes (also Patroni's member names),
 pub const NODE_SERVICES: [&str; 3] = ["pg1", "pg2", "pg3"];
+/// and the broker the hosts forward to.
+pub const NATS_SERVICE: &str = "nats";
 
 /// Every service of the cluster.
 pub fn services() -> impl Iterator<Item = &'static str> {
-    std::iter::once(LB_SERVICE).chain(HOST_SERVICES).chain(NODE_SERVICES)
+    std::iter::once(LB_SERVICE)
+        .chain(HOST_SERVICES)
+        .chain([NATS_SERVICE])
+        .chain(NODE_SERVICES)
 }
 
 /// `lb` as clients reach it.
@@ -35,6 +40,28 @@ pub const HOSTS: [&str; 3] = [
     "http://127.0.0.1:8002",
     "http://127.0.0.1:8003",
 ];
+
+/// The broker as clients reach it.
+pub const NATS: &str = "127.0.0.1:4222";
+/// The stream the hosts forward to, and its subject (`FORWARD_URL` in
+/// docker-compose.yml).
+pub const STREAM: &str = "INLET";
+const SUBJECT: &str = "inlet.messages";
+
+/// Binds the stream forwarding publishes to (as an operator does once; a
+/// stream already bound stays as it is), waiting up to `patience` for the
+/// broker to answer.
+pub fn bind_stream(patience: Duration) -> anyhow::Result<crate::nats::Streams> {
+    let streams = crate::nats::Streams::at(NATS);
+    let deadline = Instant::now() + patience;
+    loop {
+        match streams.bind(STREAM, SUBJECT, Duration::from_secs(120)) {
+            Ok(()) => return Ok(streams),
+            Err(error) if Instant::now() >= deadline => return Err(error),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
 
 /// `lb`'s runtime API socket (haproxy.cfg) and its backend of Inlet hosts.
 const LB_SOCKET: &str = "/run/haproxy/admin.sock";

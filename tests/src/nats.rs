@@ -1,7 +1,8 @@
 //! A real NATS server with JetStream (Debian's `nats-server -js`, or the
 //! binary `NATS_SERVER` names) on 127.0.0.1 for forwarding tests, and a
-//! client that binds a stream to a subject and reads what reached it. The
-//! server can be stopped and started again on the same port and store.
+//! client (`Streams`, for it or the cluster's broker) that binds a stream to
+//! a subject and reads what reached it. The server can be stopped and
+//! started again on the same port and store.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -27,7 +28,7 @@ pub struct Broker {
     child: Option<Child>,
     port: u16,
     store: TempDir,
-    runtime: tokio::runtime::Runtime,
+    streams: Streams,
 }
 
 impl Broker {
@@ -41,10 +42,7 @@ impl Broker {
             child: None,
             port,
             store: tempfile::tempdir().expect("a store directory"),
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime"),
+            streams: Streams::at(&format!("127.0.0.1:{port}")),
         };
         broker.up();
         broker
@@ -53,6 +51,11 @@ impl Broker {
     /// `nats://127.0.0.1:PORT/SUBJECT`.
     pub fn url(&self, subject: &str) -> String {
         format!("nats://127.0.0.1:{}/{subject}", self.port)
+    }
+
+    /// Its streams.
+    pub fn streams(&self) -> &Streams {
+        &self.streams
     }
 
     /// Kills the server (SIGKILL): the port refuses connections.
@@ -80,10 +83,35 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
 
-    /// Binds a new stream `name` to `subject`, dropping a repeated
-    /// `Nats-Msg-Id` within `duplicate_window`.
-    pub fn create_stream(&self, name: &str, subject: &str, duplicate_window: Duration) {
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// JetStream's streams on the server at an address, from blocking code.
+pub struct Streams {
+    address: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Streams {
+    /// The server at `address` (`HOST:PORT`); connects per call.
+    pub fn at(address: &str) -> Self {
+        Self {
+            address: address.to_owned(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime"),
+        }
+    }
+
+    /// Binds stream `name` to `subject` (created unless it exists),
+    /// dropping a repeated `Nats-Msg-Id` within `duplicate_window`.
+    pub fn bind(&self, name: &str, subject: &str, duplicate_window: Duration) -> anyhow::Result<()> {
         let config = stream::Config {
             name: name.to_owned(),
             subjects: vec![subject.to_owned()],
@@ -91,45 +119,67 @@ impl Broker {
             ..Default::default()
         };
         self.runtime.block_on(async {
-            let jetstream = self.jetstream().await;
-            jetstream.create_stream(config).await.expect("creating the stream");
-        });
+            let jetstream = self.jetstream().await?;
+            jetstream
+                .get_or_create_stream(config)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding stream {name}: {e}"))?;
+            Ok(())
+        })
     }
 
-    /// Every message stream `name` holds, in its order.
-    pub fn messages(&self, name: &str) -> Vec<Published> {
+    /// The sequence number of the last message stream `name` holds.
+    pub fn last_sequence(&self, name: &str) -> anyhow::Result<u64> {
         self.runtime.block_on(async {
-            let jetstream = self.jetstream().await;
-            let mut stream = jetstream.get_stream(name).await.expect("the stream");
-            let state = stream.info().await.expect("the stream's state").state.clone();
+            let mut stream = self.stream(name).await?;
+            let info = stream.info().await.map_err(|e| anyhow::anyhow!("stream {name}: {e}"))?;
+            Ok(info.state.last_sequence)
+        })
+    }
+
+    /// Every message stream `name` holds after sequence `after`, in order.
+    pub fn messages_after(&self, name: &str, after: u64) -> anyhow::Result<Vec<Published>> {
+        self.runtime.block_on(async {
+            let mut stream = self.stream(name).await?;
+            let state = stream
+                .info()
+                .await
+                .map_err(|e| anyhow::anyhow!("stream {name}: {e}"))?
+                .state
+                .clone();
             let mut messages = Vec::new();
-            for sequence in state.first_sequence..=state.last_sequence {
-                if state.messages == 0 {
-                    break;
-                }
-                let message = stream.get_raw_message(sequence).await.expect("a stored message");
+            if state.messages == 0 {
+                return Ok(messages);
+            }
+            for sequence in state.first_sequence.max(after + 1)..=state.last_sequence {
+                let message = stream
+                    .get_raw_message(sequence)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("message {sequence} of {name}: {e}"))?;
                 messages.push(Published {
                     message_id: message
                         .headers
                         .get(async_nats::header::NATS_MESSAGE_ID)
                         .map(|value| value.as_str().to_owned()),
-                    body: String::from_utf8(message.payload.to_vec()).expect("a UTF-8 payload"),
+                    body: String::from_utf8_lossy(&message.payload).into_owned(),
                 });
             }
-            messages
+            Ok(messages)
         })
     }
 
-    async fn jetstream(&self) -> jetstream::Context {
-        let client = async_nats::connect(format!("127.0.0.1:{}", self.port))
+    async fn stream(&self, name: &str) -> anyhow::Result<jetstream::stream::Stream> {
+        let jetstream = self.jetstream().await?;
+        jetstream
+            .get_stream(name)
             .await
-            .expect("connecting to nats-server");
-        jetstream::new(client)
+            .map_err(|e| anyhow::anyhow!("stream {name}: {e}"))
     }
-}
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.down();
+    async fn jetstream(&self) -> anyhow::Result<jetstream::Context> {
+        let client = async_nats::connect(self.address.as_str())
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to nats at {}: {e}", self.address))?;
+        Ok(jetstream::new(client))
     }
 }

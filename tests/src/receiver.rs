@@ -98,6 +98,16 @@ impl Receiver {
         accepted.map(Delivery::message_id).collect()
     }
 
+    /// How many distinct messages were delivered (2xx) so far, by `webhook-id`.
+    pub fn distinct_delivered(&self) -> usize {
+        let shared = self.shared.lock().unwrap();
+        let accepted = shared.deliveries.iter().filter(|d| (200..300).contains(&d.status));
+        accepted
+            .filter_map(|d| d.header("webhook-id"))
+            .collect::<HashSet<_>>()
+            .len()
+    }
+
     /// Waits until `ids` have all been delivered (2xx), at most `within`;
     /// the ones still missing.
     pub fn wait_for(&self, ids: &[String], within: Duration) -> Vec<String> {

@@ -69,7 +69,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         forwarding: forwarder.clone().map(|forwarder| forwarder as Arc<dyn Forwarding>),
     });
     let retention = config.retention.map(|retention| {
-        let keep_owed = config.forwarding.is_some();
+        // On PostgreSQL another host may forward (its position is shared):
+        // every host keeps what is owed.
+        let keep_owed = config.forwarding.is_some() || matches!(config.database, Database::Postgres(_));
         tokio::spawn(retention::run(
             store.clone(),
             retention,

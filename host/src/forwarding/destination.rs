@@ -66,6 +66,11 @@ impl Destination {
         let tokens_ok = subject
             .split('.')
             .all(|token| !token.is_empty() && !token.contains(['*', '>', '%']) && !token.contains(char::is_whitespace));
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad(
+                "names NATS credentials, which forwarding cannot use yet: nats://HOST:PORT/SUBJECT".into(),
+            ));
+        }
         if subject.is_empty() || !tokens_ok || url.query().is_some() {
             return Err(bad(
                 "needs one subject without wildcards: nats://HOST:PORT/SUBJECT, e.g. nats://localhost:4222/inlet.messages"
@@ -146,6 +151,7 @@ mod tests {
             "nats://broker:4222/inlet.>",
             "nats://broker:4222/inlet..x",
             "nats://broker:4222/a?b=c",
+            "nats://user:pw@broker:4222/inlet",
         ] {
             let error = parsed(bad, None).unwrap_err();
             assert!(

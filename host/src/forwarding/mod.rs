@@ -228,7 +228,7 @@ impl Forwarder {
                     tracing::info!("forwarding from this host");
                     let position = self.position().await;
                     tokio::select! {
-                        () = self.follow_until_closed(position) => {}
+                        () = self.follow(position) => {}
                         () = lead.lost() => tracing::warn!("forwarding's turn lost; another host may take it"),
                     }
                 }
@@ -239,7 +239,7 @@ impl Forwarder {
         }
     }
 
-    async fn follow_until_closed(&self, mut position: FeedPosition) {
+    async fn follow(&self, mut position: FeedPosition) {
         let (finished, mut ends) = mpsc::unbounded_channel();
         let mut under_way = 0;
         let mut retries_checked = None;

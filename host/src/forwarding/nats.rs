@@ -19,14 +19,13 @@ pub(super) struct NatsDelivery {
 }
 
 impl NatsDelivery {
-    /// A client for the server at `address` (`HOST:PORT`), whose requests
-    /// (the publish's ack) wait at most `timeout`.
+    /// A client for the server at `address` (`HOST:PORT`) that waits for
+    /// an ack as long as an attempt may take (`timeout`), rather than the
+    /// library's shorter default.
     pub(super) async fn connect(address: &str, subject: &str, timeout: Duration) -> anyhow::Result<Self> {
         let client = async_nats::ConnectOptions::new()
             .name("inlet")
             .retry_on_initial_connect()
-            .connection_timeout(timeout)
-            .request_timeout(Some(timeout))
             .connect(address)
             .await?;
         let mut jetstream = jetstream::new(client);
@@ -56,7 +55,9 @@ impl NatsDelivery {
 }
 
 /// Says once, when the broker first answers, that no stream is bound to
-/// the subject: every attempt would fail with "no responders" until one is.
+/// the subject: every attempt would fail with "no responders" until one is;
+/// or, when it never answers the question (down, or JetStream not enabled),
+/// says that.
 async fn warn_without_stream(jetstream: jetstream::Context, subject: String) {
     const TRIES: u32 = 30;
     for _ in 0..TRIES {
@@ -73,4 +74,5 @@ async fn warn_without_stream(jetstream: jetstream::Context, subject: String) {
             Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
         }
     }
+    tracing::warn!(%subject, "the NATS server does not say which JetStream stream is bound to FORWARD_URL's subject (down, or JetStream not enabled?)");
 }

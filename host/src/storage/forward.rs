@@ -87,11 +87,17 @@ impl Lead {
     }
 }
 
+/// A position's `seq` as a column holds it: one past any stored number
+/// stays past them all.
+pub(crate) fn seq_of(position: FeedPosition) -> i64 {
+    i64::try_from(position.seq).unwrap_or(i64::MAX)
+}
+
 /// A store that can keep forwarding's state (both backends).
 #[async_trait]
 pub trait ForwardStore: MessageStore {
     /// The position forwarding has handed on everything up to. The first
-    /// call sets it to the feed's head: what was stored before forwarding
+    /// call sets it at the feed's end: what was stored before forwarding
     /// was configured is not forwarded.
     async fn forward_position(&self) -> Result<FeedPosition, StoreError>;
     /// Moves the position from `from` to `to` and records `retries` (the

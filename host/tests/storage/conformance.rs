@@ -591,7 +591,8 @@ pub(crate) async fn assert_forward_records(store: &dyn inlet::storage::ForwardSt
     store.insert(message(0, "+1", HOUR, None)).await.unwrap();
     page_of(store, inlet::storage::FEED_START, 1).await;
     let start = store.forward_position().await.unwrap();
-    assert_eq!(start, store.feed_head().await.unwrap(), "what came before is not owed");
+    let after_start = store.feed(start, 10).await.unwrap().expect("a position of this feed");
+    assert!(after_start.messages.is_empty(), "what came before is not owed");
     assert_eq!(store.forward_backlog().await.unwrap(), Backlog::default());
     for n in 1..=4 {
         store.insert(message(n, "+1", HOUR, None)).await.unwrap();
@@ -652,7 +653,7 @@ pub(crate) async fn assert_forward_records(store: &dyn inlet::storage::ForwardSt
         removed += expired.messages;
     }
     assert_eq!(removed, 3);
-    let left = store.feed(inlet::storage::FEED_START, 10).await.unwrap().unwrap();
+    let left = page_of(store, inlet::storage::FEED_START, 2).await;
     let left: Vec<&str> = left.messages.iter().map(|m| m.message.message_id.as_str()).collect();
     assert_eq!(left, ["m3", "m5"]);
 }

@@ -39,6 +39,8 @@ const STATS_DELAY: Duration = Duration::from_secs(2);
 pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let cluster = Cluster::from_env()?;
     cluster.wait_serving(PATIENCE)?;
+    // Measured as deployed: each message forwarded (not attempted in vain).
+    cluster::bind_stream(PATIENCE)?;
     let rounds = cli.ratio_rounds.max(1);
     let measured = measure_rounds(cli.seconds, rounds, runtime, results, &cluster);
     // Every host back in rotation, whatever happened.

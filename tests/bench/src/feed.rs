@@ -67,12 +67,7 @@ pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Re
         &client_cpu,
         "ratio",
     );
-    lags.sort_by(f64::total_cmp);
-    for (name, quantile) in [("p50", 0.5), ("p99", 0.99)] {
-        let at = ((lags.len() as f64 * quantile) as usize).min(lags.len().saturating_sub(1));
-        let lag = lags.get(at).copied().unwrap_or(f64::NAN);
-        results.value(&format!("feed lag from commit to delivery, {name}"), lag, "ms");
-    }
+    results.percentiles("feed lag from commit to delivery", &mut lags, "ms");
     Ok(())
 }
 

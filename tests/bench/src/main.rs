@@ -1,6 +1,7 @@
 //! `make bench`: runs the real `inlet` binary with the real guest on
 //! 127.0.0.1 and measures ingest, duplicates, a trivial "hello" guest on the
-//! same host, reads over a seeded database, retention, a feed follower, start-up, hot swap, peak memory
+//! same host, reads over a seeded database, retention, a feed follower,
+//! forwarding to a local receiver, start-up, hot swap, peak memory
 //! and the image size, and the same host with spinning guests beside real
 //! traffic. Prints a table and writes the results as JSON.
 
@@ -8,6 +9,7 @@ mod cluster;
 mod containment;
 mod cpu;
 mod feed;
+mod forwarding;
 mod load;
 mod postgres;
 mod reference;
@@ -61,7 +63,7 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ingest,rounds,reads,retention,feed,postgres,startup,swap,containment"
+        default_value = "ingest,rounds,reads,retention,feed,forwarding,postgres,startup,swap,containment"
     )]
     phases: Vec<Phase>,
     /// Where the JSON results go.
@@ -80,6 +82,9 @@ enum Phase {
     Retention,
     /// Ingest with and without a follower tailing `/feed`; its lag.
     Feed,
+    /// Ingest with and without forwarding to a local receiver; its
+    /// backlog, catch-up and lag.
+    Forwarding,
     /// The PostgreSQL backend: ingest beside SQLite, two hosts, reads.
     Postgres,
     Startup,
@@ -115,6 +120,9 @@ fn main() -> anyhow::Result<()> {
     }
     if runs(Phase::Feed) {
         feed::run(&cli, &runtime, &mut results)?;
+    }
+    if runs(Phase::Forwarding) {
+        forwarding::run(&cli, &runtime, &mut results)?;
     }
     if runs(Phase::Postgres) {
         postgres::run(&cli, &runtime, &mut results)?;

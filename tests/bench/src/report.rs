@@ -99,6 +99,16 @@ impl Results {
         });
     }
 
+    /// The 50th and 99th percentiles of `samples`, as `<name>, p50` and `, p99`.
+    pub(crate) fn percentiles(&mut self, name: &str, samples: &mut [f64], unit: &str) {
+        samples.sort_by(f64::total_cmp);
+        for (label, quantile) in [("p50", 0.5), ("p99", 0.99)] {
+            let at = ((samples.len() as f64 * quantile) as usize).min(samples.len().saturating_sub(1));
+            let value = samples.get(at).copied().unwrap_or(f64::NAN);
+            self.value(&format!("{name}, {label}"), value, unit);
+        }
+    }
+
     pub(crate) fn value(&mut self, name: &str, value: f64, unit: &str) {
         println!("  {name}: {value:.2} {unit}");
         self.values.push(NamedValue {

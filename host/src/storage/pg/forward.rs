@@ -1,53 +1,50 @@
 //! Forwarding's records on PostgreSQL (see `storage::forward`): the
 //! position (`forward_position`, a place `(tx, seq)` of the feed), the
 //! retries (`forward_retries`, keyed like `messages`, gone with their
-//! message) and the lead: one host at a time forwards, the one holding a
-//! session advisory lock on a connection of its own.
+//! message) and the turn: one host at a time forwards, the one holding the
+//! lease in `forward_lead`.
 //!
-//! A lead ends when its connection does: when the host dies the server
-//! drops the lock at once (a killed process's sockets close) or, when the
-//! host vanishes from the network, after the keepalives this connection
-//! asks the server for; the host itself gives up its lead when a check
-//! does not come back within `LEAD_CHECK`. Two hosts that both believe they
-//! lead for a moment do no harm: the position moves by compare-and-set and
-//! due retries are leased row by row (`SKIP LOCKED`).
+//! A lease, not a session lock: the hosts may reach the database through
+//! a proxy (the cluster's HAProxy) or a pooler, where a session outlives a
+//! host that vanished from the network for as long as the proxy's timeouts
+//! say. The lease runs on the database's clock, so hosts' clocks never
+//! compare. Its holder renews it every `RENEW_EVERY`, and stops forwarding
+//! once it has gone `LEASE - RENEW_EVERY` without a renewal it knows
+//! succeeded: before the lease can have run out. A host that dies is
+//! replaced within `LEASE`; one that stops gives the lease up at once. Two
+//! hosts that both believe they forward for a moment do no harm anyway:
+//! the position moves by compare-and-set and due retries are leased row by
+//! row (`SKIP LOCKED`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use deadpool_postgres::GenericClient;
-use tokio_postgres::NoTls;
+use deadpool_postgres::{GenericClient, Pool};
 use tokio_util::sync::CancellationToken;
 
 use super::{codec, feed, rows};
 use crate::storage::FeedPosition;
-use crate::storage::forward::{Attempted, Backlog, DueRetry, Lead, RetryState};
+use crate::storage::forward::{Attempted, Backlog, DueRetry, Lead, RetryState, seq_of};
 
-/// The advisory lock the forwarding host holds (any constant every host shares).
-const LEAD_LOCK: i64 = 0x696e_6c65_745f_6677;
+/// How long a turn lasts unless renewed.
+const LEASE: Duration = Duration::from_secs(10);
+/// How often its holder renews it, and how long one renewal may take.
+const RENEW_EVERY: Duration = Duration::from_secs(2);
 
-/// How often the lead's connection is checked, and how long a check may take.
-const LEAD_CHECK: Duration = Duration::from_secs(2);
-
-/// The server's keepalives on the lead's connection: a host gone from the
-/// network loses its lock after about idle + interval × count seconds.
-const LEAD_KEEPALIVES: &str =
-    "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 -c tcp_user_timeout=10000";
-
-/// Sets the position to the feed's head unless it is set.
+/// Sets the position, unless it is set, before every transaction still
+/// running: what committed before is not forwarded (rows `inlet copy`
+/// brought, `tx` 0, included), what commits from now on is.
 pub(super) async fn set_position(client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
-    let head = feed::head(client).await?;
     let statement = client
         .prepare_cached(
-            "INSERT INTO forward_position (id, tx, seq) VALUES (1, $1::text::xid8, $2) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO forward_position (id, tx, seq) VALUES (1, pg_snapshot_xmin(pg_current_snapshot()), 0)
+             ON CONFLICT (id) DO NOTHING",
         )
         .await?;
-    client
-        .execute(&statement, &[&head.epoch.to_string(), &seq_of(head)])
-        .await?;
+    client.execute(&statement, &[]).await?;
     Ok(())
 }
 
-/// The position, set to the feed's head when there is none yet.
+/// The position, set (`set_position`) when there is none yet.
 pub(super) async fn position(client: &impl GenericClient) -> Result<FeedPosition, tokio_postgres::Error> {
     set_position(client).await?;
     let row = client
@@ -85,7 +82,7 @@ pub(super) async fn advance(
             "INSERT INTO forward_retries (message_id, attempts, next_attempt_at, failed, last_error)
              SELECT r.* FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bool[], $5::text[])
                  AS r (message_id, attempts, next_attempt_at, failed, last_error)
-             WHERE EXISTS (SELECT 1 FROM messages m WHERE m.message_id = r.message_id)
+             WHERE EXISTS (SELECT 1 FROM messages m WHERE m.message_id = r.message_id FOR KEY SHARE)
              ON CONFLICT (message_id) DO UPDATE SET attempts = excluded.attempts,
                  next_attempt_at = excluded.next_attempt_at, failed = excluded.failed,
                  last_error = excluded.last_error",
@@ -204,55 +201,71 @@ pub(super) async fn backlog(client: &impl GenericClient) -> Result<Backlog, toki
     })
 }
 
-/// Tries to take the lead on a connection of its own made with `config`.
-pub(super) async fn lead(config: &tokio_postgres::Config) -> Result<Option<Lead>, tokio_postgres::Error> {
-    let mut config = config.clone();
-    let options = match config.get_options() {
-        Some(options) => format!("{options} {LEAD_KEEPALIVES}"),
-        None => LEAD_KEEPALIVES.to_owned(),
-    };
-    config.options(options);
-    let (client, connection) = config.connect(NoTls).await?;
-    let connection = tokio::spawn(connection);
-    let locked = client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEAD_LOCK]).await;
-    match locked {
-        Ok(row) if row.get::<_, bool>(0) => {}
-        other => {
-            connection.abort();
-            return other.map(|_| None);
-        }
+/// Takes the turn for `holder` if nobody holds it (or its lease ran
+/// out), and keeps it with connections from `pool` until the `Lead` is
+/// dropped or lost.
+pub(super) async fn lead(pool: &Pool, holder: &str) -> Result<Option<Lead>, super::StoreError> {
+    let asked = Instant::now();
+    let client = pool.get().await.map_err(|e| super::errors::classify_pool(&e))?;
+    if !renew(&client, holder).await.map_err(|e| super::errors::classify(&e))? {
+        return Ok(None);
     }
     let lost = CancellationToken::new();
     let stop = CancellationToken::new();
-    tokio::spawn(hold(client, connection, lost.clone(), stop.clone()));
+    tokio::spawn(hold(pool.clone(), holder.to_owned(), asked, lost.clone(), stop.clone()));
     Ok(Some(Lead::held(lost, stop.drop_guard())))
 }
 
-/// Keeps the lead's connection (and so the lock) until `stop`, and says
-/// `lost` when the connection ends or stops answering first.
-async fn hold(
-    client: tokio_postgres::Client,
-    mut connection: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
-    lost: CancellationToken,
-    stop: CancellationToken,
-) {
-    let mut checks = tokio::time::interval(LEAD_CHECK);
+/// Takes or extends the lease for `holder`: whether it holds it now.
+async fn renew(client: &impl GenericClient, holder: &str) -> Result<bool, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO forward_lead (id, holder, until)
+                 VALUES (1, $1, clock_timestamp() + $2::bigint * interval '1 millisecond')
+             ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                 WHERE forward_lead.holder = excluded.holder OR forward_lead.until < clock_timestamp()
+             RETURNING holder",
+        )
+        .await?;
+    let lease_ms = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+    Ok(client.query_opt(&statement, &[&holder, &lease_ms]).await?.is_some())
+}
+
+/// Renews the lease until `stop` (then gives it up) or until it may have
+/// run out or another host holds it (then says `lost`). `renewed`: when the
+/// last renewal known to have succeeded was asked for.
+async fn hold(pool: Pool, holder: String, mut renewed: Instant, lost: CancellationToken, stop: CancellationToken) {
     loop {
         tokio::select! {
-            () = stop.cancelled() => break,
-            _ = &mut connection => break,
-            _ = checks.tick() => {
-                let answered = tokio::time::timeout(LEAD_CHECK, client.simple_query("SELECT 1")).await;
-                if !matches!(answered, Ok(Ok(_))) {
-                    break;
-                }
+            () = stop.cancelled() => {
+                let _ = tokio::time::timeout(RENEW_EVERY, give_up(&pool, &holder)).await;
+                return;
             }
+            () = tokio::time::sleep(RENEW_EVERY) => {}
+        }
+        let asked = Instant::now();
+        let answer = tokio::time::timeout(RENEW_EVERY, async {
+            let client = pool.get().await.ok()?;
+            renew(&client, &holder).await.ok()
+        })
+        .await;
+        match answer {
+            Ok(Some(true)) => renewed = asked,
+            Ok(Some(false)) => break,
+            // Unknown: safe only while the last lease surely runs.
+            _ if renewed.elapsed() >= LEASE - RENEW_EVERY => break,
+            _ => {}
         }
     }
     lost.cancel();
-    // Closing the connection lets the lock go.
-    drop(client);
-    connection.abort();
+}
+
+async fn give_up(pool: &Pool, holder: &str) {
+    if let Ok(client) = pool.get().await {
+        let _ = client
+            .execute("DELETE FROM forward_lead WHERE holder = $1", &[&holder])
+            .await;
+    }
 }
 
 /// Retry rows as the arrays `unnest` takes.
@@ -283,8 +296,4 @@ impl Columns {
         }
         columns
     }
-}
-
-fn seq_of(position: FeedPosition) -> i64 {
-    i64::try_from(position.seq).unwrap_or(i64::MAX)
 }

@@ -62,8 +62,9 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct PgStore {
     writer: writer::Writer,
     reads: Pool,
-    /// How a connection of its own is made (forwarding's lead).
-    config: tokio_postgres::Config,
+    /// Who this store is when it holds forwarding's turn: the host's name
+    /// (for operators) and an id of its own.
+    holder: String,
     schema: migration::Applied,
     /// The migration and the fold, stopped with the store.
     background: Vec<AbortHandle>,
@@ -98,7 +99,7 @@ impl PgStore {
         Ok(Self {
             writer: writer::Writer::start(writes),
             reads,
-            config,
+            holder: holder_name(),
             schema,
             background: vec![migrating.abort_handle(), folding.abort_handle()],
         })
@@ -145,6 +146,17 @@ impl Drop for PgStore {
     fn drop(&mut self) {
         self.background.iter().for_each(AbortHandle::abort);
     }
+}
+
+/// `<host name>/<random id>`: which host forwards, as `forward_lead` shows it.
+fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!(
+        "{}/{}",
+        if host.is_empty() { "inlet" } else { host },
+        uuid::Uuid::new_v4()
+    )
 }
 
 /// The URL's settings, with Inlet's defaults where it sets none: a
@@ -322,6 +334,6 @@ impl ForwardStore for PgStore {
 
     async fn forward_lead(&self) -> Result<Option<Lead>, StoreError> {
         self.schema.ready().await?;
-        forward::lead(&self.config).await.map_err(|e| errors::classify(&e))
+        forward::lead(&self.reads, &self.holder).await
     }
 }

@@ -33,8 +33,8 @@
 //! and numbers in the order the table holds them (the upgrade rewrites the
 //! table once).
 //!
-//! `forward_position` and `forward_retries` are forwarding's (see
-//! `forward`), from version 4; a retry row goes with its message (a trigger,
+//! `forward_position`, `forward_retries` and `forward_lead` are
+//! forwarding's (see `forward`), from version 4; a retry row goes with its message (a trigger,
 //! not a foreign key: a `TRUNCATE messages` by hand still works).
 
 use tokio_postgres::{Client, GenericClient};
@@ -205,6 +205,11 @@ CREATE TABLE forward_retries (
     last_error      text NOT NULL
 );
 CREATE INDEX forward_retries_due ON forward_retries (next_attempt_at) WHERE NOT failed;
+CREATE TABLE forward_lead (
+    id     int PRIMARY KEY CHECK (id = 1),
+    holder text NOT NULL,
+    until  timestamptz NOT NULL
+);
 CREATE FUNCTION inlet_forget_retries() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM forward_retries r USING deleted d WHERE r.message_id = d.message_id;

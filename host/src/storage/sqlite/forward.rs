@@ -9,7 +9,7 @@ use super::feed;
 use super::queries::message_from_row;
 use crate::bindings::inlet::service::storage::StoredMessage;
 use crate::storage::FeedPosition;
-use crate::storage::forward::{Attempted, Backlog, DueRetry, RetryState};
+use crate::storage::forward::{Attempted, Backlog, DueRetry, RetryState, seq_of};
 
 /// The position, set to the feed's head when there is none yet.
 pub(super) fn position(conn: &mut Connection) -> rusqlite::Result<FeedPosition> {
@@ -167,8 +167,4 @@ fn columns(state: &RetryState) -> (i64, bool) {
         RetryState::Failed => (0, true),
         RetryState::Delivered => (0, false),
     }
-}
-
-fn seq_of(position: FeedPosition) -> i64 {
-    i64::try_from(position.seq).unwrap_or(i64::MAX)
 }

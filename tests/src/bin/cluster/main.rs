@@ -11,6 +11,7 @@
 //! `docker` commands, never at a container's own address.
 
 mod backup;
+mod forwarded;
 mod load;
 mod private;
 mod stored;
@@ -22,7 +23,7 @@ use inlet_e2e::swap;
 use serde_json::json;
 
 /// How long the cluster has to serve again after a fault.
-const RECOVERY: Duration = Duration::from_secs(60);
+pub(crate) const RECOVERY: Duration = Duration::from_secs(60);
 
 type Scenario = fn(&Cluster) -> anyhow::Result<()>;
 
@@ -35,12 +36,15 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("drain_and_recreate_host", drain_and_recreate_host),
     ("cut_host_from_database", cut_host_from_database),
     ("swap_guest_under_load", swap_guest_under_load),
+    ("kill_forwarding_host", forwarded::kill_forwarding_host),
     ("backup_and_restore", backup::backup_and_restore),
     ("cluster_down_and_up", cluster_down_and_up),
 ];
 
 fn main() -> anyhow::Result<()> {
     let cluster = Cluster::from_env()?;
+    // What every scenario's messages are forwarded to.
+    cluster::bind_stream(RECOVERY)?;
     let chosen: Vec<String> = std::env::args().skip(1).collect();
     for (name, scenario) in SCENARIOS {
         if !chosen.is_empty() && !chosen.iter().any(|c| c == name) {
@@ -86,8 +90,12 @@ fn duplicates_across_hosts(_: &Cluster) -> anyhow::Result<()> {
 
 /// Starts a load named for `scenario`, makes `fault` once it runs, waits
 /// for `lb` and every host to serve again, and checks the load
-/// (`finish`); the number of 503s answered.
-fn under_load(cluster: &Cluster, scenario: &str, fault: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<usize> {
+/// (`finish`); what the load did.
+pub(crate) fn under_load(
+    cluster: &Cluster,
+    scenario: &str,
+    fault: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<load::Outcome> {
     let load = load::Load::start(scenario);
     std::thread::sleep(Duration::from_secs(3));
     fault()?;
@@ -143,7 +151,7 @@ fn switchover_database_leader(cluster: &Cluster) -> anyhow::Result<()> {
 /// a new Inlet image is rolled out, host by host) and put back: no request
 /// failed, not even with a 503.
 fn drain_and_recreate_host(cluster: &Cluster) -> anyhow::Result<()> {
-    let unavailable = under_load(cluster, "drain_and_recreate_host", || {
+    let outcome = under_load(cluster, "drain_and_recreate_host", || {
         cluster.set_host_state("inlet2", HostState::Drain)?;
         cluster.wait_host_status("inlet2", HostStatus::Drain, RECOVERY)?;
         cluster.recreate("inlet2")?;
@@ -151,6 +159,7 @@ fn drain_and_recreate_host(cluster: &Cluster) -> anyhow::Result<()> {
         cluster.set_host_state("inlet2", HostState::Ready)?;
         cluster.wait_host_status("inlet2", HostStatus::Up, RECOVERY)
     })?;
+    let unavailable = outcome.unavailable;
     anyhow::ensure!(
         unavailable == 0,
         "{unavailable} requests were answered 503 during the rollout"
@@ -172,12 +181,13 @@ fn cut_host_from_database(cluster: &Cluster) -> anyhow::Result<()> {
 /// The shared guest file replaced under load: every host reports the new
 /// digest, and no request failed, not even with a 503.
 fn swap_guest_under_load(cluster: &Cluster) -> anyhow::Result<()> {
-    let unavailable = under_load(cluster, "swap_guest_under_load", || {
+    let outcome = under_load(cluster, "swap_guest_under_load", || {
         let variant = swap::variant(&load::prefix("cluster"));
         let live = inlet_e2e::workspace_root().join("target/cluster/guest/inlet_guest.wasm");
         swap::replace_by_rename(&live, &variant);
         cluster.wait_every_host_serving(&swap::sha256(&variant), RECOVERY)
     })?;
+    let unavailable = outcome.unavailable;
     anyhow::ensure!(
         unavailable == 0,
         "{unavailable} requests were answered 503 during the swap"
@@ -204,8 +214,8 @@ fn cluster_down_and_up(cluster: &Cluster) -> anyhow::Result<()> {
 }
 
 /// Stops `load`, checks what it was told against what is stored, and
-/// prints the scenario's line; the number of 503s answered.
-fn finish(scenario: &str, load: load::Load) -> anyhow::Result<usize> {
+/// prints the scenario's line; what the load did.
+fn finish(scenario: &str, load: load::Load) -> anyhow::Result<load::Outcome> {
     let outcome = load.stop();
     stored::check(&outcome.prefix, &outcome.acknowledged)?;
     println!(
@@ -222,5 +232,5 @@ fn finish(scenario: &str, load: load::Load) -> anyhow::Result<usize> {
         "replies outside the contract: {:?}",
         outcome.violations
     );
-    Ok(outcome.unavailable)
+    Ok(outcome)
 }
