@@ -158,7 +158,7 @@ async fn hosts_starting_together_apply_the_schema_once() {
     for migration in migrations {
         migration.await.unwrap().unwrap();
     }
-    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "4");
+    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "5");
     stores[3].ping().await.unwrap();
 }
 
@@ -200,7 +200,7 @@ async fn a_version_1_database_is_upgraded_with_its_rows() {
     let store = open(&url);
     store.insert(message(1, "+1", 0, Some("kept"))).await.unwrap();
     drop(store);
-    // What version 1 lacked (version 2's additions, then version 3's and 4's).
+    // What version 1 lacked (version 2's additions, then version 3's, 4's and 5's).
     psql(
         &url,
         "DROP TABLE forward_position, forward_retries, forward_lead;
@@ -215,7 +215,7 @@ async fn a_version_1_database_is_upgraded_with_its_rows() {
     let store = open(&url);
     store.schema_ready().await.unwrap();
     store.ping().await.unwrap();
-    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "4");
+    assert_eq!(psql(&url, "SELECT version FROM inlet_schema").await.unwrap(), "5");
     assert_eq!(
         store.get("m1".into()).await.unwrap().unwrap().message.text.as_deref(),
         Some("kept")

@@ -33,8 +33,8 @@
 //! and numbers in the order the table holds them (the upgrade rewrites the
 //! table once).
 //!
-//! `forward_position`, `forward_retries` and `forward_lead` are
-//! forwarding's (see `forward`), from version 4; a retry row goes with its message (a trigger,
+//! `forward_position` and `forward_retries` are forwarding's (see
+//! `forward`), from version 4, and `forward_lead` from version 5; a retry row goes with its message (a trigger,
 //! not a foreign key: a `TRUNCATE messages` by hand still works).
 
 use tokio_postgres::{Client, GenericClient};
@@ -42,7 +42,7 @@ use tokio_postgres::{Client, GenericClient};
 use crate::storage::hour_of;
 
 /// Bumped whenever the layout changes shape; `ping` checks it.
-pub(super) const VERSION: i32 = 4;
+pub(super) const VERSION: i32 = 5;
 
 /// Serialises migrations between hosts (any constant shared by all of them).
 const MIGRATION_LOCK: i64 = 0x696e_6c65_745f_6d31;
@@ -205,11 +205,6 @@ CREATE TABLE forward_retries (
     last_error      text NOT NULL
 );
 CREATE INDEX forward_retries_due ON forward_retries (next_attempt_at) WHERE NOT failed;
-CREATE TABLE forward_lead (
-    id     int PRIMARY KEY CHECK (id = 1),
-    holder text NOT NULL,
-    until  timestamptz NOT NULL
-);
 CREATE FUNCTION inlet_forget_retries() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM forward_retries r USING deleted d WHERE r.message_id = d.message_id;
@@ -226,9 +221,18 @@ CREATE TRIGGER messages_all_unforwarded AFTER TRUNCATE ON messages
     FOR EACH STATEMENT EXECUTE FUNCTION inlet_forget_all_retries();
 ";
 
+/// From version 4 to 5: forwarding's turn, a lease (version 4 had none).
+const FORWARD_LEAD: &str = "
+CREATE TABLE forward_lead (
+    id     int PRIMARY KEY CHECK (id = 1),
+    holder text NOT NULL,
+    until  timestamptz NOT NULL
+);
+";
+
 /// The steps from each version to the next: `UPGRADES[n - 1]` takes version
 /// `n` to `n + 1`. A new database gets `SCHEMA` (version 1), then all of them.
-const UPGRADES: [&str; 3] = [REMEMBER_REMOVED, FEED_ORDER, FORWARDING];
+const UPGRADES: [&str; 4] = [REMEMBER_REMOVED, FEED_ORDER, FORWARDING, FORWARD_LEAD];
 
 /// Brings the database to `VERSION` in one transaction, under an advisory
 /// lock so that hosts starting together apply it once (concurrent `CREATE
