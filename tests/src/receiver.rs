@@ -3,9 +3,6 @@
 //! down and come back on the same port.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -51,20 +48,26 @@ impl Delivery {
 struct Shared {
     answer: Option<Answer>,
     deliveries: Vec<Delivery>,
+    /// The `webhook-id`s of those answered 2xx.
+    delivered: HashSet<String>,
 }
 
 /// The receiver; stops when dropped.
 ///
-/// HTTP/1.1 by hand over std sockets, a thread per connection: tiny_http's
-/// pool left whole keep-alive connections unread when many opened at once
-/// (requests never answered), which is what these tests must rule out.
+/// hyper's HTTP/1.1 server on a current-thread runtime in one thread: it
+/// answers every connection at once however many open (keep-alive
+/// included), and costs little beside the server under test, sharing its
+/// cores in the bench.
 pub struct Receiver {
     port: u16,
     shared: Arc<Mutex<Shared>>,
-    running: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    running: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl Receiver {
+    /// The name of its thread (a CPU count per thread finds it by it).
+    pub const THREADS: &'static str = "receiver";
+
     /// A receiver answering 204 on a free port.
     pub fn start() -> Self {
         let mut receiver = Self {
@@ -100,12 +103,7 @@ impl Receiver {
 
     /// How many distinct messages were delivered (2xx) so far, by `webhook-id`.
     pub fn distinct_delivered(&self) -> usize {
-        let shared = self.shared.lock().unwrap();
-        let accepted = shared.deliveries.iter().filter(|d| (200..300).contains(&d.status));
-        accepted
-            .filter_map(|d| d.header("webhook-id"))
-            .collect::<HashSet<_>>()
-            .len()
+        self.shared.lock().unwrap().delivered.len()
     }
 
     /// Waits until `ids` have all been delivered (2xx), at most `within`;
@@ -122,35 +120,34 @@ impl Receiver {
         }
     }
 
-    /// Stops listening and drops every connection: connections are
-    /// refused until `up`.
+    /// Stops listening and drops every connection, answered or not:
+    /// connections are refused until `up`.
     pub fn down(&mut self) {
-        if let Some((stopping, thread)) = self.running.take() {
-            stopping.store(true, Ordering::SeqCst);
+        if let Some((stop, thread)) = self.running.take() {
+            let _ = stop.send(());
             let _ = thread.join();
         }
     }
 
     /// Listens again, on the same port once it had one.
     pub fn up(&mut self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).expect("binding the receiver");
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("binding the receiver");
         listener.set_nonblocking(true).expect("a non-blocking listener");
         self.port = listener.local_addr().expect("its address").port();
-        let stopping = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let shared = self.shared.clone();
-        let stop = stopping.clone();
-        let thread = std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let (shared, stop) = (shared.clone(), stop.clone());
-                        std::thread::spawn(move || serve(stream, &shared, &stop));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        self.running = Some((stopping, thread));
+        let thread = std::thread::Builder::new()
+            .name(Self::THREADS.into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the receiver's runtime");
+                // Leaving drops the runtime, and with it every connection.
+                runtime.block_on(listen(listener, shared, stopped));
+            })
+            .expect("the receiver's thread");
+        self.running = Some((stop, thread));
     }
 }
 
@@ -160,83 +157,81 @@ impl Drop for Receiver {
     }
 }
 
-/// Requests on one connection until it closes or the receiver goes down.
-fn serve(stream: TcpStream, shared: &Mutex<Shared>, stopping: &AtomicBool) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-    let mut writer = stream.try_clone().expect("a second handle");
-    let mut reader = BufReader::new(stream);
-    while !stopping.load(Ordering::SeqCst) {
-        let Some((headers, body)) = read_request(&mut reader, stopping) else {
-            return;
+/// Accepts connections until `stopped`, serving each in its own task.
+async fn listen(
+    listener: std::net::TcpListener,
+    shared: Arc<Mutex<Shared>>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            _ = &mut stopped => return,
         };
-        let arrived = Instant::now();
-        let status = answer(shared, &body);
-        let reply = format!("HTTP/1.1 {status} Answer\r\ncontent-length: 0\r\n\r\n");
-        // Only what was answered counts (as far as a write can tell).
-        if stopping.load(Ordering::SeqCst) || writer.write_all(reply.as_bytes()).is_err() {
-            return;
-        }
-        let delivery = Delivery {
-            headers,
-            body,
-            status,
-            arrived,
-        };
-        shared.lock().unwrap().deliveries.push(delivery);
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| receive(request, shared.clone()));
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
     }
 }
 
-/// One request's headers (names in lower case) and body; none once the
-/// connection closed.
-fn read_request(reader: &mut BufReader<TcpStream>, stopping: &AtomicBool) -> Option<(Vec<(String, String)>, String)> {
-    let mut headers = Vec::new();
-    let mut line = String::new();
-    let mut started = false;
-    loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) => return None,
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                if stopping.load(Ordering::SeqCst) {
-                    return None;
-                }
-                continue;
-            }
-            Err(_) => return None,
-        }
-        let trimmed = line.trim_end();
-        if !started {
-            started = true; // the request line
-            continue;
-        }
-        if trimmed.is_empty() {
-            break;
-        }
-        let (name, value) = trimmed.split_once(':')?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-    }
-    let length: usize = headers
+/// Reads one request, answers it as the test set the answer (after any
+/// stall), and records it.
+async fn receive(
+    request: hyper::Request<hyper::body::Incoming>,
+    shared: Arc<Mutex<Shared>>,
+) -> Result<hyper::Response<http_body_util::Empty<bytes::Bytes>>, hyper::Error> {
+    use http_body_util::BodyExt as _;
+    let headers: Vec<(String, String)> = request
+        .headers()
         .iter()
-        .find(|(name, _)| name == "content-length")
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    let _ = reader.get_ref().set_read_timeout(Some(Duration::from_secs(10)));
-    reader.read_exact(&mut body).ok()?;
-    let _ = reader.get_ref().set_read_timeout(Some(Duration::from_millis(100)));
-    Some((headers, String::from_utf8_lossy(&body).into_owned()))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = request.into_body().collect().await?.to_bytes();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let arrived = Instant::now();
+    let status = answer(&shared, &body).await;
+    let delivery = Delivery {
+        headers,
+        body,
+        status,
+        arrived,
+    };
+    {
+        let mut shared = shared.lock().unwrap();
+        if let Some(id) = delivery.header("webhook-id").filter(|_| (200..300).contains(&status)) {
+            shared.delivered.insert(id.to_owned());
+        }
+        shared.deliveries.push(delivery);
+    }
+    let mut response = hyper::Response::new(http_body_util::Empty::new());
+    *response.status_mut() = hyper::StatusCode::from_u16(status).expect("a status the test chose");
+    Ok(response)
 }
 
 /// The status for `body` as the test set the answer, after any stall.
-fn answer(shared: &Mutex<Shared>, body: &str) -> u16 {
+async fn answer(shared: &Mutex<Shared>, body: &str) -> u16 {
     let answer = shared.lock().unwrap().answer.unwrap_or(Answer::Status(204));
     match answer {
         Answer::Status(status) => status,
         Answer::StallPrefix(prefix, stall) => {
             let message: Value = serde_json::from_str(body).unwrap_or_default();
             if message["message_id"].as_str().is_some_and(|id| id.starts_with(prefix)) {
-                std::thread::sleep(stall);
+                tokio::time::sleep(stall).await;
             }
             204
         }

@@ -3,6 +3,7 @@
 //! generator on the same cores shares).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Linux counts process and machine CPU time in clock ticks of 1/100 s
 /// (USER_HZ).
@@ -152,6 +153,14 @@ impl Machine {
     pub(crate) fn busy_ns(self, later: Self) -> u64 {
         later.busy.saturating_sub(self.busy) * TICK_NS
     }
+}
+
+/// CPU time the calling thread has spent so far (the first field of its
+/// schedstat).
+pub(crate) fn this_thread() -> Duration {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns = schedstat.split_whitespace().next().and_then(|ns| ns.parse().ok());
+    Duration::from_nanos(ns.unwrap_or(0))
 }
 
 /// Microseconds of this whole process (the load generator) per request

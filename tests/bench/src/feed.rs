@@ -1,6 +1,6 @@
 //! `GET /feed` beside full-speed ingest: ingest with a follower tailing the
-//! feed against ingest without one, in alternating rounds on fresh servers,
-//! and the follower's lag from a message's commit to its delivery.
+//! feed against ingest without one (`companion`), and the follower's lag
+//! from a message's commit to its delivery.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +10,7 @@ use inlet_e2e::Server;
 use inlet_e2e::feed::Follower;
 
 use crate::report::Results;
-use crate::{Cli, address, push, requests};
+use crate::{Cli, Measured, address, companion, cpu, requests};
 
 /// Messages one follower read takes at most.
 const PAGE: u32 = 1000;
@@ -20,45 +20,27 @@ const WAIT: u32 = 5;
 const CATCH_UP: Duration = Duration::from_secs(60);
 
 pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
-    let mut rates = [Vec::new(), Vec::new()];
-    let mut lags = Vec::new();
-    let mut pages = Vec::new();
-    let mut client_cpu = Vec::new();
-    for round in 0..cli.ratio_rounds.max(1) {
-        for turn in 0..2 {
-            let followed = (turn + round) % 2 == 1;
-            let server = Server::start();
-            let ids = requests::webhooks(&format!("feed{round}-{turn}"), None);
-            let following = AtomicBool::new(followed);
-            let (load, follower) = std::thread::scope(|scope| {
-                let follower = scope.spawn(|| tail(&server, &following));
-                let load = push(runtime, address(&server), 32, cli.seconds, ids);
-                following.store(false, Ordering::SeqCst);
-                (load, follower.join().expect("the follower thread"))
-            });
-            rates[usize::from(followed)].push(load?.requests_per_second);
-            if followed {
-                let tailed = follower?;
-                check_exactly_once(&server, &tailed.seen)?;
-                pages.push(tailed.seen.len() as f64 / tailed.reads.max(1) as f64);
-                client_cpu.push(tailed.cpu.as_secs_f64() / tailed.took.as_secs_f64());
-                lags.extend(tailed.lags);
-            }
+    let (mut lags, mut pages, mut client_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let turns = companion::alternate(cli, "feed", |followed, tag| {
+        let server = Server::start();
+        let ids = requests::webhooks(tag, None);
+        let following = AtomicBool::new(followed);
+        let (measured, follower) = std::thread::scope(|scope| {
+            let follower = scope.spawn(|| tail(&server, &following));
+            let measured = Measured::take(runtime, server.pid(), address(&server), cli.seconds, ids);
+            following.store(false, Ordering::SeqCst);
+            (measured, follower.join().expect("the follower thread"))
+        });
+        if followed {
+            let tailed = follower?;
+            check_exactly_once(&server, &tailed.seen)?;
+            pages.push(tailed.seen.len() as f64 / tailed.reads.max(1) as f64);
+            client_cpu.push(tailed.cpu.as_secs_f64() / tailed.took.as_secs_f64());
+            lags.extend(tailed.lags);
         }
-    }
-    let of_rounds = format!("at 32 conns, median of {} alternating rounds", rates[0].len());
-    results.spread(
-        &format!("ingest without a feed follower, {of_rounds}"),
-        &rates[0],
-        "req/s",
-    );
-    results.spread(
-        &format!("ingest with a follower tailing /feed, {of_rounds}"),
-        &rates[1],
-        "req/s",
-    );
-    let ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(on, off)| on / off).collect();
-    results.spread("ingest with / without a feed follower", &ratios, "ratio");
+        measured
+    })?;
+    turns.report(results, "a feed follower", "with a follower tailing /feed");
     results.spread("messages per follower read", &pages, "messages");
     // The follower is a client on the server's cores, as the load
     // generator is: what it takes itself is not the server's cost.
@@ -96,7 +78,7 @@ fn tail(server: &Server, following: &AtomicBool) -> anyhow::Result<Tailed> {
     }
     let mut caught_up_by = None;
     let mut reads = 0;
-    let (started, cpu_before) = (Instant::now(), thread_cpu());
+    let (started, cpu_before) = (Instant::now(), cpu::this_thread());
     loop {
         reads += 1;
         let wait = if following.load(Ordering::SeqCst) { WAIT } else { 0 };
@@ -113,7 +95,7 @@ fn tail(server: &Server, following: &AtomicBool) -> anyhow::Result<Tailed> {
                     seen: follower.seen,
                     lags,
                     reads,
-                    cpu: thread_cpu().saturating_sub(cpu_before),
+                    cpu: cpu::this_thread().saturating_sub(cpu_before),
                     took: started.elapsed(),
                 });
             }
@@ -123,14 +105,6 @@ fn tail(server: &Server, following: &AtomicBool) -> anyhow::Result<Tailed> {
             );
         }
     }
-}
-
-/// CPU time the calling thread has spent so far (the first field of
-/// its schedstat, in nanoseconds).
-fn thread_cpu() -> Duration {
-    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let ns = schedstat.split_whitespace().next().and_then(|ns| ns.parse().ok());
-    Duration::from_nanos(ns.unwrap_or(0))
 }
 
 /// The follower was handed every stored message, each once.

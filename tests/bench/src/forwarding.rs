@@ -1,9 +1,9 @@
 //! Forwarding beside full-speed ingest: ingest with every message forwarded
-//! to a local HTTP receiver against ingest without forwarding, in
-//! alternating rounds on fresh servers (the receiver runs on the same cores,
-//! as the load generator does); the most the backlog held while ingest ran,
-//! how long the forwarder took to catch up after, and the lag from a
-//! message's commit to its arrival at the receiver.
+//! to a local HTTP receiver against ingest without forwarding (`companion`;
+//! the receiver runs on the same cores, as the load generator does); the
+//! most the backlog held while ingest ran, how long the forwarder took to
+//! catch up after, and the lag from a message's commit to its arrival at the
+//! receiver.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -12,52 +12,47 @@ use inlet_e2e::Server;
 use inlet_e2e::receiver::Receiver;
 
 use crate::report::Results;
-use crate::{Cli, address, push, requests};
+use crate::{Cli, Measured, address, companion, cpu, requests};
 
 /// The key deliveries are signed with.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// How long the forwarder may take to deliver the rest once ingest stopped.
 const CATCH_UP: Duration = Duration::from_secs(120);
-/// How often the backlog (`forward_pending`) is read while ingest runs.
+/// How often the backlog is measured while ingest runs.
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 
 pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
-    let mut rates = [Vec::new(), Vec::new()];
-    let (mut backlogs, mut catch_ups, mut lags) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..cli.ratio_rounds.max(1) {
-        for turn in 0..2 {
-            let forwarded = (turn + round) % 2 == 1;
-            let receiver = Receiver::start();
-            let url = receiver.url();
-            let settings = [("FORWARD_URL", url.as_str()), ("FORWARD_SECRET", SECRET)];
-            let server = Server::start_with(if forwarded { &settings[..] } else { &[] });
-            let ids = requests::webhooks(&format!("forward{round}-{turn}"), None);
-            let ingesting = AtomicBool::new(true);
-            let (load, most_pending) = std::thread::scope(|scope| {
-                let sampler = scope.spawn(|| most_pending(&server, &ingesting));
-                let load = push(runtime, address(&server), 32, cli.seconds, ids);
-                ingesting.store(false, Ordering::SeqCst);
-                (load, sampler.join().expect("the sampler thread"))
-            });
-            rates[usize::from(forwarded)].push(load?.requests_per_second);
-            if forwarded {
-                backlogs.push(most_pending as f64);
-                catch_ups.push(catch_up(&server, &receiver)?.as_secs_f64());
-                lags.extend(lags_ms(&receiver));
-            }
+    let (mut backlogs, mut catch_ups, mut lags, mut receiving) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let turns = companion::alternate(cli, "forward", |forwarded, tag| {
+        let receiver = Receiver::start();
+        let url = receiver.url();
+        let settings = [("FORWARD_URL", url.as_str()), ("FORWARD_SECRET", SECRET)];
+        let server = Server::start_with(if forwarded { &settings[..] } else { &[] });
+        let ids = requests::webhooks(tag, None);
+        let ingesting = AtomicBool::new(true);
+        let here = cpu::sample(std::process::id());
+        let (measured, most_owed) = std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| most_owed(&server, &receiver, &ingesting));
+            let measured = Measured::take(runtime, server.pid(), address(&server), cli.seconds, ids);
+            ingesting.store(false, Ordering::SeqCst);
+            (measured, sampler.join().expect("the sampler thread"))
+        });
+        let measured = measured?;
+        if forwarded {
+            let spent = cpu::per_request_us(&here, &cpu::sample(std::process::id()), measured.load.requests);
+            receiving.push(spent.get(Receiver::THREADS).copied().unwrap_or_default());
+            backlogs.push(most_owed as f64);
+            catch_ups.push(catch_up(&server, &receiver)?.as_secs_f64());
+            lags.extend(lags_ms(&receiver));
         }
-    }
-    let of_rounds = format!("at 32 conns, median of {} alternating rounds", rates[0].len());
-    results.spread(&format!("ingest without forwarding, {of_rounds}"), &rates[0], "req/s");
+        Ok(measured)
+    })?;
+    turns.report(results, "forwarding", "forwarding each message to a local receiver");
+    // The receiver is a second HTTP exchange per message on the server's
+    // cores, as the load generator is: what it takes is not the server's.
+    results.spread("receiver's CPU (its threads here) per ingest request", &receiving, "us");
     results.spread(
-        &format!("ingest forwarding each message to a local receiver, {of_rounds}"),
-        &rates[1],
-        "req/s",
-    );
-    let ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(on, off)| on / off).collect();
-    results.spread("ingest with / without forwarding", &ratios, "ratio");
-    results.spread(
-        "most messages owed while ingest ran (forward_pending)",
+        "most messages owed while ingest ran (stored, not yet received)",
         &backlogs,
         "messages",
     );
@@ -66,15 +61,15 @@ pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Re
     Ok(())
 }
 
-/// The most `forward_pending` showed while `ingesting`.
-fn most_pending(server: &Server, ingesting: &AtomicBool) -> u64 {
+/// The most messages stored and not yet received while `ingesting`.
+fn most_owed(server: &Server, receiver: &Receiver, ingesting: &AtomicBool) -> u64 {
     let mut most = 0;
     while ingesting.load(Ordering::SeqCst) {
-        let metrics = server.get("/metrics").body;
-        let pending = metrics
-            .lines()
-            .find_map(|line| line.strip_prefix("forward_pending ")?.trim().parse().ok());
-        most = most.max(pending.unwrap_or(0));
+        // Received first: what arrives between the two reads is counted
+        // owed, never the other way round.
+        let received = receiver.distinct_delivered() as u64;
+        let stored = u64::try_from(server.stored_rows()).unwrap_or_default();
+        most = most.max(stored.saturating_sub(received));
         std::thread::sleep(SAMPLE_EVERY);
     }
     most

@@ -6,6 +6,7 @@
 //! traffic. Prints a table and writes the results as JSON.
 
 mod cluster;
+mod companion;
 mod containment;
 mod cpu;
 mod feed;

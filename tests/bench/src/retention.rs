@@ -1,13 +1,13 @@
 //! `RETENTION`: ingest while aged messages are removed as fast as they
-//! arrive, against ingest without it, in alternating rounds on fresh
-//! servers; then one retention pass over the whole seeded database.
+//! arrive, against ingest without it (`companion`); then one retention pass
+//! over the whole seeded database.
 
 use std::time::{Duration, Instant};
 
 use inlet_e2e::Server;
 
 use crate::report::Results;
-use crate::{Cli, address, push, requests, seeded_database};
+use crate::{Cli, Measured, address, companion, requests, seeded_database};
 
 /// Short enough that most of a round runs with removals under way.
 const RETENTION_ON: &str = "2s";
@@ -21,34 +21,25 @@ pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Re
     full_pass(cli, results)
 }
 
-/// Ingest at 32 connections without and with `RETENTION_ON`, alternating
-/// which goes first, and the median ratio.
+/// Ingest without and with `RETENTION_ON` (`companion`).
 fn ingest_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
-    let settings: [&[(&str, &str)]; 2] = [&[], &[("RETENTION", RETENTION_ON)]];
-    let mut rates = [Vec::new(), Vec::new()];
     let mut removed = Vec::new();
-    for round in 0..cli.ratio_rounds.max(1) {
-        for turn in 0..2 {
-            let which = (turn + round) % 2;
-            let server = Server::start_with(settings[which]);
-            let ids = requests::webhooks(&format!("retention{round}-{which}"), None);
-            let load = push(runtime, address(&server), 32, cli.seconds, ids)?;
-            rates[which].push(load.requests_per_second);
-            if which == 1 {
-                removed.push(removed_so_far(&server) as f64);
-            }
+    let turns = companion::alternate(cli, "retention", |retained, tag| {
+        let settings: &[(&str, &str)] = if retained { &[("RETENTION", RETENTION_ON)] } else { &[] };
+        let server = Server::start_with(settings);
+        let ids = requests::webhooks(tag, None);
+        let measured = Measured::take(runtime, server.pid(), address(&server), cli.seconds, ids)?;
+        if retained {
+            removed.push(removed_so_far(&server) as f64);
         }
-    }
+        Ok(measured)
+    })?;
     results.spread("messages retention removed during an ingest round", &removed, "rows");
-    let of_rounds = format!("at 32 conns, median of {} alternating rounds", rates[0].len());
-    results.spread(&format!("ingest without RETENTION, {of_rounds}"), &rates[0], "req/s");
-    results.spread(
-        &format!("ingest with RETENTION={RETENTION_ON} removing as fast, {of_rounds}"),
-        &rates[1],
-        "req/s",
+    turns.report(
+        results,
+        "RETENTION",
+        &format!("with RETENTION={RETENTION_ON} removing as fast"),
     );
-    let ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(on, off)| on / off).collect();
-    results.spread("ingest with / without retention", &ratios, "ratio");
     Ok(())
 }
 

@@ -1,0 +1,55 @@
+//! Ingest beside a companion (a feed follower, forwarding, retention)
+//! against ingest without it: a fresh server per turn at 32 connections, in
+//! rounds whose first turn alternates, since this machine's speed drifts
+//! within minutes; the median ratio, and where the extra CPU went.
+
+use crate::report::Results;
+use crate::{Cli, Measured};
+
+/// Ingest's turns without and with the companion, round by round.
+pub(crate) struct Turns {
+    without: Vec<Measured>,
+    with: Vec<Measured>,
+}
+
+/// `cli.ratio_rounds` rounds (at least one) of `turn(with, tag)` once
+/// without the companion and once with it; `tag` is new to each turn (for
+/// message ids that never repeat).
+pub(crate) fn alternate(
+    cli: &Cli,
+    name: &str,
+    mut turn: impl FnMut(bool, &str) -> anyhow::Result<Measured>,
+) -> anyhow::Result<Turns> {
+    let mut turns = Turns {
+        without: Vec::new(),
+        with: Vec::new(),
+    };
+    for round in 0..cli.ratio_rounds.max(1) {
+        for order in 0..2 {
+            let with = (order + round) % 2 == 1;
+            let measured = turn(with, &format!("{name}{round}-{order}"))?;
+            if with { &mut turns.with } else { &mut turns.without }.push(measured);
+        }
+    }
+    Ok(turns)
+}
+
+impl Turns {
+    /// Ingest's median rates without `companion` and `with` it (as the
+    /// label says), their ratio, and in both the CPU time per ingest request
+    /// of the server's threads and of this process (the load generator, and
+    /// the companion's client side when it runs here).
+    pub(crate) fn report(&self, results: &mut Results, companion: &str, with: &str) {
+        let without = format!("without {companion}");
+        let of_rounds = format!("at 32 conns, median of {} alternating rounds", self.without.len());
+        let rates = |turns: &[Measured]| -> Vec<f64> { turns.iter().map(|t| t.load.requests_per_second).collect() };
+        let (off, on) = (rates(&self.without), rates(&self.with));
+        results.spread(&format!("ingest {without}, {of_rounds}"), &off, "req/s");
+        results.spread(&format!("ingest {with}, {of_rounds}"), &on, "req/s");
+        let ratios: Vec<f64> = on.iter().zip(&off).map(|(on, off)| on / off).collect();
+        results.spread(&format!("ingest with / without {companion}"), &ratios, "ratio");
+        for (turns, label) in [(&self.without, without.as_str()), (&self.with, with)] {
+            crate::cpu_breakdown(results, &format!("ingest {label}"), turns);
+        }
+    }
+}
