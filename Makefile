@@ -89,7 +89,7 @@ reference:
 ## plus 1 to seed the 1M-row database the first time); prints a table and writes
 ## target/bench/results.json. BENCH_ARGS passes options (`--help` lists them).
 BENCH_ARGS ?=
-bench: build fixtures reference
+bench: test-deps build fixtures reference
 	$(CARGO) run --release --locked -p inlet-bench -- $(BENCH_ARGS)
 
 ## baseline: an earlier commit (REV) built into target/baseline/ (its own target
@@ -107,11 +107,11 @@ baseline: wasm-target
 
 ## bench-smoke: the same benchmark, tiny and quick, to keep it working (CI runs it);
 ## this build stands in for a baseline
-bench-smoke: build fixtures reference
+bench-smoke: test-deps build fixtures reference
 	mkdir -p target/bench/self
 	ln -sf ../../release/inlet ../../wasm32-wasip2/release/inlet_guest.wasm target/bench/self/
 	$(CARGO) run --release --locked -p inlet-bench -- --seconds 1 --rows 20000 --repeats 1 \
-		--ratio-rounds 1 --baseline target/bench/self --out target/bench/smoke.json
+		--ratio-rounds 1 --companion-rounds 1 --baseline target/bench/self --out target/bench/smoke.json
 
 ## lint: formatting and clippy on both targets
 lint: wasm-target

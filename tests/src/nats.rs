@@ -53,6 +53,11 @@ impl Broker {
         format!("nats://127.0.0.1:{}/{subject}", self.port)
     }
 
+    /// The server's process id (0 while it is down).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Its streams.
     pub fn streams(&self) -> &Streams {
         &self.streams

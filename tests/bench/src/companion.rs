@@ -12,7 +12,7 @@ pub(crate) struct Turns {
     with: Vec<Measured>,
 }
 
-/// `cli.ratio_rounds` rounds (at least one) of `turn(with, tag)` once
+/// `cli.companion_rounds` rounds (at least one) of `turn(with, tag)` once
 /// without the companion and once with it; `tag` is new to each turn (for
 /// message ids that never repeat).
 pub(crate) fn alternate(
@@ -24,7 +24,7 @@ pub(crate) fn alternate(
         without: Vec::new(),
         with: Vec::new(),
     };
-    for round in 0..cli.ratio_rounds.max(1) {
+    for round in 0..cli.companion_rounds.max(1) {
         for order in 0..2 {
             let with = (order + round) % 2 == 1;
             let measured = turn(with, &format!("{name}{round}-{order}"))?;

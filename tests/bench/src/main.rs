@@ -51,6 +51,11 @@ struct Cli {
     /// ratios are reported; 0 skips them.
     #[arg(long, default_value_t = 3)]
     ratio_rounds: usize,
+    /// Alternating rounds of ingest without and with a companion (a feed
+    /// follower, forwarding, retention): its cost is a few percent, which
+    /// a single round's drift can hide.
+    #[arg(long, default_value_t = 5)]
+    companion_rounds: usize,
     /// An earlier build whose ingest the rounds measure too, for this
     /// build's rate as a share of it: a directory holding its `inlet` and
     /// `inlet_guest.wasm`.

@@ -2,7 +2,7 @@
 //! arrive, against ingest without it (`companion`); then one retention pass
 //! over the whole seeded database.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use inlet_e2e::Server;
 
@@ -11,6 +11,9 @@ use crate::{Cli, Measured, address, companion, requests, seeded_database};
 
 /// Short enough that most of a round runs with removals under way.
 const RETENTION_ON: &str = "2s";
+
+/// The full pass's `RETENTION`, and a margin for the clock's grain.
+const AGED_AFTER: Duration = Duration::from_secs(2);
 
 /// How long one pass over the seeded database may take before the bench
 /// gives up on it.
@@ -54,6 +57,12 @@ fn removed_so_far(server: &Server) -> u64 {
 /// them all.
 fn full_pass(cli: &Cli, results: &mut Results) -> anyhow::Result<()> {
     let seeded = seeded_database(cli.rows, results)?;
+    // A seed made just now holds rows younger than the retention: every
+    // row is older than it once the file is.
+    let written = std::fs::metadata(&seeded)?.modified()?;
+    if let Ok(young) = (written + AGED_AFTER).duration_since(SystemTime::now()) {
+        std::thread::sleep(young);
+    }
     let dir = tempfile::tempdir()?;
     std::fs::copy(&seeded, dir.path().join("app.db"))?;
     let server = Server::start_in(dir, &[("RETENTION", "1s")]);
