@@ -329,6 +329,41 @@ fn a_sigkill_mid_delivery_loses_no_delivery() {
 }
 
 #[test]
+fn a_straggler_whose_host_died_is_delivered_by_the_next_once_its_lease_ran_out() {
+    // An attempt still running a second after its page began (the host's
+    // GRACE) is left to a leased retry row and the position moves on; the
+    // host dies before the answer. The next one must take the row up once
+    // its lease ran out, (4 + 1) attempts' time plus 5 s, and not before.
+    let receiver = Receiver::start();
+    receiver.answer(Answer::StallPrefix("straggler", Duration::from_secs(10)));
+    let url = receiver.url();
+    let env = [
+        ("FORWARD_URL", url.as_str()),
+        ("FORWARD_SECRET", SECRET),
+        // Long enough that the attempt is still running at the kill.
+        ("FORWARD_TIMEOUT_MS", "2500"),
+    ];
+    let server = Server::start_in(tempfile::tempdir().unwrap(), &env);
+    let posted = Instant::now();
+    post(&server, &ids("straggler", 1));
+    std::thread::sleep(Duration::from_millis(1600));
+    let dir = server.kill();
+    receiver.answer(Answer::Status(204));
+    let next = Server::start_in(dir, &env);
+    let lease_out = Duration::from_millis(1000 + 5 * 2500 + 5000);
+    let early = lease_out - Duration::from_secs(3);
+    std::thread::sleep(early.saturating_sub(posted.elapsed()));
+    assert_eq!(deliveries_counted(&next, "delivered"), 0, "taken up while still leased");
+    assert!(
+        wait_until(Duration::from_secs(30), || deliveries_counted(&next, "delivered") == 1),
+        "the straggler was not taken up: {:?}",
+        next.raw_logs()
+    );
+    assert!(posted.elapsed() >= lease_out);
+    assert!(receiver.delivered_ids().contains(&"straggler-0".to_owned()));
+}
+
+#[test]
 fn bad_forwarding_settings_stop_start_up_naming_the_variable() {
     for (env, variable) in [
         (vec![("FORWARD_URL", "ftp://example.com/x")], "FORWARD_URL"),

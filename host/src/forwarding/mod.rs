@@ -240,12 +240,15 @@ impl Forwarder {
     }
 
     async fn follow(&self, mut position: FeedPosition) {
-        let (finished, mut ends) = mpsc::unbounded_channel();
+        // No more attempts are under way than it holds (`room` below), so a
+        // sender never waits.
+        let most_under_way = self.settings.concurrency * QUEUED_PER_SLOT;
+        let (finished, mut ends) = mpsc::channel(most_under_way);
         let mut under_way = 0;
         let mut retries_checked = None;
         loop {
             let mut settle = Vec::new();
-            let mut room = (self.settings.concurrency * QUEUED_PER_SLOT).saturating_sub(under_way);
+            let mut room = most_under_way.saturating_sub(under_way);
             let retries_due = retries_checked.is_none_or(|at: Instant| at.elapsed() >= RETRY_POLL);
             if retries_due || self.retry_now.swap(false, Ordering::SeqCst) {
                 let retried = self.retry_due(room, &finished).await;
@@ -325,7 +328,7 @@ impl Forwarder {
     }
 
     /// Starts the due retries, at most `room`; how many.
-    async fn retry_due(&self, room: usize, finished: &mpsc::UnboundedSender<Finished>) -> usize {
+    async fn retry_due(&self, room: usize, finished: &mpsc::Sender<Finished>) -> usize {
         if room == 0 {
             return 0;
         }
@@ -354,8 +357,8 @@ impl Forwarder {
     async fn attempt_page(
         &self,
         messages: Vec<StoredMessage>,
-        finished: &mpsc::UnboundedSender<Finished>,
-        ends: &mut mpsc::UnboundedReceiver<Finished>,
+        finished: &mpsc::Sender<Finished>,
+        ends: &mut mpsc::Receiver<Finished>,
         under_way: &mut usize,
         settle: &mut Vec<Attempted>,
     ) -> Vec<Attempted> {
@@ -428,7 +431,7 @@ impl Forwarder {
     }
 
     /// Starts one attempt at `stored`; its end arrives on `finished`.
-    fn attempt(&self, stored: StoredMessage, earlier: u32, finished: mpsc::UnboundedSender<Finished>) {
+    fn attempt(&self, stored: StoredMessage, earlier: u32, finished: mpsc::Sender<Finished>) {
         let slots = self.slots.clone();
         let timeout = self.settings.timeout;
         let delivery = self.delivery.clone();
@@ -440,11 +443,13 @@ impl Forwarder {
                 Ok(result) => result,
                 Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
             };
-            let _ = finished.send(Finished {
-                message_id,
-                earlier,
-                result,
-            });
+            let _ = finished
+                .send(Finished {
+                    message_id,
+                    earlier,
+                    result,
+                })
+                .await;
         });
     }
 
