@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What `make test` needs beyond Rust and its wasm target, installed when
+# What `make test` and `make bench` need beyond Rust and its wasm target, installed when
 # missing: Debian's postgresql-15, whose binaries the PostgreSQL suites start
 # their own servers from (PG_BIN names another bin/ folder), and nats-server,
 # the JetStream broker the forwarding tests start (NATS_SERVER names another).
@@ -10,7 +10,7 @@ set -euo pipefail
 missing=()
 if [ -n "${PG_BIN:-}" ]; then
   if [ ! -x "$PG_BIN/postgres" ]; then
-    echo "make test: PG_BIN=$PG_BIN holds no postgres; point it at PostgreSQL 15's bin/ folder" >&2
+    echo "tests/deps.sh: PG_BIN=$PG_BIN holds no postgres; point it at PostgreSQL 15's bin/ folder" >&2
     exit 1
   fi
 else
@@ -20,7 +20,7 @@ fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then
-  echo "make test needs ${missing[*]}: run \`sudo apt-get install -y ${missing[*]}\` (or set PG_BIN), then make test again" >&2
+  echo "the tests and the bench need ${missing[*]}: run \`sudo apt-get install -y ${missing[*]}\` (or set PG_BIN), then make again" >&2
   exit 1
 fi
 echo "tests/deps.sh: installing ${missing[*]}" >&2

@@ -66,7 +66,7 @@ pub struct Receiver {
 
 impl Receiver {
     /// The name of its thread (a CPU count per thread finds it by it).
-    pub const THREADS: &'static str = "receiver";
+    pub const THREAD_NAME: &'static str = "receiver";
 
     /// A receiver answering 204 on a free port.
     pub fn start() -> Self {
@@ -89,7 +89,8 @@ impl Receiver {
         self.shared.lock().unwrap().answer = Some(answer);
     }
 
-    /// Every request so far.
+    /// Every request answered so far (one whose client left while it
+    /// stalled is not).
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.shared.lock().unwrap().deliveries.clone()
     }
@@ -137,7 +138,7 @@ impl Receiver {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let shared = self.shared.clone();
         let thread = std::thread::Builder::new()
-            .name(Self::THREADS.into())
+            .name(Self::THREAD_NAME.into())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -168,7 +169,11 @@ async fn listen(
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
-                Err(_) => continue,
+                // Out of descriptors, say: not a reason to spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
             },
             _ = &mut stopped => return,
         };

@@ -31,8 +31,7 @@ pub(super) fn render(stored: &StoredMessage) -> Bytes {
         text: message.text.as_deref(),
         created_at: &stored.created_at,
     };
-    // A struct of strings always serializes.
-    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    Bytes::from(serde_json::to_vec(&body).expect("a struct of strings serializes"))
 }
 
 /// `id` as a header value: as is when a header carries it unchanged (no

@@ -3,6 +3,7 @@
 //! generator on the same cores shares).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 /// Linux counts process and machine CPU time in clock ticks of 1/100 s
@@ -32,9 +33,7 @@ pub(crate) fn sample(pid: u32) -> Sample {
             continue;
         };
         let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        // The first field is the time spent on a CPU, in nanoseconds.
-        if let Some(ns) = schedstat.split_whitespace().next().and_then(|ns| ns.parse().ok()) {
+        if let Some(ns) = schedstat_ns(&task.path().join("schedstat")) {
             threads.insert(tid, (group(name.trim()).to_owned(), ns));
         }
     }
@@ -158,9 +157,14 @@ impl Machine {
 /// CPU time the calling thread has spent so far (the first field of its
 /// schedstat).
 pub(crate) fn this_thread() -> Duration {
-    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let ns = schedstat.split_whitespace().next().and_then(|ns| ns.parse().ok());
-    Duration::from_nanos(ns.unwrap_or(0))
+    Duration::from_nanos(schedstat_ns(Path::new("/proc/thread-self/schedstat")).unwrap_or(0))
+}
+
+/// The time a thread has spent on a CPU, by its `schedstat` file (the
+/// first field, in nanoseconds).
+fn schedstat_ns(path: &Path) -> Option<u64> {
+    let schedstat = std::fs::read_to_string(path).ok()?;
+    schedstat.split_whitespace().next()?.parse().ok()
 }
 
 /// Microseconds of this whole process (the load generator) per request

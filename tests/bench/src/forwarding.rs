@@ -37,7 +37,7 @@ pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Re
 }
 
 /// A kind of destination.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Kind {
     /// A local webhook receiver (`Receiver`).
     Http,
@@ -46,6 +46,14 @@ enum Kind {
 }
 
 impl Kind {
+    /// Begins its turns' message ids.
+    fn tag(self) -> &'static str {
+        match self {
+            Self::Http => "forward-http",
+            Self::JetStream => "forward-nats",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Http => "HTTP forwarding",
@@ -99,7 +107,7 @@ impl Sink {
     /// it: the receiver's threads here, or the broker's whole process.
     fn cpu(&self) -> (cpu::Sample, &'static str) {
         match self {
-            Self::Http(_) => (cpu::sample(std::process::id()), Receiver::THREADS),
+            Self::Http(_) => (cpu::sample(std::process::id()), Receiver::THREAD_NAME),
             Self::JetStream(broker) => (cpu::sample(broker.pid()), cpu::WHOLE_PROCESS),
         }
     }
@@ -118,7 +126,7 @@ impl Sink {
 /// (`companion`): rates, CPU, the backlog, the catch-up and the lag.
 fn measure(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results, kind: Kind) -> anyhow::Result<()> {
     let (mut backlogs, mut catch_ups, mut lags, mut receiving) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let turns = companion::alternate(cli, "forward", |forwarded, tag| {
+    let turns = companion::alternate(cli, kind.tag(), |forwarded, tag| {
         let sink = Sink::start(kind)?;
         let settings = sink.settings();
         let settings: Vec<(&str, &str)> = settings.iter().map(|(name, value)| (*name, value.as_str())).collect();
@@ -132,12 +140,12 @@ fn measure(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results, 
             ingesting.store(false, Ordering::SeqCst);
             (measured, sampler.join().expect("the sampler thread"))
         });
-        let measured = measured?;
+        let (measured, most_owed) = (measured?, most_owed?);
         if forwarded {
             let (after, group) = sink.cpu();
             let spent = cpu::per_request_us(&before, &after, measured.load.requests);
             receiving.push(spent.get(group).copied().unwrap_or_default());
-            backlogs.push(most_owed? as f64);
+            backlogs.push(most_owed as f64);
             catch_ups.push(catch_up(&server, &sink)?.as_secs_f64());
             lags.extend(sink.lags_ms());
         }
@@ -150,7 +158,7 @@ fn measure(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results, 
     results.spread(
         &format!("{name}: destination's CPU per ingest request"),
         &receiving,
-        "us",
+        "µs",
     );
     results.spread(
         &format!("{name}: most messages owed while ingest ran (stored, not yet received)"),

@@ -52,8 +52,8 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     ratio_rounds: usize,
     /// Alternating rounds of ingest without and with a companion (a feed
-    /// follower, forwarding, retention): its cost is a few percent, which
-    /// a single round's drift can hide.
+    /// follower, forwarding, retention): what it costs is within a single
+    /// round's drift.
     #[arg(long, default_value_t = 5)]
     companion_rounds: usize,
     /// An earlier build whose ingest the rounds measure too, for this

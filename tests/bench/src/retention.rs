@@ -12,8 +12,8 @@ use crate::{Cli, Measured, address, companion, requests, seeded_database};
 /// Short enough that most of a round runs with removals under way.
 const RETENTION_ON: &str = "2s";
 
-/// The full pass's `RETENTION`, and a margin for the clock's grain.
-const AGED_AFTER: Duration = Duration::from_secs(2);
+/// The full pass's `RETENTION`.
+const FULL_PASS_RETENTION: Duration = Duration::from_secs(1);
 
 /// How long one pass over the seeded database may take before the bench
 /// gives up on it.
@@ -60,12 +60,15 @@ fn full_pass(cli: &Cli, results: &mut Results) -> anyhow::Result<()> {
     // A seed made just now holds rows younger than the retention: every
     // row is older than it once the file is.
     let written = std::fs::metadata(&seeded)?.modified()?;
-    if let Ok(young) = (written + AGED_AFTER).duration_since(SystemTime::now()) {
+    // A second more for the clock's grain.
+    let aged = written + FULL_PASS_RETENTION + Duration::from_secs(1);
+    if let Ok(young) = aged.duration_since(SystemTime::now()) {
         std::thread::sleep(young);
     }
     let dir = tempfile::tempdir()?;
     std::fs::copy(&seeded, dir.path().join("app.db"))?;
-    let server = Server::start_in(dir, &[("RETENTION", "1s")]);
+    let retention = format!("{}s", FULL_PASS_RETENTION.as_secs());
+    let server = Server::start_in(dir, &[("RETENTION", retention.as_str())]);
     let started = Instant::now();
     let pass = loop {
         if let Some(pass) = server.logs().into_iter().find(|l| l["msg"] == "retention pass") {
