@@ -22,11 +22,13 @@ fn a_late_redelivery_with_an_old_ts_is_not_missed() {
     let server = Server::start();
     post(&server, "new", "2025-01-15T10:00:00Z");
     let mut follower = Follower::new();
-    let first = follower.read(&server, 10, 0);
+    // Long-polls where a message is due: on PostgreSQL it is handed out
+    // once no older transaction is in flight on the server (other tests').
+    let first = follower.read(&server, 10, 5);
     assert_eq!(first[0]["created_at"].as_str().map(str::len), Some(24), "{first:?}");
     // Stored after, sent before: behind `new` by `ts`, after it in the feed.
     post(&server, "late", "2025-01-15T09:00:00Z");
-    follower.read(&server, 10, 0);
+    follower.read(&server, 10, 5);
     assert_eq!(follower.seen, ["new", "late"]);
     let listed = server.get("/messages").json();
     assert_eq!(listed["data"][0]["message_id"], "late", "the listing orders by ts");
@@ -122,7 +124,7 @@ fn a_long_poll_wakes_when_a_message_is_stored() {
     let server = Server::start();
     post(&server, "first", TS);
     let mut follower = Follower::new();
-    follower.read(&server, 10, 0);
+    assert_eq!(follower.read(&server, 10, 5).len(), 1);
     std::thread::scope(|scope| {
         let waiting = scope.spawn(|| {
             let started = Instant::now();
@@ -228,7 +230,10 @@ fn a_long_poll_behind_an_erased_newest_message_waits_its_time() {
     };
     post(&server, "kept", TS);
     let mut follower = Follower::new();
-    read(&mut follower, 0);
+    // A long-poll, not a read at once: on PostgreSQL `kept` is handed out
+    // only once no older transaction is in flight anywhere on the server
+    // (other tests' included).
+    assert_eq!(read(&mut follower, 5).len(), 1);
     // A long-poll woken by `newest`: the host's head is at it now.
     let mut other = Follower {
         next: follower.next.clone(),
