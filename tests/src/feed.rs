@@ -30,6 +30,24 @@ impl Follower {
         self.take(&reply)
     }
 
+    /// Long-polls until `count` more messages were handed out, or `WAIT`
+    /// seconds passed with nothing new: on PostgreSQL a message is handed
+    /// out only once no older transaction is in flight anywhere on the
+    /// server (another test's included), so even one stored just before
+    /// may come a moment later, or apart from its neighbours.
+    pub fn read_at_least(&mut self, server: &Server, count: usize) -> Vec<Value> {
+        const WAIT: u32 = 5;
+        let mut items = Vec::new();
+        while items.len() < count {
+            let more = self.read(server, (count - items.len()) as u32, WAIT);
+            if more.is_empty() {
+                break;
+            }
+            items.extend(more);
+        }
+        items
+    }
+
     /// The path and query of the next read.
     pub fn query(&self, limit: u32, wait: u32) -> String {
         let after = self

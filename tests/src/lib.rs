@@ -403,13 +403,21 @@ impl Server {
         }
     }
 
+    /// The value of one series on `/metrics` now: its name with any labels
+    /// exactly as exposed (`forward_deliveries_total{result="delivered"}`);
+    /// `None` when the server does not show it.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.get("/metrics").body;
+        text.lines().find_map(|line| {
+            let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+            value.split(' ').next()?.parse().ok()
+        })
+    }
+
     /// How many guest instances the server has created (`guest_instantiation_ms_count`).
     pub fn instantiations(&self) -> u64 {
-        let text = self.get("/metrics").body;
-        text.lines()
-            .find_map(|l| l.strip_prefix("guest_instantiation_ms_count "))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no guest_instantiation_ms_count in:\n{text}"))
+        let count = self.metric("guest_instantiation_ms_count");
+        count.expect("guest_instantiation_ms_count on /metrics") as u64
     }
 
     /// The `messages` table's row count, read from the database itself.

@@ -88,7 +88,7 @@ fn removed_messages_are_absent_and_positions_still_work_across_a_restart() {
         post(&server, id, TS);
     }
     let mut follower = Follower::new();
-    follower.read(&server, 2, 0);
+    follower.read_at_least(&server, 2);
     assert_eq!(follower.seen, ["a", "b"]);
     // The position now names `b`; erase it and the newest message, `c`.
     for id in ["b", "c"] {

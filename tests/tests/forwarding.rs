@@ -60,13 +60,8 @@ fn signature_holds(delivery: &Delivery) -> bool {
 
 /// `forward_deliveries_total{result}` as `/metrics` shows it now.
 fn deliveries_counted(server: &Server, result: &str) -> u64 {
-    let metrics = server.get("/metrics").body;
-    let series = format!("forward_deliveries_total{{result=\"{result}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
+    let series = format!("forward_deliveries_total{{result=\"{result}\"}}");
+    server.metric(&series).unwrap_or(0.0) as u64
 }
 
 fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -108,11 +103,8 @@ fn every_new_message_is_delivered_once_signed_with_its_stored_fields() {
         assert!(order.is_sorted(), "fields in the contract's order: {}", delivery.body);
     }
     assert_eq!(deliveries_counted(&server, "delivered"), 60);
-    assert!(wait_until(Duration::from_secs(10), || server
-        .get("/metrics")
-        .body
-        .lines()
-        .any(|line| line == "forward_pending 0")));
+    assert!(wait_until(Duration::from_secs(10), || server.metric("forward_pending")
+        == Some(0.0)));
 }
 
 #[test]

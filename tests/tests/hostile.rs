@@ -27,14 +27,6 @@ fn promptly(what: &str, send: impl FnOnce() -> u16) -> u16 {
     status
 }
 
-/// The value of the metric line starting with `series` (0 when absent).
-fn metric(server: &Server, series: &str) -> f64 {
-    let text = server.get("/metrics").body;
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// The request lines logged with `status`, once there are `expected`.
 fn lines_with_status(server: &Server, status: u64, expected: usize) -> Vec<serde_json::Value> {
     lines_where(server, expected, |line| line["status"] == status)
@@ -86,7 +78,7 @@ fn a_host_header_that_is_no_authority_is_the_clients_error() {
         assert!(raw::body_of(&answer).contains("invalid Host header"), "{answer}");
     }
     assert_eq!(server.stored_rows(), 0);
-    assert_eq!(metric(&server, "guest_traps_total{reason=\"trap\"}"), 0.0);
+    assert_eq!(server.metric("guest_traps_total{reason=\"trap\"}").unwrap_or(0.0), 0.0);
     assert_eq!(server.get("/health/ready").status, 200);
 }
 
@@ -108,7 +100,9 @@ fn a_delivery_without_a_usable_signature_is_refused_before_its_body() {
         assert_eq!(status, 401, "{path} with {signature:?}");
     }
     assert_eq!(
-        metric(&server, "webhook_requests_total{result=\"invalid_signature\"}"),
+        server
+            .metric("webhook_requests_total{result=\"invalid_signature\"}")
+            .unwrap_or(0.0),
         5.0
     );
 }
@@ -169,9 +163,9 @@ fn a_client_that_leaves_frees_its_instance_and_is_logged_499() {
         gone.iter()
             .all(|line| line["path"] == "/sleep" && line["level"] == "warn")
     );
-    assert_eq!(metric(&server, "guest_traps_total{reason=\"trap\"}"), 0.0);
+    assert_eq!(server.metric("guest_traps_total{reason=\"trap\"}").unwrap_or(0.0), 0.0);
     // The one request in flight is the one reading the metrics.
-    assert_eq!(metric(&server, "requests_in_flight"), 1.0);
+    assert_eq!(server.metric("requests_in_flight"), Some(1.0));
 }
 
 #[test]
@@ -240,13 +234,18 @@ fn a_burst_of_probes_costs_one_storage_check_and_no_instance() {
         // The one instance is busy for 5 s.
         let sleeper = scope.spawn(|| server.get("/sleep").status);
         std::thread::sleep(Duration::from_millis(300));
-        let checks_before = metric(&server, "storage_operation_ms_count{operation=\"ping\"}");
+        let checks_before = server
+            .metric("storage_operation_ms_count{operation=\"ping\"}")
+            .unwrap_or(0.0);
         let burst = Instant::now();
         for _ in 0..50 {
             assert_eq!(server.get("/health/ready").status, 200);
         }
         assert!(burst.elapsed() < PROMPTLY, "50 probes took {:?}", burst.elapsed());
-        let checks = metric(&server, "storage_operation_ms_count{operation=\"ping\"}") - checks_before;
+        let checks = server
+            .metric("storage_operation_ms_count{operation=\"ping\"}")
+            .unwrap_or(0.0)
+            - checks_before;
         assert!(checks <= 2.0, "{checks} storage checks for 50 probes");
         assert_eq!(sleeper.join().unwrap(), 200);
     });

@@ -30,16 +30,10 @@ fn stored_ids(url: &str) -> HashSet<String> {
 
 /// The sum of `webhook_requests_total{result="…"}` on `hosts`.
 fn counted(hosts: &[&Server], result: &str) -> u64 {
-    let prefix = format!("webhook_requests_total{{result=\"{result}\"}} ");
+    let series = format!("webhook_requests_total{{result=\"{result}\"}}");
     hosts
         .iter()
-        .map(|host| {
-            let metrics = host.get("/metrics").body;
-            metrics
-                .lines()
-                .find_map(|line| line.strip_prefix(&prefix)?.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
+        .map(|host| host.metric(&series).unwrap_or(0.0) as u64)
         .sum()
 }
 

@@ -1,10 +1,10 @@
 //! Ingest beside a companion (a feed follower, forwarding, retention)
-//! against ingest without it: a fresh server per turn at 32 connections, in
+//! against ingest without it: a fresh server per turn at `CONNECTIONS`, in
 //! rounds whose first turn alternates, since this machine's speed drifts
 //! within minutes; the median ratio, and where the extra CPU went.
 
 use crate::report::Results;
-use crate::{Cli, Measured};
+use crate::{CONNECTIONS, Cli, Measured};
 
 /// Ingest's turns without and with the companion, round by round.
 pub(crate) struct Turns {
@@ -12,23 +12,37 @@ pub(crate) struct Turns {
     with: Vec<Measured>,
 }
 
-/// `cli.companion_rounds` rounds (at least one) of `turn(with, tag)` once
-/// without the companion and once with it; `tag` is new to each turn (for
-/// message ids that never repeat).
+/// Which kind of turn: ingest alone, or beside the companion.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    Without,
+    With,
+}
+
+/// `cli.companion_rounds` rounds of `turn(kind, tag)`, once `Without` the
+/// companion and once `With` it, the first of each round alternating;
+/// `tag` is new to each turn (for message ids that never repeat).
 pub(crate) fn alternate(
     cli: &Cli,
     name: &str,
-    mut turn: impl FnMut(bool, &str) -> anyhow::Result<Measured>,
+    mut turn: impl FnMut(Turn, &str) -> anyhow::Result<Measured>,
 ) -> anyhow::Result<Turns> {
     let mut turns = Turns {
         without: Vec::new(),
         with: Vec::new(),
     };
-    for round in 0..cli.companion_rounds.max(1) {
-        for order in 0..2 {
-            let with = (order + round) % 2 == 1;
-            let measured = turn(with, &format!("{name}{round}-{order}"))?;
-            if with { &mut turns.with } else { &mut turns.without }.push(measured);
+    for round in 0..cli.companion_rounds {
+        let order = if round % 2 == 0 {
+            [Turn::Without, Turn::With]
+        } else {
+            [Turn::With, Turn::Without]
+        };
+        for (place, kind) in order.into_iter().enumerate() {
+            let measured = turn(kind, &format!("{name}{round}-{place}"))?;
+            match kind {
+                Turn::Without => turns.without.push(measured),
+                Turn::With => turns.with.push(measured),
+            }
         }
     }
     Ok(turns)
@@ -41,7 +55,10 @@ impl Turns {
     /// the companion's client side when it runs here).
     pub(crate) fn report(&self, results: &mut Results, companion: &str, with: &str) {
         let without = format!("without {companion}");
-        let of_rounds = format!("at 32 conns, median of {} alternating rounds", self.without.len());
+        let of_rounds = format!(
+            "at {CONNECTIONS} conns, median of {} alternating rounds",
+            self.without.len()
+        );
         let rates = |turns: &[Measured]| -> Vec<f64> { turns.iter().map(|t| t.load.requests_per_second).collect() };
         let (off, on) = (rates(&self.without), rates(&self.with));
         results.spread(&format!("ingest {without}, {of_rounds}"), &off, "req/s");

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use inlet_e2e::Server;
 use inlet_e2e::feed::Follower;
 
+use crate::companion::Turn;
 use crate::report::Results;
 use crate::{Cli, Measured, address, companion, cpu, requests};
 
@@ -21,17 +22,17 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 
 pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let (mut lags, mut pages, mut client_cpu) = (Vec::new(), Vec::new(), Vec::new());
-    let turns = companion::alternate(cli, "feed", |followed, tag| {
+    let turns = companion::alternate(cli, "feed", |turn, tag| {
         let server = Server::start();
         let ids = requests::webhooks(tag, None);
-        let following = AtomicBool::new(followed);
+        let following = AtomicBool::new(turn == Turn::With);
         let (measured, follower) = std::thread::scope(|scope| {
             let follower = scope.spawn(|| tail(&server, &following));
             let measured = Measured::take(runtime, server.pid(), address(&server), cli.seconds, ids);
             following.store(false, Ordering::SeqCst);
             (measured, follower.join().expect("the follower thread"))
         });
-        if followed {
+        if turn == Turn::With {
             let tailed = follower?;
             check_exactly_once(&server, &tailed.seen)?;
             pages.push(tailed.seen.len() as f64 / tailed.reads.max(1) as f64);

@@ -14,6 +14,7 @@ use inlet_e2e::Server;
 use inlet_e2e::nats::Broker;
 use inlet_e2e::receiver::Receiver;
 
+use crate::companion::Turn;
 use crate::report::Results;
 use crate::{Cli, Measured, address, companion, cpu, requests};
 
@@ -126,11 +127,11 @@ impl Sink {
 /// (`companion`): rates, CPU, the backlog, the catch-up and the lag.
 fn measure(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results, kind: Kind) -> anyhow::Result<()> {
     let (mut backlogs, mut catch_ups, mut lags, mut receiving) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let turns = companion::alternate(cli, kind.tag(), |forwarded, tag| {
+    let turns = companion::alternate(cli, kind.tag(), |turn, tag| {
         let sink = Sink::start(kind)?;
         let settings = sink.settings();
         let settings: Vec<(&str, &str)> = settings.iter().map(|(name, value)| (*name, value.as_str())).collect();
-        let server = Server::start_with(if forwarded { &settings[..] } else { &[] });
+        let server = Server::start_with(if turn == Turn::With { &settings[..] } else { &[] });
         let ids = requests::webhooks(tag, None);
         let ingesting = AtomicBool::new(true);
         let (before, _) = sink.cpu();
@@ -141,7 +142,7 @@ fn measure(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results, 
             (measured, sampler.join().expect("the sampler thread"))
         });
         let (measured, most_owed) = (measured?, most_owed?);
-        if forwarded {
+        if turn == Turn::With {
             let (after, group) = sink.cpu();
             let spent = cpu::per_request_us(&before, &after, measured.load.requests);
             receiving.push(spent.get(group).copied().unwrap_or_default());
@@ -190,11 +191,10 @@ fn most_owed(server: &Server, sink: &Sink, ingesting: &AtomicBool) -> anyhow::Re
 /// count of the table would cost the machine more than the server's
 /// answer does).
 fn stored_so_far(server: &Server) -> anyhow::Result<u64> {
-    let metrics = server.get("/metrics").body;
-    let stored = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("messages_stored_total "));
-    Ok(stored.context("no messages_stored_total")?.trim().parse()?)
+    let stored = server
+        .metric("messages_stored_total")
+        .context("no messages_stored_total")?;
+    Ok(stored as u64)
 }
 
 /// How long after ingest stopped every stored message had reached the

@@ -47,15 +47,16 @@ struct Cli {
     #[arg(long, default_value_t = 5)]
     repeats: usize,
     /// Alternating rounds of ingest, the hello guest and the native
-    /// reference (fresh servers, 32 connections) whose median rates and
+    /// reference (fresh servers, `CONNECTIONS` each) whose median rates and
     /// ratios are reported; 0 skips them.
     #[arg(long, default_value_t = 3)]
     ratio_rounds: usize,
     /// Alternating rounds of ingest without and with a companion (a feed
     /// follower, forwarding, retention): what it costs is within a single
-    /// round's drift.
-    #[arg(long, default_value_t = 5)]
-    companion_rounds: usize,
+    /// round's drift. With an even count each kind of turn goes first
+    /// equally often.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..))]
+    companion_rounds: u16,
     /// An earlier build whose ingest the rounds measure too, for this
     /// build's rate as a share of it: a directory holding its `inlet` and
     /// `inlet_guest.wasm`.
@@ -103,6 +104,10 @@ enum Phase {
 
 /// Most requests one load scenario may send, whatever its duration.
 const MAX_REQUESTS: u64 = 2_000_000;
+
+/// Connections of the loads whose rates are compared: the rounds, the
+/// companion turns, the hello guest.
+const CONNECTIONS: usize = 32;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -209,17 +214,29 @@ fn bounded(connections: usize, duration: Duration) -> Load {
     }
 }
 
-/// Ingest at 32 and 128 connections, the same ids again, then the hello
+/// Ingest at `CONNECTIONS` and 128 connections, the same ids again, then the hello
 /// guest on the same host for the ratio.
 fn ingest(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let server = Server::start();
     let target = address(&server);
-    let at_32 = push(runtime, target, 32, cli.seconds, requests::webhooks("c32", None))?;
+    let at_32 = push(
+        runtime,
+        target,
+        CONNECTIONS,
+        cli.seconds,
+        requests::webhooks("c32", None),
+    )?;
     results.load("ingest, unique ids", at_32.clone());
     let at_128 = push(runtime, target, 128, cli.seconds, requests::webhooks("c128", None))?;
     results.load("ingest, unique ids", at_128);
-    let repeat = Some(at_32.requests / 32 / 2);
-    let duplicates = push(runtime, target, 32, cli.seconds, requests::webhooks("c32", repeat))?;
+    let repeat = Some(at_32.requests / CONNECTIONS as u64 / 2);
+    let duplicates = push(
+        runtime,
+        target,
+        CONNECTIONS,
+        cli.seconds,
+        requests::webhooks("c32", repeat),
+    )?;
     results.load("ingest, duplicate ids", duplicates);
     whatsapp_deliveries(cli, &server, results);
     results.value("peak RSS after ingest", peak_rss_mib(&server)?, "MiB");
@@ -258,7 +275,7 @@ fn reused_instances(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut 
     let ingest = push(
         runtime,
         address(&server),
-        32,
+        CONNECTIONS,
         cli.seconds,
         requests::webhooks("reuse", None),
     )?;
@@ -268,7 +285,7 @@ fn reused_instances(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut 
 }
 
 /// The hello guest (the fixture's `/fine`) on the same host with `env`, at
-/// 32 connections, and `ingest`'s rate as a share of its rate.
+/// `CONNECTIONS`, and `ingest`'s rate as a share of its rate.
 fn hello_ratio(
     cli: &Cli,
     runtime: &tokio::runtime::Runtime,
@@ -278,7 +295,13 @@ fn hello_ratio(
     label: &str,
 ) -> anyhow::Result<()> {
     let hello = hello_server(env);
-    let fine = push(runtime, address(&hello), 32, cli.seconds, requests::get("/fine"))?;
+    let fine = push(
+        runtime,
+        address(&hello),
+        CONNECTIONS,
+        cli.seconds,
+        requests::get("/fine"),
+    )?;
     let ratio = ingest.requests_per_second / fine.requests_per_second;
     results.value(&format!("ingest / hello guest{label}"), ratio, "ratio");
     results.load(&format!("hello guest GET /fine{label}"), fine);
@@ -312,7 +335,7 @@ impl Contender {
         }
     }
 
-    /// Starts it and pushes its load: 32 connections for `seconds`.
+    /// Starts it and pushes its load: `CONNECTIONS` for `seconds`.
     fn measure(self, runtime: &tokio::runtime::Runtime, cli: &Cli, round: usize) -> anyhow::Result<Measured> {
         let seconds = cli.seconds;
         let webhooks = requests::webhooks(&format!("round{round}"), None);
@@ -359,7 +382,7 @@ impl Measured {
         factory: RequestFactory,
     ) -> anyhow::Result<Self> {
         let (before, generator_before) = (cpu::sample(pid), cpu::sample(std::process::id()));
-        let load = push(runtime, target, 32, seconds, factory)?;
+        let load = push(runtime, target, CONNECTIONS, seconds, factory)?;
         Ok(Self {
             server_cpu_us: cpu::per_request_us(&before, &cpu::sample(pid), load.requests),
             generator_cpu_us: cpu::own_per_request_us(&generator_before, load.requests),
@@ -369,7 +392,7 @@ impl Measured {
 }
 
 /// Ingest, the hello guest and the native reference in both modes (when
-/// built), each on a fresh server at 32 connections, round after round: this
+/// built), each on a fresh server at `CONNECTIONS`, round after round: this
 /// machine's rate drifts by 10% and more within minutes, so one pair's ratio
 /// can mislead where the median of alternating rounds does not. Each round
 /// starts one contender further on, so that none always follows the same one.
@@ -404,7 +427,10 @@ fn ratio_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Resu
             rounds[index].push(measured);
         }
     }
-    let of_rounds = format!("at 32 conns, median of {} alternating rounds", cli.ratio_rounds);
+    let of_rounds = format!(
+        "at {CONNECTIONS} conns, median of {} alternating rounds",
+        cli.ratio_rounds
+    );
     for (contender, runs) in contenders.iter().zip(&rounds) {
         let label = contender.label();
         let rates: Vec<f64> = runs.iter().map(|run| run.load.requests_per_second).collect();
@@ -443,7 +469,8 @@ fn cpu_breakdown(results: &mut Results, label: &str, runs: &[Measured]) {
         }
     }
     let generator: Vec<f64> = runs.iter().map(|run| run.generator_cpu_us).collect();
-    results.spread(&format!("load generator CPU per request, {label}"), &generator, "µs");
+    // The load generator, and a companion's client side when it runs here.
+    results.spread(&format!("bench process CPU per request, {label}"), &generator, "µs");
 }
 
 /// Listings and stats over a database of `cli.rows` seeded messages.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use inlet_e2e::Server;
 
+use crate::companion::Turn;
 use crate::report::Results;
 use crate::{Cli, Measured, address, companion, requests, seeded_database};
 
@@ -27,12 +28,16 @@ pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Re
 /// Ingest without and with `RETENTION_ON` (`companion`).
 fn ingest_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let mut removed = Vec::new();
-    let turns = companion::alternate(cli, "retention", |retained, tag| {
-        let settings: &[(&str, &str)] = if retained { &[("RETENTION", RETENTION_ON)] } else { &[] };
+    let turns = companion::alternate(cli, "retention", |turn, tag| {
+        let settings: &[(&str, &str)] = if turn == Turn::With {
+            &[("RETENTION", RETENTION_ON)]
+        } else {
+            &[]
+        };
         let server = Server::start_with(settings);
         let ids = requests::webhooks(tag, None);
         let measured = Measured::take(runtime, server.pid(), address(&server), cli.seconds, ids)?;
-        if retained {
+        if turn == Turn::With {
             removed.push(removed_so_far(&server) as f64);
         }
         Ok(measured)
