@@ -85,7 +85,7 @@ reference:
 		$(CARGO) build --release --locked --manifest-path $(REFERENCE_DIR)/Cargo.toml --target-dir target/reference; \
 	else echo "no native reference at $(REFERENCE_DIR): make bench leaves it out of its rounds"; fi
 
-## bench: load and timing benchmarks against the real binary and guest (about 17 minutes,
+## bench: load and timing benchmarks against the real binary and guest (about 19 minutes,
 ## plus 1 to seed the 1M-row database the first time); prints a table and writes
 ## target/bench/results.json. BENCH_ARGS passes options (`--help` lists them).
 BENCH_ARGS ?=

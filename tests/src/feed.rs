@@ -13,6 +13,8 @@ pub struct Follower {
     /// Every message id handed out, in order (repeats included, so a test
     /// can see one).
     pub seen: Vec<String>,
+    /// The `Authorization` its reads carry, where API keys are required.
+    pub authorization: Option<String>,
 }
 
 impl Follower {
@@ -25,21 +27,23 @@ impl Follower {
     /// when none follows; the items handed out (also kept in `seen`).
     /// Panics on any answer but 200.
     pub fn read(&mut self, server: &Server, limit: u32, wait: u32) -> Vec<Value> {
-        let reply = server.get(&self.query(limit, wait));
+        let authorization = self.authorization.as_deref().map(|value| ("authorization", value));
+        let reply = server.get_with(&self.query(limit, wait), authorization.as_slice());
         assert_eq!(reply.status, 200, "{}", reply.body);
         self.take(&reply)
     }
 
-    /// Long-polls until `count` more messages were handed out, or `WAIT`
-    /// seconds passed with nothing new: on PostgreSQL a message is handed
-    /// out only once no older transaction is in flight anywhere on the
-    /// server (another test's included), so even one stored just before
-    /// may come a moment later, or apart from its neighbours.
-    pub fn read_at_least(&mut self, server: &Server, count: usize) -> Vec<Value> {
+    /// Long-polls until `count` more messages were handed out (never more),
+    /// or until `WAIT` seconds passed with nothing new: on PostgreSQL a
+    /// message is handed out only once no older transaction is in flight in
+    /// the whole PostgreSQL instance (another test's included), so even one
+    /// stored just before may come a moment later, or apart from its
+    /// neighbours.
+    pub fn read_until(&mut self, server: &Server, count: u32) -> Vec<Value> {
         const WAIT: u32 = 5;
         let mut items = Vec::new();
-        while items.len() < count {
-            let more = self.read(server, (count - items.len()) as u32, WAIT);
+        while items.len() < count as usize {
+            let more = self.read(server, count - items.len() as u32, WAIT);
             if more.is_empty() {
                 break;
             }

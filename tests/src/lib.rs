@@ -405,7 +405,7 @@ impl Server {
 
     /// The value of one series on `/metrics` now: its name with any labels
     /// exactly as exposed (`forward_deliveries_total{result="delivered"}`);
-    /// `None` when the server does not show it.
+    /// `None` when the server does not show it, or not as a number.
     pub fn metric(&self, series: &str) -> Option<f64> {
         let text = self.get("/metrics").body;
         text.lines().find_map(|line| {
@@ -416,8 +416,10 @@ impl Server {
 
     /// How many guest instances the server has created (`guest_instantiation_ms_count`).
     pub fn instantiations(&self) -> u64 {
-        let count = self.metric("guest_instantiation_ms_count");
-        count.expect("guest_instantiation_ms_count on /metrics") as u64
+        match self.metric("guest_instantiation_ms_count") {
+            Some(count) => count as u64,
+            None => panic!("no guest_instantiation_ms_count in:\n{}", self.get("/metrics").body),
+        }
     }
 
     /// The `messages` table's row count, read from the database itself.

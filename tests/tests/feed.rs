@@ -22,13 +22,11 @@ fn a_late_redelivery_with_an_old_ts_is_not_missed() {
     let server = Server::start();
     post(&server, "new", "2025-01-15T10:00:00Z");
     let mut follower = Follower::new();
-    // Long-polls where a message is due: on PostgreSQL it is handed out
-    // once no older transaction is in flight on the server (other tests').
-    let first = follower.read(&server, 10, 5);
+    let first = follower.read_until(&server, 1);
     assert_eq!(first[0]["created_at"].as_str().map(str::len), Some(24), "{first:?}");
     // Stored after, sent before: behind `new` by `ts`, after it in the feed.
     post(&server, "late", "2025-01-15T09:00:00Z");
-    follower.read(&server, 10, 5);
+    follower.read_until(&server, 1);
     assert_eq!(follower.seen, ["new", "late"]);
     let listed = server.get("/messages").json();
     assert_eq!(listed["data"][0]["message_id"], "late", "the listing orders by ts");
@@ -88,7 +86,7 @@ fn removed_messages_are_absent_and_positions_still_work_across_a_restart() {
         post(&server, id, TS);
     }
     let mut follower = Follower::new();
-    follower.read_at_least(&server, 2);
+    follower.read_until(&server, 2);
     assert_eq!(follower.seen, ["a", "b"]);
     // The position now names `b`; erase it and the newest message, `c`.
     for id in ["b", "c"] {
@@ -107,15 +105,14 @@ fn removed_messages_are_absent_and_positions_still_work_across_a_restart() {
     // A message stored after the newest was erased still comes after the
     // position (a store that numbered it like `c` would hide it).
     post(&server, "d", TS);
-    let read = |follower: &mut Follower| {
-        let reply = server.get_with(&follower.query(10, 0), &[("authorization", bearer)]);
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        follower.take(&reply)
-    };
-    read(&mut follower);
+    follower.authorization = Some(bearer.into());
+    follower.read_until(&server, 1);
     assert_eq!(follower.seen, ["a", "b", "d"]);
-    let mut fresh = Follower::new();
-    read(&mut fresh);
+    let mut fresh = Follower {
+        authorization: Some(bearer.into()),
+        ..Follower::new()
+    };
+    fresh.read_until(&server, 2);
     assert_eq!(fresh.seen, ["a", "d"], "removed messages are not shown");
 }
 
@@ -124,7 +121,7 @@ fn a_long_poll_wakes_when_a_message_is_stored() {
     let server = Server::start();
     post(&server, "first", TS);
     let mut follower = Follower::new();
-    assert_eq!(follower.read(&server, 10, 5).len(), 1);
+    assert_eq!(follower.read_until(&server, 1).len(), 1);
     std::thread::scope(|scope| {
         let waiting = scope.spawn(|| {
             let started = Instant::now();
@@ -222,25 +219,22 @@ fn bad_parameters_are_422_at_their_place() {
 fn a_long_poll_behind_an_erased_newest_message_waits_its_time() {
     let admin = "admin admin 0123456789abcdef0123456789abcdef-admin";
     let server = Server::start_with_keys(admin, &[]);
-    let auth = [("authorization", "Bearer 0123456789abcdef0123456789abcdef-admin")];
-    let read = |follower: &mut Follower, wait: u32| {
-        let reply = server.get_with(&follower.query(10, wait), &auth);
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        follower.take(&reply)
-    };
+    let bearer = "Bearer 0123456789abcdef0123456789abcdef-admin";
+    let auth = [("authorization", bearer)];
     post(&server, "kept", TS);
-    let mut follower = Follower::new();
-    // A long-poll, not a read at once: on PostgreSQL `kept` is handed out
-    // only once no older transaction is in flight anywhere on the server
-    // (other tests' included).
-    assert_eq!(read(&mut follower, 5).len(), 1);
+    let mut follower = Follower {
+        authorization: Some(bearer.into()),
+        ..Follower::new()
+    };
+    assert_eq!(follower.read_until(&server, 1).len(), 1);
     // A long-poll woken by `newest`: the host's head is at it now.
     let mut other = Follower {
         next: follower.next.clone(),
+        authorization: follower.authorization.clone(),
         seen: Vec::new(),
     };
     std::thread::scope(|scope| {
-        let woken = scope.spawn(|| read(&mut other, 10).len());
+        let woken = scope.spawn(|| other.read(&server, 10, 10).len());
         std::thread::sleep(Duration::from_millis(300));
         post(&server, "newest", TS);
         assert_eq!(woken.join().unwrap(), 1);
@@ -250,7 +244,7 @@ fn a_long_poll_behind_an_erased_newest_message_waits_its_time() {
     // Nothing follows `kept` now: the poll waits its second, whatever the
     // head read before the erasure said.
     let started = Instant::now();
-    assert!(read(&mut follower, 1).is_empty());
+    assert!(follower.read(&server, 10, 1).is_empty());
     assert!(
         started.elapsed() >= Duration::from_millis(950),
         "{:?}",

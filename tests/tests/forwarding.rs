@@ -61,7 +61,9 @@ fn signature_holds(delivery: &Delivery) -> bool {
 /// `forward_deliveries_total{result}` as `/metrics` shows it now.
 fn deliveries_counted(server: &Server, result: &str) -> u64 {
     let series = format!("forward_deliveries_total{{result=\"{result}\"}}");
-    server.metric(&series).unwrap_or(0.0) as u64
+    server
+        .metric(&series)
+        .expect("every result is on /metrics from the start") as u64
 }
 
 fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {

@@ -98,16 +98,10 @@ fn swaps_under_load_with_zero_failed_requests() {
         acknowledged.len()
     );
 
-    let metrics = server.get("/metrics").body;
-    assert!(metrics.contains("guest_loads_total{outcome=\"loaded\"} 6"), "{metrics}");
-    assert!(
-        metrics.contains("guest_loads_total{outcome=\"rejected\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(&format!("guest_info{{sha256=\"{}\"}} 1", sha256(&b))),
-        "{metrics}"
-    );
+    assert_eq!(server.metric("guest_loads_total{outcome=\"loaded\"}"), Some(6.0));
+    assert_eq!(server.metric("guest_loads_total{outcome=\"rejected\"}"), Some(1.0));
+    let live_info = format!("guest_info{{sha256=\"{}\"}}", sha256(&b));
+    assert_eq!(server.metric(&live_info), Some(1.0));
     let rejected = rejections(&server).into_iter().next();
     let rejected = rejected.expect("a log line for the rejected guest");
     assert_eq!(rejected["level"], "error");
@@ -158,12 +152,7 @@ fn a_guest_built_against_another_wit_is_refused_while_the_live_one_serves() {
     assert_eq!(live_sha(&server), live, "the running guest stays live");
     let body = message("after-refusal", "+1", "2025-01-15T10:00:00Z", None);
     assert_eq!(server.webhook(&body, Some(&sign(&body))).status, 200);
-    assert!(
-        server
-            .get("/metrics")
-            .body
-            .contains("guest_loads_total{outcome=\"rejected\"} 1")
-    );
+    assert_eq!(server.metric("guest_loads_total{outcome=\"rejected\"}"), Some(1.0));
 }
 
 #[test]

@@ -72,13 +72,12 @@ fn each_limit_ends_only_the_offending_request() {
         assert_eq!(line["limit"].as_str(), limit, "{line}");
         assert_healthy(&server);
     }
-    let metrics = server.get("/metrics").body;
-    for line in [
-        "guest_traps_total{reason=\"deadline\"} 2",
-        "guest_traps_total{reason=\"memory\"} 1",
-        "guest_traps_total{reason=\"trap\"} 1",
+    for (series, count) in [
+        ("guest_traps_total{reason=\"deadline\"}", 2.0),
+        ("guest_traps_total{reason=\"memory\"}", 1.0),
+        ("guest_traps_total{reason=\"trap\"}", 1.0),
     ] {
-        assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
+        assert_eq!(server.metric(series), Some(count), "{series}");
     }
     let raw_panic_output = server
         .raw_logs()
@@ -248,10 +247,9 @@ fn a_held_write_lock_means_503_then_recovery() {
     let reply = server.webhook(&body, Some(&inlet_e2e::sign(&body)));
     assert_eq!(reply.status, 200, "the retry is stored");
     assert_eq!(server.stored_rows(), 1);
-    let metrics = server.get("/metrics").body;
-    assert!(
-        metrics.contains("webhook_requests_total{result=\"storage_error\"} 1"),
-        "{metrics}"
+    assert_eq!(
+        server.metric("webhook_requests_total{result=\"storage_error\"}"),
+        Some(1.0)
     );
 }
 

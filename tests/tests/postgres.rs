@@ -33,7 +33,10 @@ fn counted(hosts: &[&Server], result: &str) -> u64 {
     let series = format!("webhook_requests_total{{result=\"{result}\"}}");
     hosts
         .iter()
-        .map(|host| host.metric(&series).unwrap_or(0.0) as u64)
+        .map(|host| {
+            host.metric(&series)
+                .expect("every result is on /metrics from the start") as u64
+        })
         .sum()
 }
 
@@ -284,7 +287,7 @@ fn assert_feed_carried_over(source: &Server, target: &Server) {
     on_sqlite.read(source, 200, 0);
     let mut moved = Follower {
         next: on_sqlite.next.clone(),
-        seen: Vec::new(),
+        ..Follower::new()
     };
     while !moved.read(target, 1000, 0).is_empty() {}
     assert_eq!([&on_sqlite.seen[..], &moved.seen[..]].concat(), whole.seen);

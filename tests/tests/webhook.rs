@@ -235,14 +235,10 @@ fn concurrent_deliveries_of_one_id_store_one_row() {
         }
     });
     assert_eq!(server.stored_rows(), 1);
-    let metrics = server.get("/metrics").body;
-    assert!(
-        metrics.contains("webhook_requests_total{result=\"created\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("webhook_requests_total{result=\"duplicate\"} 23"),
-        "{metrics}"
+    assert_eq!(server.metric("webhook_requests_total{result=\"created\"}"), Some(1.0));
+    assert_eq!(
+        server.metric("webhook_requests_total{result=\"duplicate\"}"),
+        Some(23.0)
     );
 }
 

@@ -17,10 +17,7 @@ use inlet_pgserver::psql;
 use crate::cpu;
 use crate::load::{LoadResult, RequestFactory};
 use crate::report::Results;
-use crate::{Cli, push, requests};
-
-/// Connections of every load here, as in the other ingest rounds.
-const CONNECTIONS: usize = 32;
+use crate::{CONNECTIONS, Cli, of_rounds, push, requests};
 
 /// How many hosts serve in each round's loads, in the first round's order.
 const HOST_COUNTS: [usize; 3] = [1, 2, 3];
@@ -152,7 +149,7 @@ fn label(hosts: usize) -> String {
 
 /// The medians of every host count's rounds.
 fn report(results: &mut Results, rounds: usize, measured: &[Vec<Round>]) {
-    let of_rounds = format!("at {CONNECTIONS} conns, median of {rounds} alternating rounds");
+    let of_rounds = of_rounds(rounds);
     for (hosts, runs) in HOST_COUNTS.iter().zip(measured) {
         let label = label(*hosts);
         let of = |value: fn(&Round) -> f64| runs.iter().map(value).collect::<Vec<f64>>();

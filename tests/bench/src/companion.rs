@@ -4,7 +4,7 @@
 //! within minutes; the median ratio, and where the extra CPU went.
 
 use crate::report::Results;
-use crate::{CONNECTIONS, Cli, Measured};
+use crate::{Cli, Measured, of_rounds};
 
 /// Ingest's turns without and with the companion, round by round.
 pub(crate) struct Turns {
@@ -51,14 +51,10 @@ pub(crate) fn alternate(
 impl Turns {
     /// Ingest's median rates without `companion` and `with` it (as the
     /// label says), their ratio, and in both the CPU time per ingest request
-    /// of the server's threads and of this process (the load generator, and
-    /// the companion's client side when it runs here).
+    /// of the server's threads and of this process.
     pub(crate) fn report(&self, results: &mut Results, companion: &str, with: &str) {
         let without = format!("without {companion}");
-        let of_rounds = format!(
-            "at {CONNECTIONS} conns, median of {} alternating rounds",
-            self.without.len()
-        );
+        let of_rounds = of_rounds(self.without.len());
         let rates = |turns: &[Measured]| -> Vec<f64> { turns.iter().map(|t| t.load.requests_per_second).collect() };
         let (off, on) = (rates(&self.without), rates(&self.with));
         results.spread(&format!("ingest {without}, {of_rounds}"), &off, "req/s");

@@ -167,7 +167,7 @@ fn schedstat_ns(path: &Path) -> Option<u64> {
     schedstat.split_whitespace().next()?.parse().ok()
 }
 
-/// Microseconds of this whole process (the load generator) per request
+/// Microseconds of this whole process (the bench) per request
 /// between `before` and now.
 pub(crate) fn own_per_request_us(before: &Sample, requests: u64) -> f64 {
     per_request_us(before, &sample(std::process::id()), requests)[WHOLE_PROCESS]

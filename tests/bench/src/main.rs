@@ -105,9 +105,14 @@ enum Phase {
 /// Most requests one load scenario may send, whatever its duration.
 const MAX_REQUESTS: u64 = 2_000_000;
 
-/// Connections of the loads whose rates are compared: the rounds, the
-/// companion turns, the hello guest.
-const CONNECTIONS: usize = 32;
+/// Connections of every load whose rate is reported or compared (but
+/// `ingest`'s second load, at 128).
+pub(crate) const CONNECTIONS: usize = 32;
+
+/// How a median over alternating rounds is labelled.
+pub(crate) fn of_rounds(rounds: usize) -> String {
+    format!("at {CONNECTIONS} conns, median of {rounds} alternating rounds")
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -214,22 +219,22 @@ fn bounded(connections: usize, duration: Duration) -> Load {
     }
 }
 
-/// Ingest at `CONNECTIONS` and 128 connections, the same ids again, then the hello
+/// Ingest at `CONNECTIONS` and at 128 connections, the same ids again, then the hello
 /// guest on the same host for the ratio.
 fn ingest(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let server = Server::start();
     let target = address(&server);
-    let at_32 = push(
+    let unique = push(
         runtime,
         target,
         CONNECTIONS,
         cli.seconds,
         requests::webhooks("c32", None),
     )?;
-    results.load("ingest, unique ids", at_32.clone());
+    results.load("ingest, unique ids", unique.clone());
     let at_128 = push(runtime, target, 128, cli.seconds, requests::webhooks("c128", None))?;
     results.load("ingest, unique ids", at_128);
-    let repeat = Some(at_32.requests / CONNECTIONS as u64 / 2);
+    let repeat = Some(unique.requests / CONNECTIONS as u64 / 2);
     let duplicates = push(
         runtime,
         target,
@@ -242,7 +247,7 @@ fn ingest(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -
     results.value("peak RSS after ingest", peak_rss_mib(&server)?, "MiB");
     drop(server);
 
-    hello_ratio(cli, runtime, results, &at_32, &[], "")?;
+    hello_ratio(cli, runtime, results, &unique, &[], "")?;
     reused_instances(cli, runtime, results)
 }
 
@@ -365,12 +370,14 @@ impl Contender {
     }
 }
 
-/// A load's result, the CPU time the server spent on it per request by
-/// thread group, and this process's (the load generator's).
+/// A load's result and the CPU time spent on it per request: the server's
+/// by thread group, and this process's.
 struct Measured {
     load: LoadResult,
     server_cpu_us: BTreeMap<String, f64>,
-    generator_cpu_us: f64,
+    /// The load generator's, and a companion's client side (a feed
+    /// follower, a forwarding receiver) when it runs here.
+    bench_cpu_us: f64,
 }
 
 impl Measured {
@@ -381,11 +388,11 @@ impl Measured {
         seconds: u64,
         factory: RequestFactory,
     ) -> anyhow::Result<Self> {
-        let (before, generator_before) = (cpu::sample(pid), cpu::sample(std::process::id()));
+        let (before, bench_before) = (cpu::sample(pid), cpu::sample(std::process::id()));
         let load = push(runtime, target, CONNECTIONS, seconds, factory)?;
         Ok(Self {
             server_cpu_us: cpu::per_request_us(&before, &cpu::sample(pid), load.requests),
-            generator_cpu_us: cpu::own_per_request_us(&generator_before, load.requests),
+            bench_cpu_us: cpu::own_per_request_us(&bench_before, load.requests),
             load,
         })
     }
@@ -427,10 +434,7 @@ fn ratio_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Resu
             rounds[index].push(measured);
         }
     }
-    let of_rounds = format!(
-        "at {CONNECTIONS} conns, median of {} alternating rounds",
-        cli.ratio_rounds
-    );
+    let of_rounds = of_rounds(cli.ratio_rounds);
     for (contender, runs) in contenders.iter().zip(&rounds) {
         let label = contender.label();
         let rates: Vec<f64> = runs.iter().map(|run| run.load.requests_per_second).collect();
@@ -456,7 +460,7 @@ fn ratio_rounds(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Resu
 }
 
 /// The server CPU time per request of each thread group of one contender
-/// (groups that ran in every round), and the load generator's.
+/// (groups that ran in every round), and this process's.
 fn cpu_breakdown(results: &mut Results, label: &str, runs: &[Measured]) {
     let Some(first) = runs.first() else { return };
     for group in first.server_cpu_us.keys() {
@@ -468,9 +472,8 @@ fn cpu_breakdown(results: &mut Results, label: &str, runs: &[Measured]) {
             results.spread(&format!("server CPU per request, {label}: {group}"), &spent, "µs");
         }
     }
-    let generator: Vec<f64> = runs.iter().map(|run| run.generator_cpu_us).collect();
-    // The load generator, and a companion's client side when it runs here.
-    results.spread(&format!("bench process CPU per request, {label}"), &generator, "µs");
+    let bench: Vec<f64> = runs.iter().map(|run| run.bench_cpu_us).collect();
+    results.spread(&format!("bench process CPU per request, {label}"), &bench, "µs");
 }
 
 /// Listings and stats over a database of `cli.rows` seeded messages.

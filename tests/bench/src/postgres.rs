@@ -11,10 +11,7 @@ use inlet_pgserver::{PgServer, psql};
 
 use crate::load::LoadResult;
 use crate::report::Results;
-use crate::{Cli, address, push, push_to, read_scenarios, requests, seeded_database};
-
-/// Connections of every ingest load here, as in the other ingest rounds.
-const CONNECTIONS: usize = 32;
+use crate::{CONNECTIONS, Cli, address, of_rounds, push, push_to, read_scenarios, requests, seeded_database};
 
 pub(crate) fn run(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let server = PgServer::start_durable()?;
@@ -97,7 +94,7 @@ fn ingest_rounds(
             measured[index].push(result);
         }
     }
-    let of_rounds = format!("at {CONNECTIONS} conns, median of {rounds} alternating rounds");
+    let of_rounds = of_rounds(rounds);
     for (setup, runs) in Setup::ALL.iter().zip(&measured) {
         let rates: Vec<f64> = runs.iter().map(|run| run.requests_per_second).collect();
         results.spread(&format!("{} {of_rounds}", setup.label()), &rates, "req/s");
