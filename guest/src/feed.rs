@@ -52,6 +52,9 @@ pub(crate) fn handle(query_string: &str) -> Response {
         Ok(query) => query,
         Err(errors) => return Response::unprocessable(&errors),
     };
+    if query.wait > 0 {
+        storage::pace_feed(query.after);
+    }
     let mut page = match read(&query) {
         Ok(page) => page,
         Err(refused) => return refused,

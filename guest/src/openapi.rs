@@ -473,7 +473,9 @@ fn feed() -> Operation {
             "Start without `after` and pass each answer's `next` back: every stored message comes \
              exactly once, also one delivered late with an old `ts`, and none is ever stored behind \
              a position already handed out. Removed messages are absent. With `wait`, an answer \
-             that would be empty waits until a message is stored or the time is up.",
+             that would be empty waits until a message is stored or the time is up; a follower \
+             that comes straight back from a page shorter than its `limit` is answered a moment \
+             later, with what was stored meanwhile as one page.",
         ))
         .parameter(query_parameter(
             "after",

@@ -26,7 +26,7 @@ wasmtime::component::bindgen!({
 
 /// The `inlet:service` package and version this host serves, as `wit/`
 /// declares it; guests built against any other are refused.
-pub const WIT_PACKAGE: &str = "inlet:service@0.4.0";
+pub const WIT_PACKAGE: &str = "inlet:service@0.5.0";
 
 #[cfg(test)]
 mod tests {

@@ -11,9 +11,19 @@
 //! since. Waiters are bounded by `FEED_WAITERS`, apart from
 //! `MAX_INSTANCES`: a wait holds a connection and this bound's slot, never
 //! an instance.
+//!
+//! A long-poll reading on from where a short page ended moments ago is
+//! paced (`storage.pace-feed`): it reads once `LINGER` has passed since, so
+//! that a follower keeping up with a busy feed is handed batches. Those
+//! ends are remembered by this host alone (a follower whose reads go to
+//! several hosts is paced less), and a paced request holds its connection
+//! for at most `LINGER`, no waiter's slot and no instance.
 
-use std::sync::{Arc, Weak};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
+
+use lru::LruCache;
 
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -27,11 +37,17 @@ use crate::telemetry::request_log::latency_ms;
 /// message stored here.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// How long a wait lingers once something arrived before it answers: a
-/// follower that had caught up would otherwise read one commit's messages
-/// at a time, a request (two guest runs) per commit, and take that CPU
-/// from the ingest it follows. Small beside the contract's second.
+/// How long a wait lingers once something arrived before it answers, and
+/// the least time between a page that ended short (its reader had caught
+/// up) and the next long-poll reading on from its end (`pace-feed`): a
+/// follower would otherwise read one commit's messages at a time, a guest
+/// run and a read per commit, and take that CPU from the ingest it follows.
+/// Small beside the contract's second.
 pub const LINGER: Duration = Duration::from_millis(20);
+
+/// Ends of short pages remembered for pacing, at most: one per follower
+/// keeping up; past that many, the least recent go unpaced.
+const HANDED_OUT: NonZeroUsize = NonZeroUsize::new(256).expect("not zero");
 
 /// How long the task waits after a failed read of the head.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
@@ -50,6 +66,8 @@ pub struct FeedWatch {
     nudge: Notify,
     waiters: Arc<Semaphore>,
     max_waiters: usize,
+    /// Where short pages lately ended, and when (`pace-feed`).
+    handed_out: Mutex<LruCache<FeedPosition, Instant>>,
     closing: CancellationToken,
 }
 
@@ -65,6 +83,7 @@ impl FeedWatch {
             nudge: Notify::new(),
             waiters: Arc::new(Semaphore::new(max_waiters)),
             max_waiters,
+            handed_out: Mutex::new(LruCache::new(HANDED_OUT)),
             closing: CancellationToken::new(),
         });
         tokio::spawn(refresh(Arc::downgrade(&watch), store, metrics));
@@ -103,13 +122,35 @@ impl FeedWatch {
             () = self.closing.cancelled() => return FeedWait::TimedOut,
         };
         if matches!(outcome, FeedWait::Arrived) {
-            let lingered = tokio::time::sleep_until(until.min(Instant::now() + LINGER).into());
-            tokio::select! {
-                () = lingered => {}
-                () = self.closing.cancelled() => {}
-            }
+            self.pace(until.min(Instant::now() + LINGER)).await;
         }
         outcome
+    }
+
+    /// A page shorter than its limit, ending at `next`, was handed out now.
+    pub fn handed_out(&self, next: FeedPosition) {
+        self.remembered().put(next, Instant::now());
+    }
+
+    /// Until when a long-poll reading on from `after` is paced: `LINGER`
+    /// after a short page ended there, if that is yet to come.
+    pub fn paced_until(&self, after: FeedPosition) -> Option<Instant> {
+        let until = *self.remembered().peek(&after)? + LINGER;
+        (until > Instant::now()).then_some(until)
+    }
+
+    /// Waits until `until`, or shutdown.
+    pub async fn pace(&self, until: Instant) {
+        tokio::select! {
+            () = tokio::time::sleep_until(until.into()) => {}
+            () = self.closing.cancelled() => {}
+        }
+    }
+
+    fn remembered(&self) -> MutexGuard<'_, LruCache<FeedPosition, Instant>> {
+        self.handed_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Ends every wait (shutting down: they answer at once, with nothing new).

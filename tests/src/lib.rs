@@ -594,7 +594,7 @@ pub fn misbehaving_guest() -> PathBuf {
 }
 
 /// What the host says of the fixture guest built against the previous WIT.
-pub const OLD_WIT_REFUSAL: &str = "built against inlet:service@0.1.0; this host serves inlet:service@0.4.0";
+pub const OLD_WIT_REFUSAL: &str = "built against inlet:service@0.1.0; this host serves inlet:service@0.5.0";
 
 /// The fixture guest built against the previous WIT (`make fixtures`).
 pub fn old_wit_guest() -> PathBuf {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use inlet_e2e::feed::Follower;
-use inlet_e2e::{Server, message};
+use inlet_e2e::{Backend, Server, message};
 
 const TS: &str = "2025-01-15T10:00:00Z";
 
@@ -114,6 +114,36 @@ fn removed_messages_are_absent_and_positions_still_work_across_a_restart() {
     };
     fresh.read_until(&server, 2);
     assert_eq!(fresh.seen, ["a", "d"], "removed messages are not shown");
+}
+
+#[test]
+fn a_long_poll_straight_back_from_a_short_page_is_paced() {
+    // Pacing is the host's, whatever the backend. The runs it adds are
+    // counted on SQLite, where a read sees a commit at once; on PostgreSQL
+    // a read may wait for one to become visible, which adds runs too.
+    if Backend::under_test() != Backend::Sqlite {
+        return;
+    }
+    let server = Server::start();
+    let mut follower = Follower::new();
+    // A short page, a message, then a read from the page's end: at once
+    // without a wait, paced with one. A follower slower than `LINGER` (on a
+    // stalled machine) is not paced, hence a few tries.
+    let mut runs_of_next_read = |wait: u32, attempt: u32| {
+        post(&server, &format!("short-{wait}-{attempt}"), TS);
+        assert_eq!(follower.read(&server, 10, 0).len(), 1, "a page shorter than its limit");
+        post(&server, &format!("next-{wait}-{attempt}"), TS);
+        let before = server.instantiations();
+        assert_eq!(follower.read(&server, 10, wait).len(), 1);
+        server.instantiations() - before
+    };
+    assert_eq!(runs_of_next_read(0, 0), 1, "nothing paced without a wait");
+    assert!(
+        (0..3).any(|attempt| runs_of_next_read(5, attempt) == 2),
+        "a long-poll is paced: the run stopped for it, then the one that reads"
+    );
+    let seen: HashSet<&String> = follower.seen.iter().collect();
+    assert_eq!(seen.len(), follower.seen.len(), "a message came twice");
 }
 
 #[test]

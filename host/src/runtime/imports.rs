@@ -10,7 +10,7 @@ use crate::telemetry::logging::Level;
 use crate::telemetry::metrics::{RemovalReason, result_label};
 use crate::telemetry::request_log;
 
-use super::parking::FeedWaitRequest;
+use super::parking::FeedPause;
 use super::sandbox::{Sandbox, Services};
 
 impl storage::Host for Sandbox {
@@ -70,7 +70,14 @@ impl storage::Host for Sandbox {
         limit: u32,
     ) -> Result<Option<storage::FeedPage>, storage::Error> {
         let services = self.services.clone();
-        timed(&services, Operation::Feed, services.store.feed(after, limit)).await
+        let page = timed(&services, Operation::Feed, services.store.feed(after, limit)).await?;
+        if let Some(page) = &page
+            && !page.messages.is_empty()
+            && page.messages.len() < limit as usize
+        {
+            services.feed.handed_out(page.next);
+        }
+        Ok(page)
     }
 
     async fn wait_feed(
@@ -91,8 +98,25 @@ impl storage::Host for Sandbox {
             // This run cannot be run again: it waits in its instance.
             return Ok(self.services.feed.wait(after, until).await);
         }
-        self.parking.ask(FeedWaitRequest { after, until });
+        self.parking.ask(FeedPause::Wait { after, until });
         // `invoke` stops this run now; the next one is told the outcome.
+        std::future::pending().await
+    }
+
+    async fn pace_feed(&mut self, after: storage::FeedPosition) {
+        if !self.parking.may_pace() {
+            return;
+        }
+        let Some(until) = self.services.feed.paced_until(after) else {
+            return;
+        };
+        if self.effects.any() {
+            // This run cannot be run again: it waits in its instance.
+            self.services.feed.pace(until).await;
+            return self.parking.paced();
+        }
+        self.parking.ask(FeedPause::Pace { until });
+        // `invoke` stops this run now; the next one goes on at once.
         std::future::pending().await
     }
 

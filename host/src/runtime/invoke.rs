@@ -21,7 +21,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::guest::Guest;
 use super::instances::Instance;
-use super::parking::{FeedWaitRequest, Parking};
+use super::parking::{FeedPause, Parking};
 use super::request_body::{BodyFailure, ClientBody, GuestBody};
 use super::sandbox::{Sandbox, Services};
 use crate::bindings::Service;
@@ -183,8 +183,8 @@ enum RunEnd {
 enum Pause {
     /// The guest asked for body bytes not yet here: the whole body.
     Body,
-    /// The guest asked to wait on the feed: the host's wait.
-    Feed(FeedWaitRequest),
+    /// The guest asked to wait on the feed, or to be paced.
+    Feed(FeedPause),
 }
 
 /// Runs `request`, which `arrived` then, in an instance of `guest`, bounded
@@ -229,9 +229,14 @@ pub async fn call(
                 }
             }
             // The next run's `wait-feed` returns at once, with this outcome.
-            Err(Pause::Feed(wait)) => {
-                let outcome = services.feed.wait(wait.after, wait.until).await;
+            Err(Pause::Feed(FeedPause::Wait { after, until })) => {
+                let outcome = services.feed.wait(after, until).await;
                 request.parking.waited(outcome);
+            }
+            // The next run's `pace-feed` returns at once.
+            Err(Pause::Feed(FeedPause::Pace { until })) => {
+                services.feed.pace(until).await;
+                request.parking.paced();
             }
         }
         deadline = Instant::now() + guest.limits.request_timeout;

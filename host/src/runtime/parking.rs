@@ -1,8 +1,8 @@
-//! A request's long-poll of the feed (`storage.wait-feed`), handed from its
-//! guest's run to the host: the run is stopped while the host waits, so no
-//! instance is held and the time is not counted against
-//! `REQUEST_TIMEOUT_MS`, and the request then runs again from its start,
-//! where `wait-feed` returns what the wait ended in (see `invoke`).
+//! A request's long-poll of the feed (`storage.wait-feed`) or its pacing
+//! (`storage.pace-feed`), handed from its guest's run to the host: the run
+//! is stopped while the host waits, so no instance is held and the time is
+//! not counted against `REQUEST_TIMEOUT_MS`, and the request then runs again
+//! from its start, where the call returns at once (see `invoke`).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -14,11 +14,11 @@ use crate::storage::FeedPosition;
 
 /// What a run asked the host to wait for.
 #[derive(Debug, Clone, Copy)]
-pub struct FeedWaitRequest {
-    /// Until something follows this position.
-    pub after: FeedPosition,
-    /// At the latest.
-    pub until: Instant,
+pub enum FeedPause {
+    /// Until something follows `after`, `until` at the latest (`wait-feed`).
+    Wait { after: FeedPosition, until: Instant },
+    /// Until `until` (`pace-feed`).
+    Pace { until: Instant },
 }
 
 /// One request's wait, shared by its runs and the host.
@@ -35,7 +35,8 @@ struct Shared {
 enum State {
     #[default]
     NotAsked,
-    Asked(FeedWaitRequest),
+    Asked(FeedPause),
+    Paced,
     Waited(FeedWait),
 }
 
@@ -44,25 +45,36 @@ impl Parking {
     pub fn outcome(&self) -> Option<FeedWait> {
         match *self.lock() {
             State::Waited(outcome) => Some(outcome),
-            State::NotAsked | State::Asked(_) => None,
+            State::NotAsked | State::Asked(_) | State::Paced => None,
         }
     }
 
+    /// Whether the request may still be paced: it has neither been paced
+    /// nor waited (a request is paced once, before any wait).
+    pub fn may_pace(&self) -> bool {
+        matches!(*self.lock(), State::NotAsked)
+    }
+
     /// A run asks the host to wait (and is stopped).
-    pub fn ask(&self, request: FeedWaitRequest) {
-        *self.lock() = State::Asked(request);
+    pub fn ask(&self, pause: FeedPause) {
+        *self.lock() = State::Asked(pause);
         self.0.asked.notify_one();
     }
 
     /// Resolves once a run has asked.
-    pub async fn asked(&self) -> FeedWaitRequest {
+    pub async fn asked(&self) -> FeedPause {
         loop {
             let notified = self.0.asked.notified();
-            if let State::Asked(request) = *self.lock() {
-                return request;
+            if let State::Asked(pause) = *self.lock() {
+                return pause;
             }
             notified.await;
         }
+    }
+
+    /// The host has paced the request: the next run goes on at once.
+    pub fn paced(&self) {
+        *self.lock() = State::Paced;
     }
 
     /// The host has waited: the next run is told `outcome`.

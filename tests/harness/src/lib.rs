@@ -25,7 +25,7 @@ mod mock;
 mod recording;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -65,6 +65,9 @@ pub struct Harness {
     guest: Arc<Guest>,
     store: Arc<RecordingStore>,
     settings: Settings,
+    /// The feed's long-polls and pacing, kept across requests as a host
+    /// keeps them; started by the first request (it needs the runtime).
+    feed: OnceLock<Arc<FeedWatch>>,
 }
 
 /// What the guest's `settings` and `access` imports answer.
@@ -120,6 +123,15 @@ impl Exchange {
     }
 }
 
+impl Drop for Harness {
+    /// Ends the feed's task, as a host shutting down does.
+    fn drop(&mut self) {
+        if let Some(feed) = self.feed.get() {
+            feed.close();
+        }
+    }
+}
+
 impl Harness {
     /// Loads the guest at `path` (as `inlet serve` would) over `store`.
     pub fn new(path: impl AsRef<Path>, store: impl MessageStore) -> anyhow::Result<Self> {
@@ -142,6 +154,7 @@ impl Harness {
                 feed_waiters: DEFAULT_FEED_WAITERS,
                 forwarding: None,
             },
+            feed: OnceLock::new(),
         })
     }
 
@@ -238,8 +251,10 @@ impl Harness {
             parking: Parking::default(),
         };
         let metrics = Arc::new(Metrics::new());
-        let store: Arc<dyn MessageStore> = self.store.clone();
-        let feed = FeedWatch::start(store, metrics.clone(), self.settings.feed_waiters);
+        let feed = self.feed.get_or_init(|| {
+            let store: Arc<dyn MessageStore> = self.store.clone();
+            FeedWatch::start(store, metrics.clone(), self.settings.feed_waiters)
+        });
         let services = Arc::new(Services {
             store: self.store.clone(),
             metrics: metrics.clone(),
@@ -291,7 +306,6 @@ impl Harness {
             },
             GuestReply::Busy | GuestReply::Body(_) => unreachable!("one request at a time, with its whole body"),
         };
-        feed.close();
         exchange.storage_calls = self.store.take_calls();
         exchange.webhook_results = metrics::ALL_RESULTS
             .into_iter()
