@@ -474,8 +474,8 @@ fn feed() -> Operation {
              exactly once, also one delivered late with an old `ts`, and none is ever stored behind \
              a position already handed out. Removed messages are absent. With `wait`, an answer \
              that would be empty waits until a message is stored or the time is up; a follower \
-             that comes straight back from a page shorter than its `limit` is answered a moment \
-             later, with what was stored meanwhile as one page.",
+             that comes straight back from a page holding fewer messages than its `limit` (but \
+             some) is answered a moment later, with what was stored meanwhile as one page.",
         ))
         .parameter(query_parameter(
             "after",

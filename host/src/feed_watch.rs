@@ -17,7 +17,8 @@
 //! that a follower keeping up with a busy feed is handed batches. Those
 //! ends are remembered by this host alone (a follower whose reads go to
 //! several hosts is paced less), and a paced request holds its connection
-//! for at most `LINGER`, no waiter's slot and no instance.
+//! for at most `LINGER` and no waiter's slot; no instance either, unless
+//! it had an effect before (then it waits in its instance, as a wait does).
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -47,7 +48,7 @@ pub const LINGER: Duration = Duration::from_millis(20);
 
 /// Ends of short pages remembered for pacing, at most: one per follower
 /// keeping up; past that many, the least recent go unpaced.
-const HANDED_OUT: NonZeroUsize = NonZeroUsize::new(256).expect("not zero");
+const REMEMBERED_ENDS: NonZeroUsize = NonZeroUsize::new(256).expect("not zero");
 
 /// How long the task waits after a failed read of the head.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
@@ -83,7 +84,7 @@ impl FeedWatch {
             nudge: Notify::new(),
             waiters: Arc::new(Semaphore::new(max_waiters)),
             max_waiters,
-            handed_out: Mutex::new(LruCache::new(HANDED_OUT)),
+            handed_out: Mutex::new(LruCache::new(REMEMBERED_ENDS)),
             closing: CancellationToken::new(),
         });
         tokio::spawn(refresh(Arc::downgrade(&watch), store, metrics));
@@ -127,7 +128,8 @@ impl FeedWatch {
         outcome
     }
 
-    /// A page shorter than its limit, ending at `next`, was handed out now.
+    /// A page shorter than its limit but not empty, ending at `next`, was
+    /// handed out now (an empty one ends where its reader was: a wait's).
     pub fn handed_out(&self, next: FeedPosition) {
         self.remembered().put(next, Instant::now());
     }

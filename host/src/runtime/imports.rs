@@ -73,7 +73,7 @@ impl storage::Host for Sandbox {
         let page = timed(&services, Operation::Feed, services.store.feed(after, limit)).await?;
         if let Some(page) = &page
             && !page.messages.is_empty()
-            && page.messages.len() < limit as usize
+            && u32::try_from(page.messages.len()).is_ok_and(|count| count < limit)
         {
             services.feed.handed_out(page.next);
         }
@@ -113,7 +113,8 @@ impl storage::Host for Sandbox {
         if self.effects.any() {
             // This run cannot be run again: it waits in its instance.
             self.services.feed.pace(until).await;
-            return self.parking.paced();
+            self.parking.paced();
+            return;
         }
         self.parking.ask(FeedPause::Pace { until });
         // `invoke` stops this run now; the next one goes on at once.

@@ -191,7 +191,7 @@ enum Pause {
 /// by its limits; stops when `cancel` fires. Holds an instance only while
 /// the guest works. `REQUEST_TIMEOUT_MS` runs from the request's arrival,
 /// waiting for an instance included, and starts again once a body the guest
-/// was stopped for is whole, or a wait on the feed is over.
+/// was stopped for is whole, or a wait on the feed (or its pacing) is over.
 pub async fn call(
     guest: Arc<Guest>,
     services: Arc<Services>,

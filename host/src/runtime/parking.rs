@@ -21,7 +21,7 @@ pub enum FeedPause {
     Pace { until: Instant },
 }
 
-/// One request's wait, shared by its runs and the host.
+/// One request's waits (its pacing included), shared by its runs and the host.
 #[derive(Clone, Default)]
 pub struct Parking(Arc<Shared>);
 

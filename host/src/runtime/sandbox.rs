@@ -39,7 +39,8 @@ pub struct Services {
     pub whatsapp_verify_token: Option<WebhookSecret>,
     /// Who holds which key, for the guest's `access` import.
     pub api_keys: Arc<ApiKeys>,
-    /// Where the feed ends, for the guest's `storage.wait-feed`.
+    /// Where the feed ends and where short pages ended, for the guest's
+    /// `storage.wait-feed` and `storage.pace-feed`.
     pub feed: Arc<FeedWatch>,
     /// Forwarding, when `FORWARD_URL` is set.
     pub forwarding: Option<Arc<dyn Forwarding>>,
@@ -76,7 +77,7 @@ pub struct Sandbox {
     pub limiter: MemoryLimiter,
     /// Whether this request's run has done anything a second run would repeat.
     pub effects: Effects,
-    /// The request's long-poll of the feed, which outlives its runs.
+    /// The request's long-poll of the feed or its pacing, which outlive its runs.
     pub parking: Parking,
 }
 

@@ -194,6 +194,9 @@ impl Harness {
     /// Lets at most `waiters` requests wait on the feed at once
     /// (`FEED_WAITERS`); 0 makes every wait `full`.
     pub fn with_feed_waiters(mut self, waiters: usize) -> Self {
+        if let Some(feed) = self.feed.take() {
+            feed.close();
+        }
         self.settings.feed_waiters = waiters;
         self
     }
@@ -253,7 +256,7 @@ impl Harness {
         let metrics = Arc::new(Metrics::new());
         let feed = self.feed.get_or_init(|| {
             let store: Arc<dyn MessageStore> = self.store.clone();
-            FeedWatch::start(store, metrics.clone(), self.settings.feed_waiters)
+            FeedWatch::start(store, Arc::new(Metrics::new()), self.settings.feed_waiters)
         });
         let services = Arc::new(Services {
             store: self.store.clone(),

@@ -318,8 +318,8 @@ async fn a_long_poll_straight_back_from_a_short_page_is_paced() {
     );
     let end = short.json()["next"].as_str().unwrap().to_owned();
     assert_eq!(deliver("p2").await.status, 200);
-    // Read on at once without waiting: not paced, and it remembers nothing
-    // new (its page ends elsewhere).
+    // Read on at once without waiting: not paced (its own page ends
+    // elsewhere, which leaves `end` as it was).
     let glance = harness.get(&format!("/feed?after={end}")).await;
     assert_eq!(glance.json()["data"][0]["message_id"], "p2");
     // A long-poll from the short page's end reads once `LINGER` has passed
@@ -331,7 +331,7 @@ async fn a_long_poll_straight_back_from_a_short_page_is_paced() {
         "answered {:?} after the short page",
         started.elapsed()
     );
-    assert_eq!(paced.storage_calls.len(), 1, "one read, in the run after the pacing");
+    assert_eq!(paced.storage_calls.len(), 1, "the stopped run read nothing");
 }
 
 #[tokio::test]
