@@ -112,9 +112,7 @@ impl storage::Host for Sandbox {
         };
         if self.effects.any() {
             // This run cannot be run again: it waits in its instance.
-            self.services.feed.pace(until).await;
-            self.parking.paced();
-            return;
+            return self.services.feed.pace(until).await;
         }
         self.parking.ask(FeedPause::Pace { until });
         // `invoke` stops this run now; the next one goes on at once.

@@ -100,6 +100,9 @@ pub struct Exchange {
     pub log: LogFields,
     /// Why the guest did not finish normally (a trap, a limit), if it did not.
     pub failure: Option<GuestFailure>,
+    /// Guest runs (instances) the request took: more than one when the
+    /// host stopped a run to wait for it, or to pace it.
+    pub runs: u64,
 }
 
 impl Exchange {
@@ -296,6 +299,7 @@ impl Harness {
                     webhook_results: Vec::new(),
                     log: exit.fields,
                     failure: exit.result.err(),
+                    runs: 0,
                 }
             }
             GuestReply::Failed { fields, failure } => Exchange {
@@ -306,10 +310,12 @@ impl Harness {
                 webhook_results: Vec::new(),
                 log: fields,
                 failure: Some(failure),
+                runs: 0,
             },
             GuestReply::Busy | GuestReply::Body(_) => unreachable!("one request at a time, with its whole body"),
         };
         exchange.storage_calls = self.store.take_calls();
+        exchange.runs = instantiations(&metrics);
         exchange.webhook_results = metrics::ALL_RESULTS
             .into_iter()
             .flat_map(|result| {
@@ -319,4 +325,12 @@ impl Harness {
             .collect();
         exchange
     }
+}
+
+/// `guest_instantiation_ms_count` in `metrics`: one per guest run.
+fn instantiations(metrics: &Metrics) -> u64 {
+    let text = metrics.render();
+    text.lines()
+        .find_map(|line| line.strip_prefix("guest_instantiation_ms_count ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no guest_instantiation_ms_count in:\n{text}"))
 }
