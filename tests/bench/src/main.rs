@@ -224,24 +224,20 @@ fn bounded(connections: usize, duration: Duration) -> Load {
 fn ingest(cli: &Cli, runtime: &tokio::runtime::Runtime, results: &mut Results) -> anyhow::Result<()> {
     let server = Server::start();
     let target = address(&server);
-    let unique = push(
-        runtime,
-        target,
-        CONNECTIONS,
-        cli.seconds,
-        requests::webhooks("c32", None),
-    )?;
+    let at = |connections: usize, repeat: Option<u64>| {
+        let tag = format!("c{connections}");
+        push(
+            runtime,
+            target,
+            connections,
+            cli.seconds,
+            requests::webhooks(&tag, repeat),
+        )
+    };
+    let unique = at(CONNECTIONS, None)?;
     results.load("ingest, unique ids", unique.clone());
-    let at_128 = push(runtime, target, 128, cli.seconds, requests::webhooks("c128", None))?;
-    results.load("ingest, unique ids", at_128);
-    let repeat = Some(unique.requests / CONNECTIONS as u64 / 2);
-    let duplicates = push(
-        runtime,
-        target,
-        CONNECTIONS,
-        cli.seconds,
-        requests::webhooks("c32", repeat),
-    )?;
+    results.load("ingest, unique ids", at(128, None)?);
+    let duplicates = at(CONNECTIONS, Some(unique.requests / CONNECTIONS as u64 / 2))?;
     results.load("ingest, duplicate ids", duplicates);
     whatsapp_deliveries(cli, &server, results);
     results.value("peak RSS after ingest", peak_rss_mib(&server)?, "MiB");
