@@ -243,14 +243,25 @@ impl Server {
     }
 
     /// The port the server's latest `listening` log line names (a restart
-    /// in the same directory appends a new one).
+    /// in the same directory appends a new one). Waits up to five seconds
+    /// for the line: logs reach stdout through a writer thread, so the
+    /// socket can listen before its line is written.
     pub fn logged_port(&self) -> Option<u16> {
-        let logs = self.raw_logs();
-        let line = logs.lines().skip(self.earlier_lines).find_map(|line| {
-            let line: Value = serde_json::from_str(line).ok()?;
-            (line["msg"] == "listening").then_some(line)
-        })?;
-        line["address"].as_str()?.rsplit_once(':')?.1.parse().ok()
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let logs = self.raw_logs();
+            let line = logs.lines().skip(self.earlier_lines).find_map(|line| {
+                let line: Value = serde_json::from_str(line).ok()?;
+                (line["msg"] == "listening").then_some(line)
+            });
+            if let Some(line) = line {
+                return line["address"].as_str()?.rsplit_once(':')?.1.parse().ok();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Polls `/health/ready` every millisecond until it answers 200; how long

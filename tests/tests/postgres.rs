@@ -351,6 +351,32 @@ fn a_transaction_that_commits_late_delays_the_feed_on_every_host_but_is_never_sk
     assert_eq!(rest, expected, "every later row once");
 }
 
+#[test]
+fn a_write_the_database_holds_past_the_deadline_is_answered_503_and_settled_by_the_retry() {
+    let url = fresh_database();
+    let mut server = Server::start_with(&[("DATABASE_URL", &url), ("REQUEST_TIMEOUT_MS", "2000")]);
+    server.wait_ready();
+    // A transaction inserting the same id, held open: the host's insert
+    // waits for it as it would for a database that stopped answering.
+    let mut held = Session::open(&url).unwrap();
+    held.run(
+        "BEGIN; INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros)
+         VALUES ('held', '+1', '+2', '2025-01-15T10:00:00Z', 'the holder', '2025-01-15T10:00:00.000Z', 1736935200000000);",
+    )
+    .unwrap();
+    let body = message("held", "+1", "2025-01-15T10:00:00Z", Some("the sender"));
+    let reply = server.try_deliver(&body).expect("an answer");
+    assert_eq!(reply.status, 503, "not 504 at the deadline: {}", reply.body);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    held.run("ROLLBACK;").unwrap();
+    // The insert the host gave up waiting for goes on; the retry finds the
+    // message stored once, whichever of the two stored it.
+    let retry = server.try_deliver(&body).expect("an answer");
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    let stored = psql(&url, "SELECT text FROM messages WHERE message_id = 'held'").unwrap();
+    assert_eq!(stored.trim(), "the sender");
+}
+
 /// Whether `server` logged that it took forwarding's turn.
 fn forwards(server: &Server) -> bool {
     server

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::api_keys::{Caller, Scope};
 use crate::bindings::inlet::service::{access, forwarding, log, metrics, settings, storage};
-use crate::limits::GUEST_LOG;
+use crate::limits::{GUEST_LOG, WRITE_ANSWER_MARGIN};
 use crate::storage::{Operation, check_feed_wait};
 use crate::telemetry::logging::Level;
 use crate::telemetry::metrics::{RemovalReason, result_label};
@@ -17,7 +17,8 @@ impl storage::Host for Sandbox {
     async fn insert(&mut self, message: storage::Message) -> Result<storage::InsertOutcome, storage::Error> {
         self.effects.mark();
         let services = self.services.clone();
-        let outcome = timed(&services, Operation::Insert, services.store.insert(message)).await;
+        let commit = answered_by(self.deadline, services.store.insert(message));
+        let outcome = timed(&services, Operation::Insert, commit).await;
         if outcome == Ok(storage::InsertOutcome::Created) {
             self.services.created(1);
         }
@@ -30,7 +31,8 @@ impl storage::Host for Sandbox {
     ) -> Result<Vec<storage::InsertOutcome>, storage::Error> {
         self.effects.mark();
         let services = self.services.clone();
-        let outcomes = timed(&services, Operation::InsertBatch, services.store.insert_batch(messages)).await?;
+        let commit = answered_by(self.deadline, services.store.insert_batch(messages));
+        let outcomes = timed(&services, Operation::InsertBatch, commit).await?;
         let created = outcomes
             .iter()
             .filter(|o| **o == storage::InsertOutcome::Created)
@@ -57,7 +59,8 @@ impl storage::Host for Sandbox {
     async fn remove_message(&mut self, message_id: String) -> Result<storage::Removal, storage::Error> {
         self.effects.mark();
         let services = self.services.clone();
-        let removal = timed(&services, Operation::Remove, services.store.remove(message_id)).await;
+        let commit = answered_by(self.deadline, services.store.remove(message_id));
+        let removal = timed(&services, Operation::Remove, commit).await;
         if removal == Ok(storage::Removal::Removed) {
             self.services.metrics.record_removed(RemovalReason::Erased, 1);
         }
@@ -123,6 +126,26 @@ impl storage::Host for Sandbox {
         let services = self.services.clone();
         timed(&services, Operation::Ping, services.store.ping()).await
     }
+}
+
+/// Awaits a write, but answers `unavailable` (the guest's 503 with
+/// `Retry-After`) once it is `WRITE_ANSWER_MARGIN` from the request's
+/// `deadline`, so that a write hanging on its database (cut off, a lost
+/// synchronous standby) is answered 503, not 504, and a host cut off from
+/// its database leaves a load balancer's rotation. The write itself goes
+/// on (a commit is never cancelled): its outcome is unknown, and the
+/// sender's retry settles it as `created` or `duplicate`.
+async fn answered_by<T>(
+    deadline: Instant,
+    write: impl Future<Output = Result<T, storage::Error>>,
+) -> Result<T, storage::Error> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let bound = remaining - WRITE_ANSWER_MARGIN.min(remaining / 2);
+    tokio::time::timeout(bound, write).await.unwrap_or_else(|_| {
+        Err(storage::Error::Unavailable(
+            "the database has not confirmed the write in time; its outcome is unknown, a retry settles it".into(),
+        ))
+    })
 }
 
 /// Awaits a storage call and records its latency.

@@ -39,8 +39,8 @@ use crate::storage::pending::{Batch, MAX_BATCH, Pending, commit_time, stopped};
 /// fewer, larger groups, which cost the database less CPU per request (a
 /// commit costs the leader and every standby whatever its size), but
 /// requests then queue behind commits that hang on an unreachable
-/// database: with two, a host cut off from it answered requests 504 past
-/// their deadline instead of 503 (`make test-cluster`).
+/// database, each answered 503 only near its deadline
+/// (`runtime::imports::answered_by`).
 pub(super) const COMMITTERS: usize = 4;
 
 /// Rows that may wait for a commit before new inserts are refused (503)
