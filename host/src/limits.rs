@@ -46,7 +46,7 @@ impl Default for GuestLimits {
 /// How long before its request's deadline a write still waiting for its
 /// database is answered `unavailable` (at most half the time left): room
 /// for the guest to answer 503 itself before the deadline would answer 504.
-pub const WRITE_ANSWER_MARGIN: Duration = Duration::from_millis(250);
+pub const WRITE_ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
 /// Most resources (`wasi:http` requests, fields, bodies, streams, pollables)
 /// one instance may hold at once; one request needs a few dozen. Past it a

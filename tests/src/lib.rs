@@ -456,6 +456,24 @@ impl Server {
             .collect()
     }
 
+    /// The first log line `matches` accepts, waiting up to ten seconds for
+    /// it: lines reach stdout through a writer thread, a moment after what
+    /// they report. Panics with the logs when none comes.
+    pub fn wait_for_line(&self, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.logs().into_iter().find(&matches) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such line in 10 s; logs:\n{}",
+                self.raw_logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Request log lines (those with a `status`) except the start-up polls
     /// of `/health/live`, waiting until there are `expected` of them: a line
     /// is written once the guest has finished, just after the response.

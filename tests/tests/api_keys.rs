@@ -197,15 +197,10 @@ fn keys_rotate_both_ways_and_a_broken_file_keeps_the_last_good_set() {
 
 /// Waits (bounded) for the `error` line of a reload refused for `reason`.
 fn until_refused_reload(server: &Server, reason: &str) {
-    let started = Instant::now();
-    let refused = |line: &serde_json::Value| {
+    server.wait_for_line(|line| {
         line["msg"] == "API keys not reloaded; the last good set stays"
             && line["error"].as_str().is_some_and(|error| error.contains(reason))
-    };
-    while !server.logs().iter().any(refused) {
-        assert!(started.elapsed() < ROTATION_BOUND, "no refused reload for {reason}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
 }
 
 #[test]

@@ -15,7 +15,11 @@ fn guest_loaded(server: &Server) -> Value {
     last_line(server, "guest loaded").expect("a guest loaded line")
 }
 
+/// The latest line saying `msg`, once the latest start's lines are all
+/// written: they come before its `listening` line, through one writer
+/// thread that may lag the socket.
 fn last_line(server: &Server, msg: &str) -> Option<Value> {
+    server.logged_port().expect("the latest start logged `listening`");
     server.logs().into_iter().rev().find(|l| l["msg"] == msg)
 }
 

@@ -209,7 +209,12 @@ fn waiters_past_feed_waiters_are_told_to_retry() {
     let server = Server::start_with(&[("FEED_WAITERS", "1")]);
     std::thread::scope(|scope| {
         let first = scope.spawn(|| server.get("/feed?wait=3"));
-        std::thread::sleep(Duration::from_millis(500));
+        // The long-poll is in flight beside the metrics read itself.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while server.metric("requests_in_flight") < Some(2.0) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
         let second = server.get("/feed?wait=3");
         assert_eq!(second.status, 503, "{}", second.body);
         assert!(second.header("retry-after").is_some());

@@ -269,7 +269,7 @@ fn a_guest_swapped_while_every_instance_is_busy_goes_live() {
         swap::replace_by_rename(Path::new(&path), &variant);
         let waited = swap::wait_for_sha(&server, &swap::sha256(&variant));
         assert!(
-            waited < Duration::from_secs(4),
+            !sleeper.is_finished(),
             "live after {waited:?}, not while the only instance was busy"
         );
         assert_eq!(sleeper.join().unwrap(), 200);

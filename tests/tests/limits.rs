@@ -157,15 +157,16 @@ fn more_spinning_guests_than_cores_delay_neither_the_host_nor_each_other() {
     for (status, took) in &ends {
         assert_eq!(*status, 504);
         assert!(
-            *took < deadline + Duration::from_millis(400),
+            *took < deadline + Duration::from_secs(1),
             "a spinner's 504 came after {took:?}: {ends:?}"
         );
     }
     probes.sort_unstable();
     let (median, slowest) = (probes[probes.len() / 2], probes[probes.len() - 1]);
     eprintln!("probes beside {SPINNERS} spinners: median {median:?}, slowest {slowest:?}; spinner ends {ends:?}");
-    assert!(median < Duration::from_millis(10), "median probe {median:?}");
-    assert!(slowest < Duration::from_millis(100), "slowest probe {slowest:?}");
+    // Bounds a stalled CI machine keeps; unfair scheduling missed them by seconds.
+    assert!(median < Duration::from_millis(25), "median probe {median:?}");
+    assert!(slowest < Duration::from_millis(500), "slowest probe {slowest:?}");
     assert_healthy(&server);
 }
 
@@ -201,7 +202,9 @@ fn deadline_clock_wakeups(server: &Server) -> u64 {
 #[test]
 fn the_deadline_clock_runs_only_while_a_guest_does() {
     let server = fixture_server();
-    assert_healthy(&server);
+    // Settled: the clock runs until the guest's task has ended, a moment
+    // after its answer.
+    server.settled(assert_healthy);
     std::thread::sleep(Duration::from_millis(50));
     let idle_from = deadline_clock_wakeups(&server);
     std::thread::sleep(Duration::from_millis(500));

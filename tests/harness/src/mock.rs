@@ -1,4 +1,4 @@
-//! An in-memory store with the real semantics, and scripted failures.
+//! An in-memory store with the real semantics, and scripted failures and stalls.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -34,19 +34,47 @@ struct State {
     feed: BTreeMap<u64, String>,
     /// The last feed number handed out.
     last_seq: u64,
-    failures: VecDeque<(Operation, StoreError)>,
+    scripted: VecDeque<(Operation, Scripted)>,
+}
+
+/// What a scripted call does instead of its work.
+enum Scripted {
+    /// Fails with this error, storing nothing.
+    Fail(StoreError),
+    /// Never answers, as a call on a database cut off mid-commit.
+    Stall,
 }
 
 impl MockStore {
-    /// An empty store with no scripted failures.
+    /// An empty store with nothing scripted.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The next call of `operation` fails with `error` (and stores nothing).
-    /// Several scripted failures apply in order.
+    /// Several scripted calls apply in order.
     pub fn fail_next(&self, operation: Operation, error: StoreError) {
-        self.lock().failures.push_back((operation, error));
+        self.lock().scripted.push_back((operation, Scripted::Fail(error)));
+    }
+
+    /// The next call of `operation` never answers (and stores nothing): the
+    /// host must give up on it.
+    pub fn stall_next(&self, operation: Operation) {
+        self.lock().scripted.push_back((operation, Scripted::Stall));
+    }
+
+    /// Plays the next call scripted for `operation`, if any.
+    async fn script(&self, operation: Operation) -> Result<(), StoreError> {
+        let scripted = {
+            let mut state = self.lock();
+            let index = state.scripted.iter().position(|(op, _)| *op == operation);
+            index.and_then(|index| state.scripted.remove(index))
+        };
+        match scripted {
+            None => Ok(()),
+            Some((_, Scripted::Fail(error))) => Err(error),
+            Some((_, Scripted::Stall)) => std::future::pending().await,
+        }
     }
 
     /// Everything stored, by `message-id`.
@@ -65,13 +93,6 @@ impl MockStore {
 }
 
 impl State {
-    fn scripted_failure(&mut self, operation: Operation) -> Result<(), StoreError> {
-        match self.failures.iter().position(|(op, _)| *op == operation) {
-            Some(index) => Err(self.failures.remove(index).expect("index in range").1),
-            None => Ok(()),
-        }
-    }
-
     /// Keeps `message` unless its id is kept or remembered already.
     fn store(&mut self, message: Message) -> InsertOutcome {
         let id = &message.message_id;
@@ -121,23 +142,22 @@ impl State {
 #[async_trait]
 impl MessageStore for MockStore {
     async fn insert(&self, message: Message) -> Result<InsertOutcome, StoreError> {
-        let mut state = self.lock();
         check_message(&message)?;
-        state.scripted_failure(Operation::Insert)?;
-        Ok(state.store(message))
+        self.script(Operation::Insert).await?;
+        Ok(self.lock().store(message))
     }
 
     async fn insert_batch(&self, messages: Vec<Message>) -> Result<Vec<InsertOutcome>, StoreError> {
-        let mut state = self.lock();
         check_insert_batch(&messages)?;
-        state.scripted_failure(Operation::InsertBatch)?;
+        self.script(Operation::InsertBatch).await?;
+        let mut state = self.lock();
         Ok(messages.into_iter().map(|message| state.store(message)).collect())
     }
 
     async fn list(&self, request: PageRequest) -> Result<Page, StoreError> {
-        let mut state = self.lock();
         check_page_request(&request)?;
-        state.scripted_failure(Operation::List)?;
+        self.script(Operation::List).await?;
+        let state = self.lock();
         let matching = state.matching(&request);
         let after = request.after.as_ref().map(|p| (p.unix_micros, p.message_id.as_str()));
         let mut messages: Vec<Message> = matching
@@ -157,9 +177,9 @@ impl MessageStore for MockStore {
     }
 
     async fn stats(&self, top_senders: u32) -> Result<MessageStats, StoreError> {
-        let mut state = self.lock();
         check_top_senders(top_senders)?;
-        state.scripted_failure(Operation::Stats)?;
+        self.script(Operation::Stats).await?;
+        let state = self.lock();
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
         for message in state.messages.values() {
             *counts.entry(&message.from).or_default() += 1;
@@ -192,8 +212,8 @@ impl MessageStore for MockStore {
     }
 
     async fn get(&self, message_id: String) -> Result<Option<StoredMessage>, StoreError> {
-        let mut state = self.lock();
-        state.scripted_failure(Operation::Get)?;
+        self.script(Operation::Get).await?;
+        let state = self.lock();
         Ok(state.messages.get(&message_id).map(|message| StoredMessage {
             message: message.clone(),
             created_at: state.created_at[&message_id].clone(),
@@ -201,14 +221,13 @@ impl MessageStore for MockStore {
     }
 
     async fn remove(&self, message_id: String) -> Result<Removal, StoreError> {
-        let mut state = self.lock();
-        state.scripted_failure(Operation::Remove)?;
-        Ok(state.remove(&message_id))
+        self.script(Operation::Remove).await?;
+        Ok(self.lock().remove(&message_id))
     }
 
     async fn expire(&self, expiry: &Expiry) -> Result<Expired, StoreError> {
+        self.script(Operation::Expire).await?;
         let mut state = self.lock();
-        state.scripted_failure(Operation::Expire)?;
         let limit = expiry.limit as usize;
         let aged: Vec<String> = state
             .created_at
@@ -238,8 +257,8 @@ impl MessageStore for MockStore {
 
     async fn feed(&self, after: FeedPosition, limit: u32) -> Result<Option<FeedPage>, StoreError> {
         check_feed_limit(limit)?;
-        let mut state = self.lock();
-        state.scripted_failure(Operation::Feed)?;
+        self.script(Operation::Feed).await?;
+        let state = self.lock();
         if after.epoch != 0 || after.seq > state.last_seq {
             return Ok(None);
         }
@@ -263,9 +282,9 @@ impl MessageStore for MockStore {
     }
 
     async fn feed_head(&self) -> Result<FeedPosition, StoreError> {
-        let mut state = self.lock();
-        state.scripted_failure(Operation::FeedHead)?;
-        Ok(state
+        self.script(Operation::FeedHead).await?;
+        Ok(self
+            .lock()
             .feed
             .keys()
             .next_back()
@@ -273,6 +292,6 @@ impl MessageStore for MockStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.lock().scripted_failure(Operation::Ping)
+        self.script(Operation::Ping).await
     }
 }

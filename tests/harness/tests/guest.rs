@@ -1,6 +1,7 @@
 //! The real guest component against mock host imports.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use inlet_harness::{
     GuestLimits, Harness, InsertOutcome, Level, Message, MessageStore, MockStore, Operation, SqliteStore, StorageCall,
@@ -195,6 +196,27 @@ async fn storage_failure_is_a_clean_503_never_a_trap() {
 }
 
 #[tokio::test]
+async fn a_write_that_never_answers_is_a_503_before_the_deadline_not_a_504() {
+    let store = MockStore::new();
+    let limits = GuestLimits {
+        request_timeout: Duration::from_secs(2),
+        ..GuestLimits::default()
+    };
+    let harness = Harness::with_limits(guest(), store.clone(), limits).unwrap();
+    let message = body("m1", "+1", "2025-01-15T10:00:00Z", Some("hi"));
+    store.stall_next(Operation::Insert);
+    let stalled = harness.signed_webhook(&message).await;
+    assert_eq!((stalled.status, stalled.header("retry-after")), (503, Some("1")));
+    assert_eq!(stalled.failure, None, "the guest answered; the deadline did not");
+    assert!(store.messages().is_empty());
+    assert_eq!(
+        harness.signed_webhook(&message).await.status,
+        200,
+        "the retry stores it"
+    );
+}
+
+#[tokio::test]
 async fn one_message_is_read_and_erased_through_the_storage_import() {
     let admin = "admin-key-0123456789-abcdefghijklmnopqrstuvwxyz";
     let store = MockStore::new();
@@ -291,7 +313,7 @@ async fn the_feed_is_read_and_waited_on_through_the_storage_import() {
     let started = std::time::Instant::now();
     let blind = harness.get(&format!("/feed?after={end}&wait=1")).await;
     assert_eq!(blind.json(), json!({"data": [], "next": end}));
-    assert!(started.elapsed() >= std::time::Duration::from_millis(950), "waited out");
+    assert!(started.elapsed() >= Duration::from_millis(950), "waited out");
 
     let full = Harness::new(guest(), store.clone()).unwrap().with_feed_waiters(0);
     let refused = full.get(&format!("/feed?after={end}&wait=1")).await;
@@ -483,7 +505,7 @@ async fn guest_behaves_the_same_on_the_mock_and_on_sqlite() {
 #[tokio::test]
 async fn a_failing_guest_gets_the_answer_the_server_gives() {
     let limits = GuestLimits {
-        request_timeout: std::time::Duration::from_millis(300),
+        request_timeout: Duration::from_millis(300),
         memory_bytes: 16 << 20,
         ..GuestLimits::default()
     };
