@@ -43,10 +43,17 @@ impl Default for GuestLimits {
     }
 }
 
-/// How long before its request's deadline a write still waiting for its
-/// database is answered `unavailable` (at most half the time left): room
-/// for the guest to answer 503 itself before the deadline would answer 504.
-pub const WRITE_ANSWER_MARGIN: Duration = Duration::from_secs(1);
+/// Room a write leaves before its request's deadline (`write_wait`), for
+/// the guest to answer 503 itself before the deadline would answer 504,
+/// on a machine that stalls now and then.
+const WRITE_ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long a write may keep its request waiting with `left` before the
+/// request's deadline: all but `WRITE_ANSWER_MARGIN`, and at least half of
+/// `left`. Past it the write is answered `unavailable`.
+pub fn write_wait(left: Duration) -> Duration {
+    left - WRITE_ANSWER_MARGIN.min(left / 2)
+}
 
 /// Most resources (`wasi:http` requests, fields, bodies, streams, pollables)
 /// one instance may hold at once; one request needs a few dozen. Past it a
@@ -190,5 +197,17 @@ impl Default for HttpLimits {
             send_timeout: Duration::from_secs(10),
             max_connections: 1024,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_waits_for_all_but_the_margin_and_at_least_half_the_time_left() {
+        assert_eq!(write_wait(WRITE_ANSWER_MARGIN * 10), WRITE_ANSWER_MARGIN * 9);
+        assert_eq!(write_wait(WRITE_ANSWER_MARGIN), WRITE_ANSWER_MARGIN / 2);
+        assert_eq!(write_wait(Duration::ZERO), Duration::ZERO);
     }
 }

@@ -32,6 +32,11 @@ pub const SECRET: &str = "testsecret";
 /// How long a server may take to become live.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The longest a log line may lag what it reports: lines reach stdout
+/// through a writer thread, a moment after the socket, the reload or the
+/// answer they tell of.
+const LOG_LAG: Duration = Duration::from_secs(10);
+
 /// The workspace root (the parent of `tests/`): where `target/` and `README.md` are.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -243,11 +248,10 @@ impl Server {
     }
 
     /// The port the server's latest `listening` log line names (a restart
-    /// in the same directory appends a new one). Waits up to five seconds
-    /// for the line: logs reach stdout through a writer thread, so the
-    /// socket can listen before its line is written.
+    /// in the same directory appends a new one). Waits up to `LOG_LAG` for
+    /// the line: the socket can listen before its line is written.
     pub fn logged_port(&self) -> Option<u16> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + LOG_LAG;
         loop {
             let logs = self.raw_logs();
             let line = logs.lines().skip(self.earlier_lines).find_map(|line| {
@@ -456,18 +460,17 @@ impl Server {
             .collect()
     }
 
-    /// The first log line `matches` accepts, waiting up to ten seconds for
-    /// it: lines reach stdout through a writer thread, a moment after what
-    /// they report. Panics with the logs when none comes.
+    /// The first log line of this start that `matches` accepts, waiting up
+    /// to `LOG_LAG` for it. Panics with the logs when none comes.
     pub fn wait_for_line(&self, matches: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + LOG_LAG;
         loop {
-            if let Some(line) = self.logs().into_iter().find(&matches) {
+            if let Some(line) = self.logs().into_iter().skip(self.earlier_lines).find(&matches) {
                 return line;
             }
             assert!(
                 Instant::now() < deadline,
-                "no such line in 10 s; logs:\n{}",
+                "no such line in {LOG_LAG:?}; logs:\n{}",
                 self.raw_logs()
             );
             std::thread::sleep(Duration::from_millis(20));

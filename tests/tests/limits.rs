@@ -154,18 +154,21 @@ fn more_spinning_guests_than_cores_delay_neither_the_host_nor_each_other() {
         let ends: Vec<_> = spinners.into_iter().map(|s| s.join().unwrap()).collect();
         (ends, probes)
     });
-    for (status, took) in &ends {
-        assert_eq!(*status, 504);
-        assert!(
-            *took < deadline + Duration::from_secs(1),
-            "a spinner's 504 came after {took:?}: {ends:?}"
-        );
-    }
+    assert!(ends.iter().all(|(status, _)| *status == 504), "{ends:?}");
+    let mut ends: Vec<Duration> = ends.into_iter().map(|(_, took)| took).collect();
+    ends.sort_unstable();
     probes.sort_unstable();
     let (median, slowest) = (probes[probes.len() / 2], probes[probes.len() - 1]);
     eprintln!("probes beside {SPINNERS} spinners: median {median:?}, slowest {slowest:?}; spinner ends {ends:?}");
-    // Bounds a stalled CI machine keeps; unfair scheduling missed them by seconds.
-    assert!(median < Duration::from_millis(25), "median probe {median:?}");
+    // Medians tight, the slowest loose enough for a machine that stalls a
+    // moment: unfair scheduling missed these by seconds.
+    let (median_end, last_end) = (ends[ends.len() / 2], ends[ends.len() - 1]);
+    assert!(
+        median_end < deadline + Duration::from_millis(400),
+        "spinner ends {ends:?}"
+    );
+    assert!(last_end < deadline + Duration::from_secs(1), "spinner ends {ends:?}");
+    assert!(median < Duration::from_millis(10), "median probe {median:?}");
     assert!(slowest < Duration::from_millis(500), "slowest probe {slowest:?}");
     assert_healthy(&server);
 }

@@ -303,12 +303,7 @@ fn a_transaction_that_commits_late_delays_the_feed_on_every_host_but_is_never_sk
     a.deliver(&message("before", "+1", "2025-01-15T10:00:00Z", None));
     // A row stored by a transaction held open: every row the hosts store
     // meanwhile has a later transaction id, and commits first.
-    let mut held = Session::open(&url).unwrap();
-    held.run(
-        "BEGIN; INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros)
-         VALUES ('held', '+1', '+2', '2025-01-15T10:00:00Z', 'held', '2025-01-15T10:00:00.000Z', 1736935200000000);",
-    )
-    .unwrap();
+    let mut held = hold_open_insert(&url, "held");
     let later: Vec<String> = (0..10).map(|n| format!("later-{n}")).collect();
     for (n, id) in later.iter().enumerate() {
         let server = if n % 2 == 0 { &a } else { &b };
@@ -358,23 +353,36 @@ fn a_write_the_database_holds_past_the_deadline_is_answered_503_and_settled_by_t
     server.wait_ready();
     // A transaction inserting the same id, held open: the host's insert
     // waits for it as it would for a database that stopped answering.
-    let mut held = Session::open(&url).unwrap();
-    held.run(
-        "BEGIN; INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros)
-         VALUES ('held', '+1', '+2', '2025-01-15T10:00:00Z', 'the holder', '2025-01-15T10:00:00.000Z', 1736935200000000);",
-    )
-    .unwrap();
+    let mut held = hold_open_insert(&url, "held");
     let body = message("held", "+1", "2025-01-15T10:00:00Z", Some("the sender"));
     let reply = server.try_deliver(&body).expect("an answer");
     assert_eq!(reply.status, 503, "not 504 at the deadline: {}", reply.body);
     assert_eq!(reply.header("retry-after"), Some("1"));
     held.run("ROLLBACK;").unwrap();
-    // The insert the host gave up waiting for goes on; the retry finds the
-    // message stored once, whichever of the two stored it.
-    let retry = server.try_deliver(&body).expect("an answer");
-    assert_eq!(retry.status, 200, "{}", retry.body);
+    // The insert the host stopped waiting for goes on, and is counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stored_ids(&url).is_empty() {
+        assert!(Instant::now() < deadline, "the host's insert did not go on");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let stored = psql(&url, "SELECT text FROM messages WHERE message_id = 'held'").unwrap();
     assert_eq!(stored.trim(), "the sender");
+    assert_eq!(server.metric("messages_stored_total"), Some(1.0));
+    let retry = server.try_deliver(&body).expect("an answer");
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert_eq!(counted(&[&server], "duplicate"), 1, "the retry finds it stored");
+}
+
+/// A session holding open a transaction that inserts `id`: rows stored
+/// meanwhile commit before it, and an insert of `id` waits for it.
+fn hold_open_insert(url: &str, id: &str) -> Session {
+    let mut held = Session::open(url).unwrap();
+    held.run(&format!(
+        "BEGIN; INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, text, created_at, ts_micros)
+         VALUES ('{id}', '+1', '+2', '2025-01-15T10:00:00Z', 'held', '2025-01-15T10:00:00.000Z', 1736935200000000);"
+    ))
+    .unwrap();
+    held
 }
 
 /// Whether `server` logged that it took forwarding's turn.

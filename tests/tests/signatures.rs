@@ -247,10 +247,13 @@ fn secrets_rotate_through_the_file_with_no_failed_request() {
     std::fs::write(&file, "new-key\n").unwrap();
     until_answered(&server, "old-key", 401);
     // A file that becomes empty, then unreadable, keeps the last good set.
+    // The client goes on sending after each refusal.
     std::fs::write(&file, "# emptied by mistake\n").unwrap();
     refused_reload(&server, "holds no secret");
+    std::thread::sleep(Duration::from_millis(300));
     std::fs::remove_file(&file).unwrap();
     refused_reload(&server, "cannot be read");
+    std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
     let statuses = client.join().unwrap();
     assert!(statuses.len() > 50, "the client kept sending: {}", statuses.len());

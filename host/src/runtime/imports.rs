@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::api_keys::{Caller, Scope};
 use crate::bindings::inlet::service::{access, forwarding, log, metrics, settings, storage};
-use crate::limits::{GUEST_LOG, WRITE_ANSWER_MARGIN};
+use crate::limits::{GUEST_LOG, write_wait};
 use crate::storage::{Operation, check_feed_wait};
 use crate::telemetry::logging::Level;
 use crate::telemetry::metrics::{RemovalReason, result_label};
@@ -17,12 +17,14 @@ impl storage::Host for Sandbox {
     async fn insert(&mut self, message: storage::Message) -> Result<storage::InsertOutcome, storage::Error> {
         self.effects.mark();
         let services = self.services.clone();
-        let commit = answered_by(self.deadline, services.store.insert(message));
-        let outcome = timed(&services, Operation::Insert, commit).await;
-        if outcome == Ok(storage::InsertOutcome::Created) {
-            self.services.created(1);
-        }
-        outcome
+        answered_by(self.deadline, async move {
+            let outcome = timed(&services, Operation::Insert, services.store.insert(message)).await;
+            if outcome == Ok(storage::InsertOutcome::Created) {
+                services.created(1);
+            }
+            outcome
+        })
+        .await
     }
 
     async fn insert_batch(
@@ -31,14 +33,16 @@ impl storage::Host for Sandbox {
     ) -> Result<Vec<storage::InsertOutcome>, storage::Error> {
         self.effects.mark();
         let services = self.services.clone();
-        let commit = answered_by(self.deadline, services.store.insert_batch(messages));
-        let outcomes = timed(&services, Operation::InsertBatch, commit).await?;
-        let created = outcomes
-            .iter()
-            .filter(|o| **o == storage::InsertOutcome::Created)
-            .count();
-        self.services.created(created as u64);
-        Ok(outcomes)
+        answered_by(self.deadline, async move {
+            let outcomes = timed(&services, Operation::InsertBatch, services.store.insert_batch(messages)).await?;
+            let created = outcomes
+                .iter()
+                .filter(|o| **o == storage::InsertOutcome::Created)
+                .count();
+            services.created(created as u64);
+            Ok(outcomes)
+        })
+        .await
     }
 
     async fn list_messages(&mut self, request: storage::PageRequest) -> Result<storage::Page, storage::Error> {
@@ -59,12 +63,14 @@ impl storage::Host for Sandbox {
     async fn remove_message(&mut self, message_id: String) -> Result<storage::Removal, storage::Error> {
         self.effects.mark();
         let services = self.services.clone();
-        let commit = answered_by(self.deadline, services.store.remove(message_id));
-        let removal = timed(&services, Operation::Remove, commit).await;
-        if removal == Ok(storage::Removal::Removed) {
-            self.services.metrics.record_removed(RemovalReason::Erased, 1);
-        }
-        removal
+        answered_by(self.deadline, async move {
+            let removal = timed(&services, Operation::Remove, services.store.remove(message_id)).await;
+            if removal == Ok(storage::Removal::Removed) {
+                services.metrics.record_removed(RemovalReason::Erased, 1);
+            }
+            removal
+        })
+        .await
     }
 
     async fn read_feed(
@@ -128,24 +134,25 @@ impl storage::Host for Sandbox {
     }
 }
 
-/// Awaits a write, but answers `unavailable` (the guest's 503 with
-/// `Retry-After`) once it is `WRITE_ANSWER_MARGIN` from the request's
-/// `deadline`, so that a write hanging on its database (cut off, a lost
-/// synchronous standby) is answered 503, not 504, and a host cut off from
-/// its database leaves a load balancer's rotation. The write itself goes
-/// on (a commit is never cancelled): its outcome is unknown, and the
-/// sender's retry settles it as `created` or `duplicate`.
-async fn answered_by<T>(
+/// Runs a write, with what it counts, as a task of its own, so that it goes
+/// on whatever becomes of its request (a commit is never cancelled); answers
+/// `unavailable` (the guest's 503 with `Retry-After`) once the request's
+/// `deadline` is near (`limits::write_wait`), so that a write hanging on
+/// its database (cut off, a lost synchronous standby) is a 503 the sender
+/// retries, not a 504. Its outcome is unknown then: the retry finds the
+/// message it stored `duplicate`, the message it erased `not-found`.
+async fn answered_by<T: Send + 'static>(
     deadline: Instant,
-    write: impl Future<Output = Result<T, storage::Error>>,
+    write: impl Future<Output = Result<T, storage::Error>> + Send + 'static,
 ) -> Result<T, storage::Error> {
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let bound = remaining - WRITE_ANSWER_MARGIN.min(remaining / 2);
-    tokio::time::timeout(bound, write).await.unwrap_or_else(|_| {
-        Err(storage::Error::Unavailable(
-            "the database has not confirmed the write in time; its outcome is unknown, a retry settles it".into(),
-        ))
-    })
+    let wait = write_wait(deadline.saturating_duration_since(Instant::now()));
+    match tokio::time::timeout(wait, tokio::spawn(write)).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(failed)) => Err(storage::Error::Internal(format!("the write's task failed: {failed}"))),
+        Err(_) => Err(storage::Error::Unavailable(
+            "the database has not confirmed the write in time; its outcome is unknown".into(),
+        )),
+    }
 }
 
 /// Awaits a storage call and records its latency.

@@ -49,7 +49,7 @@ pub use inlet::bindings::inlet::service::storage::{
 pub use inlet::storage::{MessageStore, Operation, SqliteStore, StoreError};
 pub use inlet::telemetry::logging::Level;
 pub use inlet_signature::{SigningKey, standard};
-pub use mock::MockStore;
+pub use mock::{Hold, MockStore};
 pub use recording::StorageCall;
 
 use recording::RecordingStore;

@@ -1,4 +1,4 @@
-//! An in-memory store with the real semantics, and scripted failures and stalls.
+//! An in-memory store with the real semantics, and scripted failures and holds.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -8,6 +8,7 @@ use inlet::storage::{
     Expired, Expiry, FEED_START, FeedPage, FeedPosition, check_feed_limit, check_insert_batch, check_message,
     check_page_request, check_top_senders, fold, stamp,
 };
+use tokio::sync::oneshot;
 
 use crate::{
     InsertOutcome, Message, MessageStats, MessageStore, Operation, Page, PageRequest, Removal, SenderCount, StoreError,
@@ -37,12 +38,23 @@ struct State {
     scripted: VecDeque<(Operation, Scripted)>,
 }
 
-/// What a scripted call does instead of its work.
+/// What a scripted call does instead of its work, or first.
 enum Scripted {
     /// Fails with this error, storing nothing.
     Fail(StoreError),
-    /// Never answers, as a call on a database cut off mid-commit.
-    Stall,
+    /// Waits until released, as a call on a database that stopped
+    /// answering mid-commit, then does its work.
+    Hold(oneshot::Receiver<()>),
+}
+
+/// Holds a call scripted by [`MockStore::hold_next`] until released or dropped.
+pub struct Hold(oneshot::Sender<()>);
+
+impl Hold {
+    /// Lets the held call go on.
+    pub fn release(self) {
+        let _ = self.0.send(());
+    }
 }
 
 impl MockStore {
@@ -57,10 +69,12 @@ impl MockStore {
         self.lock().scripted.push_back((operation, Scripted::Fail(error)));
     }
 
-    /// The next call of `operation` never answers (and stores nothing): the
-    /// host must give up on it.
-    pub fn stall_next(&self, operation: Operation) {
-        self.lock().scripted.push_back((operation, Scripted::Stall));
+    /// The next call of `operation` waits, storing nothing, until the
+    /// returned [`Hold`] is released or dropped; then it does its work.
+    pub fn hold_next(&self, operation: Operation) -> Hold {
+        let (release, released) = oneshot::channel();
+        self.lock().scripted.push_back((operation, Scripted::Hold(released)));
+        Hold(release)
     }
 
     /// Plays the next call scripted for `operation`, if any.
@@ -73,7 +87,10 @@ impl MockStore {
         match scripted {
             None => Ok(()),
             Some((_, Scripted::Fail(error))) => Err(error),
-            Some((_, Scripted::Stall)) => std::future::pending().await,
+            Some((_, Scripted::Hold(released))) => {
+                let _ = released.await;
+                Ok(())
+            }
         }
     }
 

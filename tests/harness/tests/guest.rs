@@ -196,7 +196,7 @@ async fn storage_failure_is_a_clean_503_never_a_trap() {
 }
 
 #[tokio::test]
-async fn a_write_that_never_answers_is_a_503_before_the_deadline_not_a_504() {
+async fn a_write_held_up_is_a_503_before_the_deadline_and_goes_on() {
     let store = MockStore::new();
     let limits = GuestLimits {
         request_timeout: Duration::from_secs(2),
@@ -204,16 +204,20 @@ async fn a_write_that_never_answers_is_a_503_before_the_deadline_not_a_504() {
     };
     let harness = Harness::with_limits(guest(), store.clone(), limits).unwrap();
     let message = body("m1", "+1", "2025-01-15T10:00:00Z", Some("hi"));
-    store.stall_next(Operation::Insert);
-    let stalled = harness.signed_webhook(&message).await;
-    assert_eq!((stalled.status, stalled.header("retry-after")), (503, Some("1")));
-    assert_eq!(stalled.failure, None, "the guest answered; the deadline did not");
+    let hold = store.hold_next(Operation::Insert);
+    let held = harness.signed_webhook(&message).await;
+    assert_eq!((held.status, held.header("retry-after")), (503, Some("1")));
+    assert_eq!(held.failure, None, "the guest answered; the deadline did not");
     assert!(store.messages().is_empty());
-    assert_eq!(
-        harness.signed_webhook(&message).await.status,
-        200,
-        "the retry stores it"
-    );
+    hold.release();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.messages().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the held insert did not go on");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let retry = harness.signed_webhook(&message).await;
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.webhook_results, ["duplicate"]);
 }
 
 #[tokio::test]
