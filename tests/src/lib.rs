@@ -37,6 +37,19 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// answer they tell of.
 const LOG_LAG: Duration = Duration::from_secs(10);
 
+/// Whether `done` holds within `within`, asked every 20 ms: for what the
+/// server does a moment after the answer or the event a test saw.
+pub fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
+
 /// The workspace root (the parent of `tests/`): where `target/` and `README.md` are.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -247,25 +260,12 @@ impl Server {
         })
     }
 
-    /// The port the server's latest `listening` log line names (a restart
-    /// in the same directory appends a new one). Waits up to `LOG_LAG` for
-    /// the line: the socket can listen before its line is written.
+    /// The port this start's `listening` log line names (a restart in the
+    /// same directory appends a new one); waits for the line as
+    /// `wait_for_line` does: the socket can listen before it is written.
     pub fn logged_port(&self) -> Option<u16> {
-        let deadline = Instant::now() + LOG_LAG;
-        loop {
-            let logs = self.raw_logs();
-            let line = logs.lines().skip(self.earlier_lines).find_map(|line| {
-                let line: Value = serde_json::from_str(line).ok()?;
-                (line["msg"] == "listening").then_some(line)
-            });
-            if let Some(line) = line {
-                return line["address"].as_str()?.rsplit_once(':')?.1.parse().ok();
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let line = self.wait_for_line(|line| line["msg"] == "listening");
+        line["address"].as_str()?.rsplit_once(':')?.1.parse().ok()
     }
 
     /// Polls `/health/ready` every millisecond until it answers 200; how long
@@ -463,18 +463,13 @@ impl Server {
     /// The first log line of this start that `matches` accepts, waiting up
     /// to `LOG_LAG` for it. Panics with the logs when none comes.
     pub fn wait_for_line(&self, matches: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + LOG_LAG;
-        loop {
-            if let Some(line) = self.logs().into_iter().skip(self.earlier_lines).find(&matches) {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no such line in {LOG_LAG:?}; logs:\n{}",
-                self.raw_logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut found = None;
+        let logged = wait_until(LOG_LAG, || {
+            found = self.logs().into_iter().skip(self.earlier_lines).find(&matches);
+            found.is_some()
+        });
+        assert!(logged, "no such line in {LOG_LAG:?}; logs:\n{}", self.raw_logs());
+        found.expect("found when logged")
     }
 
     /// Request log lines (those with a `status`) except the start-up polls

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use inlet_e2e::feed::Follower;
-use inlet_e2e::{Backend, Server, message};
+use inlet_e2e::{Backend, Server, message, wait_until};
 
 const TS: &str = "2025-01-15T10:00:00Z";
 
@@ -216,11 +216,10 @@ fn waiters_past_feed_waiters_are_told_to_retry() {
         };
         let before = head_reads();
         let first = scope.spawn(|| server.get("/feed?wait=3"));
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while head_reads() == before {
-            assert!(Instant::now() < deadline, "the first long-poll never waited");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        assert!(
+            wait_until(Duration::from_secs(2), || head_reads() != before),
+            "the first long-poll never waited"
+        );
         let second = server.get("/feed?wait=3");
         assert_eq!(second.status, 503, "{}", second.body);
         assert!(second.header("retry-after").is_some());

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use inlet_e2e::receiver::{Answer, Delivery, Receiver};
-use inlet_e2e::{Server, message, sign};
+use inlet_e2e::{Server, message, sign, wait_until};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -64,17 +64,6 @@ fn deliveries_counted(server: &Server, result: &str) -> u64 {
     server
         .metric(&series)
         .expect("every result is on /metrics from the start") as u64
-}
-
-fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use inlet_e2e::raw::{self, connect, read_status, status_line};
-use inlet_e2e::{Server, inlet_bin, message, misbehaving_guest, sign, swap};
+use inlet_e2e::{Server, inlet_bin, message, misbehaving_guest, sign, swap, wait_until};
 
 /// What every answer a hostile client must not delay has to come within.
 const PROMPTLY: Duration = Duration::from_secs(2);
@@ -164,12 +164,11 @@ fn a_client_that_leaves_frees_its_instance_and_is_logged_499() {
     assert_eq!(server.metric("guest_traps_total{reason=\"trap\"}").unwrap_or(0.0), 0.0);
     // The one request in flight is the one reading the metrics, once the
     // leavers' requests have ended (their log line can come a moment before).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut in_flight = server.metric("requests_in_flight");
-    while in_flight != Some(1.0) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    let mut in_flight = None;
+    wait_until(Duration::from_secs(5), || {
         in_flight = server.metric("requests_in_flight");
-    }
+        in_flight == Some(1.0)
+    });
     assert_eq!(in_flight, Some(1.0));
 }
 

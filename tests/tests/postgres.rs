@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use inlet_e2e::feed::Follower;
-use inlet_e2e::{Reply, Server, message};
+use inlet_e2e::{Reply, Server, message, wait_until};
 use inlet_pgserver::{PgServer, Session, fresh_database, psql};
 
 /// A host serving the database at `url`.
@@ -360,11 +360,10 @@ fn a_write_the_database_holds_past_the_deadline_is_answered_503_and_settled_by_t
     assert_eq!(reply.header("retry-after"), Some("1"));
     held.run("ROLLBACK;").unwrap();
     // The insert the host stopped waiting for goes on, and is counted.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stored_ids(&url).is_empty() {
-        assert!(Instant::now() < deadline, "the host's insert did not go on");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        wait_until(Duration::from_secs(10), || !stored_ids(&url).is_empty()),
+        "the host's insert did not go on"
+    );
     let stored = psql(&url, "SELECT text FROM messages WHERE message_id = 'held'").unwrap();
     assert_eq!(stored.trim(), "the sender");
     assert_eq!(server.metric("messages_stored_total"), Some(1.0));
